@@ -1,0 +1,65 @@
+"""ComP for incomplete multimodal emotion recognition, as a transformers model.
+
+Importing this package registers `ComPConfig` / `ComPForEmotionRecognition` with `AutoConfig`, `AutoModel` and
+`AutoModelForTokenClassification` (an utterance of a conversation plays the role of a token: one prediction per
+position), so `AutoModel.from_pretrained(path)` works without `trust_remote_code` when the package is installed.
+"""
+
+import contextlib
+
+from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
+
+from .configuration_comp import (
+    ATTENTION_MASK,
+    AUDIO,
+    AUTO_MAP,
+    LABELS,
+    MODALITIES,
+    MODALITY_MASK,
+    MODEL_INPUT_NAMES,
+    TEXT,
+    VIDEO,
+    ComPConfig,
+)
+from .modeling_comp import (
+    ComPForEmotionRecognition,
+    ComPModel,
+    ComPModelOutput,
+    ComPOutput,
+    ComPPreTrainedModel,
+)
+
+
+__version__ = "0.1.0"
+
+
+def _register() -> None:
+    with contextlib.suppress(ValueError):  # already registered (module reloaded)
+        AutoConfig.register(ComPConfig.model_type, ComPConfig)
+    for auto_class in (AutoModel, AutoModelForTokenClassification):
+        with contextlib.suppress(ValueError):
+            auto_class.register(ComPConfig, ComPForEmotionRecognition)
+    # `save_pretrained` copies the two model files into the checkpoint; the auto_map lists every Auto class.
+    ComPConfig.register_for_auto_class("AutoConfig")
+    ComPForEmotionRecognition.register_for_auto_class("AutoModel")
+
+
+_register()
+
+__all__ = [
+    "ATTENTION_MASK",
+    "AUDIO",
+    "AUTO_MAP",
+    "LABELS",
+    "MODALITIES",
+    "MODALITY_MASK",
+    "MODEL_INPUT_NAMES",
+    "TEXT",
+    "VIDEO",
+    "ComPConfig",
+    "ComPForEmotionRecognition",
+    "ComPModel",
+    "ComPModelOutput",
+    "ComPOutput",
+    "ComPPreTrainedModel",
+]
