@@ -53,8 +53,6 @@ class ComPModelOutput(ModelOutput):
             The output `Z̄^u` of each modality's last propagation stage (audio, text, video).
         coordinator_weights (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3)`, *optional*):
             The coordinator's per-utterance modality weights (stage 2 only).
-        private_hidden_states (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3, hidden_size)`, *optional*):
-            Stage-1 private branches after the attention stacks (only when requested for the stage-1 loss).
         projected_features, reconstructed_features, shared_features, private_features (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3, hidden_size)`):
             Inputs projections, their decoder reconstructions, and the shared / private encoder outputs
             (used by the reconstruction and disentanglement losses).
@@ -62,22 +60,17 @@ class ComPModelOutput(ModelOutput):
             The effective mask: observed modality of a real utterance.
         attention_mask (`torch.FloatTensor` of shape `(batch_size, num_utterances)`):
             Real utterances.
-        prototype_layer_weights (`dict`, *optional*):
-            Per modality, the (non-leaf) slice of the prototype layer's first weight used in this forward; the
-            gradient modulator registers its hook on it.
     """
 
     fused_hidden_state: torch.FloatTensor | None = None
     modality_hidden_states: torch.FloatTensor | None = None
     coordinator_weights: torch.FloatTensor | None = None
-    private_hidden_states: torch.FloatTensor | None = None
     projected_features: torch.FloatTensor | None = None
     reconstructed_features: torch.FloatTensor | None = None
     shared_features: torch.FloatTensor | None = None
     private_features: torch.FloatTensor | None = None
     modality_mask: torch.FloatTensor | None = None
     attention_mask: torch.FloatTensor | None = None
-    prototype_layer_weights: dict | None = None
 
 
 @dataclass
@@ -125,6 +118,34 @@ class ComPMlp(nn.Module):
         return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(hidden)))))
 
 
+class _Packer:
+    """Moves between padded `[B, T, ...]` tensors and the packed rows `[N, ...]` that are actually computed.
+
+    Every position-wise layer (projections, encoders, decoders, MLPs, heads: nearly all of the compute) runs on
+    the `N` real utterances only; only the attention and the prototype layer see the `[B, T]` layout. In
+    reference mode every (padded) position is a row, as in the released code, and packing is a reshape.
+    """
+
+    def __init__(self, rows: torch.Tensor | None, batch: int, length: int, device: torch.device):
+        self.batch, self.length = batch, length
+        self.full = rows is None
+        flat = torch.arange(batch * length, device=device) if rows is None else rows
+        self.rows = flat
+        self.conversation = flat // length
+        self.position = flat % length
+
+    def pack(self, padded: torch.Tensor) -> torch.Tensor:
+        flat = padded.reshape(self.batch * self.length, *padded.shape[2:])
+        return flat if self.full else flat.index_select(0, self.rows)
+
+    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
+        shape = (self.batch, self.length, *packed.shape[1:])
+        if self.full:
+            return packed.reshape(shape)
+        out = packed.new_zeros((self.batch * self.length, *packed.shape[1:]))
+        return out.index_copy(0, self.rows, packed).view(shape)
+
+
 class ComPAttention(nn.Module):
     """One masked self-attention layer of one modality (COMP_SPEC B §3.2).
 
@@ -145,11 +166,12 @@ class ComPAttention(nn.Module):
         self.mlp = ComPMlp(dim, dim, dim, config.hidden_dropout_prob)
         self.attention_dropout = config.attention_dropout_prob
 
-    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        batch, length, dim = hidden.shape
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor, packer: _Packer) -> torch.Tensor:
+        """`hidden`: packed rows `[N, D]`; `key_mask`: `[B, T]` observed keys. Returns packed `[N, D]`."""
+        batch, length = key_mask.shape
 
         def heads(x: torch.Tensor) -> torch.Tensor:
-            return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+            return packer.unpack(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
         query, key, value = heads(self.q(hidden)), heads(self.k(hidden)), heads(self.v(hidden))
         # Conversations without any observed key: the released code's softmax gives NaN, then 0. We let every
@@ -165,7 +187,7 @@ class ComPAttention(nn.Module):
             scale=self.head_dim**-0.5,
         )
         attended = attended * has_key[:, None, None, None].to(attended.dtype)
-        attended = attended.transpose(1, 2).reshape(batch, length, dim)
+        attended = packer.pack(attended.transpose(1, 2).reshape(batch, length, -1))
         return attended + self.mlp(attended)
 
 
@@ -184,9 +206,9 @@ class ComPPropagationStack(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([ComPAttentionLayer(config) for _ in range(config.num_layers // 2)])
 
-    def forward(self, hidden: torch.Tensor, modality: str, key_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, modality: str, key_mask: torch.Tensor, packer: _Packer) -> torch.Tensor:
         for layer in self.layers:
-            hidden = hidden + layer.modalities[modality](hidden, key_mask)
+            hidden = hidden + layer.modalities[modality](hidden, key_mask, packer)
         return hidden
 
 
@@ -230,22 +252,23 @@ class ComPPromptGenerator(nn.Module):
         )
         self.residual_projection = nn.Linear(config.hidden_size, config.prompt_dim)
 
-    def prototypes(self, hidden: torch.Tensor, row_mask: torch.Tensor | None, holder: dict | None) -> tuple:
-        """Compress a conversation's `T` utterances into `K` prototypes: `[B, T, D] -> [B, K, D]`.
+    def prototypes(
+        self, hidden: torch.Tensor, row_mask: torch.Tensor | None, holder: dict | None, packer: _Packer
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compress each conversation's utterances (packed rows `[N, D]`) into `K` prototypes `[B, K, D]`.
 
         Only the first `T` columns of the `[K, max_utterances]` first layer are used: with the rows of padded
         (and, by default, missing) utterances zeroed, the other columns would only ever multiply zeros.
         """
         layer = self.prototype_layer
-        length = hidden.shape[1]
         if row_mask is not None:
-            # Deviation (default mode): padded and missing utterances do not feed the prototypes (the intent of
-            # Eq. 7's mask). The released code feeds them (padded rows carry the projection biases).
-            hidden = hidden * row_mask[..., None]
-        weight = layer.fc1.weight[:, :length]
+            # Deviation (default mode): missing utterances do not feed the prototypes (the intent of Eq. 7's
+            # mask), and padded ones are zeros. The released code feeds both (padded rows carry the biases).
+            hidden = hidden * row_mask[:, None]
+        weight = layer.fc1.weight[:, : packer.length]
         if holder is not None:
             weight = _ScaleColumnsGrad.apply(weight, holder)
-        transposed = hidden.transpose(1, 2)  # [B, D, T]
+        transposed = packer.unpack(hidden).transpose(1, 2)  # [B, D, T]
         hidden_protos = layer.dropout(F.gelu(F.linear(transposed, weight, layer.fc1.bias)))
         protos = layer.dropout(layer.fc2(hidden_protos))  # [B, D, K]
         return protos.transpose(1, 2), weight
@@ -255,9 +278,10 @@ class ComPPromptGenerator(nn.Module):
         hidden: torch.Tensor,
         prototypes: torch.Tensor | None,
         batch_scope: bool,
+        packer: _Packer,
         released_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Prompts `[B, T, p]` for the utterances `hidden` `[B, T, D]` given prototypes `[B, K, D]`.
+        """Prompts `[N, p]` for the packed utterances `hidden` `[N, D]` given prototypes `[B, K, D]`.
 
         `released_mask` (`[B, T]`, reference mode only) reproduces the released code's similarity mask bit for
         bit: it is a no-op mathematically, but `cos - 10000` rounds in float32.
@@ -265,7 +289,7 @@ class ComPPromptGenerator(nn.Module):
         residual = self.residual_projection(hidden)
         if prototypes is None:  # ablation "w/o PG": the prompts are not built from prototypes
             return residual
-        batch, length, dim = hidden.shape
+        dim = hidden.shape[-1]
         queries = F.normalize(hidden, dim=-1)
         keys = F.normalize(prototypes, dim=-1)
         # Eq. 7's mask is constant along each row of the similarity matrix, so it cannot change a row softmax
@@ -273,18 +297,17 @@ class ComPPromptGenerator(nn.Module):
         if batch_scope:
             # Released behaviour: every utterance attends to the prototypes of every conversation in the batch,
             # so a prediction depends on the rest of the batch.
-            flat_keys = keys.reshape(batch * keys.shape[1], dim)
-            similarity = queries.reshape(batch * length, dim) @ flat_keys.T
+            similarity = queries @ keys.reshape(-1, dim).T  # [N, B*K]
             if released_mask is not None:
                 # the released mask is read in (utterance, conversation) order against (conversation, utterance)
                 # rows; only its float32 rounding has an effect
                 similarity = similarity + ((1.0 - released_mask.transpose(0, 1).reshape(-1)) * -10000.0)[:, None]
-            weights = torch.softmax(similarity, dim=-1)
-            aggregated = (weights @ prototypes.reshape(-1, dim)).view(batch, length, dim)
+            aggregated = torch.softmax(similarity, dim=-1) @ prototypes.reshape(-1, dim)
         else:
             # Deviation (default, prototype_scope="dialogue"): only the conversation's own prototypes.
-            weights = torch.softmax(queries @ keys.transpose(1, 2), dim=-1)
-            aggregated = weights @ prototypes
+            own = packer.conversation
+            similarity = (keys[own] @ queries[:, :, None]).squeeze(-1)  # [N, K]
+            aggregated = (torch.softmax(similarity, dim=-1)[:, None, :] @ prototypes[own]).squeeze(1)
         return self.prompt_projection(aggregated) + residual
 
 
@@ -327,6 +350,25 @@ class ComPPreTrainedModel(PreTrainedModel):
         getattr(source, f"{kind}_")(tensor, **kwargs)
 
 
+@dataclass
+class _PackedState:
+    """Internal result of `ComPModel._forward_packed`: per-row tensors of the computed utterances."""
+
+    packer: _Packer
+    length: int  # the caller's number of utterance positions
+    fused: torch.Tensor  # [N, 3D]
+    streams: torch.Tensor  # [N, 3, D]
+    coordinator_weights: torch.Tensor | None  # [N, 3]
+    private_streams: torch.Tensor | None  # [N, 3, D]
+    projected: torch.Tensor  # [N, 3, D]
+    reconstructed: torch.Tensor  # [N, 3, D]
+    shared: torch.Tensor  # [N, 3, D]
+    private: torch.Tensor  # [N, 3, D]
+    modality_mask: torch.Tensor  # [N, 3]
+    real: torch.Tensor  # [N] 1 for real utterances (0 for padded rows, which exist in reference mode only)
+    prototype_weights: dict | None
+
+
 class ComPModel(ComPPreTrainedModel):
     """The ComP backbone: from the three feature streams up to the fused (coordinator-weighted) representation.
 
@@ -360,8 +402,7 @@ class ComPModel(ComPPreTrainedModel):
         self.coordinator = ComPMlp(3 * dim, dim, 3, drop)
         self.post_init()
 
-    # -- helpers -------------------------------------------------------------------------------------------
-    def _prepare_inputs(self, audio, text, video, modality_mask, attention_mask):
+    def _validate_inputs(self, audio, text, video, modality_mask, attention_mask):
         features = {AUDIO: audio, TEXT: text, VIDEO: video}
         batch, length = None, None
         for name, tensor in features.items():
@@ -400,8 +441,94 @@ class ComPModel(ComPPreTrainedModel):
             )
         attention_mask = (attention_mask != 0).to(dtype)
         modality_mask = (modality_mask != 0).to(dtype) * attention_mask[..., None]
-        features = {m: features[m].to(dtype) * modality_mask[..., i : i + 1] for i, m in enumerate(MODALITIES)}
         return features, modality_mask, attention_mask
+
+    def _forward_packed(
+        self,
+        audio,
+        text,
+        video,
+        modality_mask=None,
+        attention_mask=None,
+        training_stage=None,
+        return_private=False,
+        modulation_holders=None,
+    ) -> _PackedState:
+        config = self.config
+        stage = training_stage if training_stage is not None else config.training_stage
+        features, modality_mask, attention_mask = self._validate_inputs(
+            audio, text, video, modality_mask, attention_mask
+        )
+        batch, length = attention_mask.shape
+        reference = config.reference_compat
+        if reference:
+            # Released behaviour: every batch is padded to the fixed length `seq_len` before the model, and every
+            # padded position is computed (and feeds the prototype layer); outputs are cut back afterwards.
+            pad = config.max_utterances - length
+            features = {m: F.pad(x, (0, 0, 0, pad)) for m, x in features.items()}
+            modality_mask = F.pad(modality_mask, (0, 0, 0, pad))
+            attention_mask = F.pad(attention_mask, (0, pad))
+            packer = _Packer(None, batch, config.max_utterances, attention_mask.device)
+        else:
+            real_rows = attention_mask.reshape(-1).nonzero().squeeze(1)
+            rows = None if real_rows.numel() == batch * length else real_rows
+            packer = _Packer(rows, batch, length, attention_mask.device)
+        key_masks = {m: modality_mask[..., i] > 0 for i, m in enumerate(MODALITIES)}
+        mask_rows = packer.pack(modality_mask)  # [N, 3]
+        row_masks = {m: mask_rows[:, i] for i, m in enumerate(MODALITIES)}
+        # the model zeroes masked features itself
+        inputs = {m: packer.pack(features[m]) * row_masks[m][:, None] for m in MODALITIES}
+
+        projected = {m: self.input_dropout(self.input_projections[m](inputs[m])) for m in MODALITIES}
+        shared = {m: self.shared_encoders[m](projected[m]) for m in MODALITIES}
+        private = {m: self.private_encoders[m](projected[m]) for m in MODALITIES}
+        reconstructed = {m: self.decoders[m](torch.cat([shared[m], private[m]], dim=-1)) for m in MODALITIES}
+
+        coordinator_weights = None
+        private_streams = None
+        prototype_weights = None
+        first, second = self.propagation_stacks
+
+        def both_stacks(x: torch.Tensor, m: str) -> torch.Tensor:
+            return second(first(x, m, key_masks[m], packer), m, key_masks[m], packer)
+
+        if stage == 1 or not config.use_knowledge_propagation:
+            # Stage 1 (and the "w/o KP" ablation): each stream through both stacks, no prompts; missing and
+            # padded rows are zeroed before the plain concatenation.
+            streams = {m: both_stacks(shared[m], m) for m in MODALITIES}
+            if stage == 1 and return_private:
+                # Deviation (default mode): each private branch uses its own private features. The released
+                # code feeds audio's private features to the text and video branches.
+                sources = {m: private[AUDIO] if reference else private[m] for m in MODALITIES}
+                private_streams = torch.stack([both_stacks(sources[m], m) for m in MODALITIES], dim=1)
+            fused = torch.cat([streams[m] * row_masks[m][:, None] for m in MODALITIES], dim=-1)
+        else:
+            streams, coordinator_weights, prototype_weights = self._propagate(
+                shared, key_masks, row_masks, modality_mask, packer, modulation_holders
+            )
+            stacked = torch.stack([streams[m] for m in MODALITIES], dim=1)  # [N, 3, D]
+            # In stage 2 the rows of missing modalities are not zeroed (released behaviour): after knowledge
+            # propagation they hold what the other modalities reconstructed for them.
+            fused = (stacked * coordinator_weights[..., None]).flatten(1)
+
+        def stack(values: dict) -> torch.Tensor:
+            return torch.stack([values[m] for m in MODALITIES], dim=1)
+
+        return _PackedState(
+            packer=packer,
+            length=length,
+            fused=fused,
+            streams=stack(streams),
+            coordinator_weights=coordinator_weights,
+            private_streams=private_streams,
+            projected=stack(projected),
+            reconstructed=stack(reconstructed),
+            shared=stack(shared),
+            private=stack(private),
+            modality_mask=mask_rows,
+            real=packer.pack(attention_mask),
+            prototype_weights=prototype_weights,
+        )
 
     def forward(
         self,
@@ -411,8 +538,6 @@ class ComPModel(ComPPreTrainedModel):
         modality_mask: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         training_stage: int | None = None,
-        return_private: bool = False,
-        modulation_holders: dict | None = None,
         return_dict: bool | None = None,
     ) -> ComPModelOutput | tuple:
         r"""
@@ -429,112 +554,62 @@ class ComPModel(ComPPreTrainedModel):
                 1 for real utterances, 0 for padding. Defaults to all real.
             training_stage (`int`, *optional*):
                 Overrides `config.training_stage` for this call.
-            return_private (`bool`, *optional*, defaults to `False`):
-                Also run the stage-1 private branches through the attention stacks (for the stage-1 loss).
-            modulation_holders (`dict`, *optional*):
-                Internal: per-modality dicts whose `"scale"` entry the gradient modulator fills after the
-                forward; the prototype layers' gradients are scaled by it.
+
+        Returns:
+            [`ComPModelOutput`]; padded positions hold zeros.
         """
-        config = self.config
-        return_dict = return_dict if return_dict is not None else config.return_dict
-        stage = training_stage if training_stage is not None else config.training_stage
-        features, modality_mask, attention_mask = self._prepare_inputs(
-            audio, text, video, modality_mask, attention_mask
-        )
-        length = attention_mask.shape[1]
-        reference = config.reference_compat
-        if reference and length < config.max_utterances:
-            # Released behaviour: every batch is padded to the fixed length `seq_len` before the model, and
-            # the padded positions feed the prototype layer; pad here and cut the outputs back afterwards.
-            pad = config.max_utterances - length
-            features = {m: F.pad(x, (0, 0, 0, pad)) for m, x in features.items()}
-            modality_mask = F.pad(modality_mask, (0, 0, 0, pad))
-            attention_mask = F.pad(attention_mask, (0, pad))
-        key_masks = {m: modality_mask[..., i] > 0 for i, m in enumerate(MODALITIES)}
-        row_masks = {m: modality_mask[..., i] for i, m in enumerate(MODALITIES)}
-
-        projected = {m: self.input_dropout(self.input_projections[m](features[m])) for m in MODALITIES}
-        shared = {m: self.shared_encoders[m](projected[m]) for m in MODALITIES}
-        private = {m: self.private_encoders[m](projected[m]) for m in MODALITIES}
-        reconstructed = {m: self.decoders[m](torch.cat([shared[m], private[m]], dim=-1)) for m in MODALITIES}
-
-        coordinator_weights = None
-        private_states = None
-        prototype_weights = None
-        first, second = self.propagation_stacks
-        if stage == 1 or not config.use_knowledge_propagation:
-            # Stage 1 (and the "w/o KP" ablation): each stream through both stacks, no prompts; missing and
-            # padded rows are zeroed before the plain concatenation.
-            streams = {m: second(first(shared[m], m, key_masks[m]), m, key_masks[m]) for m in MODALITIES}
-            if stage == 1 and return_private:
-                # Deviation (default mode): each private branch uses its own private features. The released
-                # code feeds audio's private features to the text and video branches.
-                sources = {m: private[AUDIO] if reference else private[m] for m in MODALITIES}
-                private_states = torch.stack(
-                    [second(first(sources[m], m, key_masks[m]), m, key_masks[m]) for m in MODALITIES], dim=2
-                )
-            fused = torch.cat([streams[m] * row_masks[m][..., None] for m in MODALITIES], dim=-1)
-        else:
-            streams, coordinator_weights, prototype_weights = self._propagate(
-                shared, key_masks, row_masks, attention_mask, modulation_holders
-            )
-            stacked = torch.stack([streams[m] for m in MODALITIES], dim=2)  # [B, T, 3, D]
-            # In stage 2 the rows of missing modalities are not zeroed (released behaviour): after knowledge
-            # propagation they hold what the other modalities reconstructed for them.
-            fused = (stacked * coordinator_weights[..., None]).flatten(2)
-
-        def stack(values: dict) -> torch.Tensor:
-            return torch.stack([values[m] for m in MODALITIES], dim=2)
-
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        state = self._forward_packed(audio, text, video, modality_mask, attention_mask, training_stage)
+        unpack = _unpacker(state)
         outputs = ComPModelOutput(
-            fused_hidden_state=fused,
-            modality_hidden_states=stack(streams),
-            coordinator_weights=coordinator_weights,
-            private_hidden_states=private_states,
-            projected_features=stack(projected),
-            reconstructed_features=stack(reconstructed),
-            shared_features=stack(shared),
-            private_features=stack(private),
-            modality_mask=modality_mask,
-            attention_mask=attention_mask,
-            prototype_layer_weights=prototype_weights,
+            fused_hidden_state=unpack(state.fused),
+            modality_hidden_states=unpack(state.streams),
+            coordinator_weights=unpack(state.coordinator_weights),
+            projected_features=unpack(state.projected),
+            reconstructed_features=unpack(state.reconstructed),
+            shared_features=unpack(state.shared),
+            private_features=unpack(state.private),
+            modality_mask=unpack(state.modality_mask),
+            attention_mask=unpack(state.real),
         )
-        if reference and length < config.max_utterances:
-            outputs = _cut_outputs(outputs, length)
         return outputs if return_dict else outputs.to_tuple()
 
-    def _propagate(self, shared, key_masks, row_masks, attention_mask, modulation_holders):
+    def _propagate(self, shared, key_masks, row_masks, modality_mask, packer, modulation_holders):
         """Stage 2: prompt generation, two knowledge-propagation stages with momentum, and the coordinator."""
         config = self.config
         dim, prompt = config.hidden_size, config.prompt_dim
         batch_scope = config.reference_compat or config.prototype_scope == "batch"
         first_generators, second_generators = self.prompt_generators
-        use_pg = config.use_prompt_generation
+        stacks = self.propagation_stacks
 
         prototypes, prototype_weights = {}, {}
         for m in MODALITIES:
-            if use_pg:
+            if config.use_prompt_generation:
                 holder = None if modulation_holders is None else modulation_holders.get(m)
                 row_mask = None if config.reference_compat else row_masks[m]
-                prototypes[m], prototype_weights[m] = first_generators[m].prototypes(shared[m], row_mask, holder)
+                prototypes[m], prototype_weights[m] = first_generators[m].prototypes(
+                    shared[m], row_mask, holder, packer
+                )
             else:
                 prototypes[m] = None
-        released = {m: row_masks[m] if config.reference_compat else None for m in MODALITIES}
-        prompts = {m: first_generators[m](shared[m], prototypes[m], batch_scope, released[m]) for m in MODALITIES}
+        released = {m: modality_mask[..., i] if config.reference_compat else None for i, m in enumerate(MODALITIES)}
+
+        def generate(generators, hidden: dict) -> dict:
+            return {m: generators[m](hidden[m], prototypes[m], batch_scope, packer, released[m]) for m in MODALITIES}
+
+        prompts = generate(first_generators, shared)
 
         # Knowledge propagation, stage 1: a stream is concatenated with the prompts of the two others.
         split_streams, received = {}, {}
         for m in MODALITIES:
             o1, o2 = _others(m)
             hidden = self.prompt_fusions[0][m](torch.cat([shared[m], prompts[o1], prompts[o2]], dim=-1))
-            hidden = self.prompt_splits[m](self.propagation_stacks[0](hidden, m, key_masks[m]))
+            hidden = self.prompt_splits[m](stacks[0](hidden, m, key_masks[m], packer))
             split_streams[m] = hidden[..., :dim]
             received[m] = {o1: hidden[..., dim : dim + prompt], o2: hidden[..., dim + prompt :]}
 
         # Prompt generation, stage 2 (reusing the first stage's prototypes) and momentum updating.
-        new_prompts = {
-            m: second_generators[m](split_streams[m], prototypes[m], batch_scope, released[m]) for m in MODALITIES
-        }
+        new_prompts = generate(second_generators, split_streams)
         lam = config.prompt_momentum
         streams = {}
         for m in MODALITIES:
@@ -542,24 +617,24 @@ class ComPModel(ComPPreTrainedModel):
             p1 = lam * received[m][o1] + (1.0 - lam) * new_prompts[o1]
             p2 = lam * received[m][o2] + (1.0 - lam) * new_prompts[o2]
             hidden = self.prompt_fusions[1][m](torch.cat([split_streams[m], p1, p2], dim=-1))
-            streams[m] = self.propagation_stacks[1](hidden, m, key_masks[m])
+            streams[m] = stacks[1](hidden, m, key_masks[m], packer)
 
         if config.use_coordinator:
-            logits = self.coordinator(torch.cat([streams[m] for m in MODALITIES], dim=-1))
-            weights = torch.softmax(logits, dim=-1)
+            weights = torch.softmax(self.coordinator(torch.cat([streams[m] for m in MODALITIES], dim=-1)), dim=-1)
         else:  # ablation "w/o Cr": equal weights
-            weights = torch.full(
-                attention_mask.shape + (3,), 1.0 / 3.0, dtype=shared[AUDIO].dtype, device=attention_mask.device
-            )
+            weights = shared[AUDIO].new_full((shared[AUDIO].shape[0], 3), 1.0 / 3.0)
         return streams, weights, prototype_weights or None
 
 
-def _cut_outputs(outputs: ComPModelOutput, length: int) -> ComPModelOutput:
-    """Keep the first `length` utterance positions of every tensor of a model output."""
-    for key, value in outputs.items():
-        if isinstance(value, torch.Tensor) and value.dim() >= 2:
-            outputs[key] = value[:, :length]
-    return outputs
+def _unpacker(state: _PackedState):
+    """Padded `[B, T, ...]` views of packed rows, cut back to the caller's `T` (reference mode pads to L)."""
+
+    def unpack(packed: torch.Tensor | None) -> torch.Tensor | None:
+        if packed is None:
+            return None
+        return state.packer.unpack(packed)[:, : state.length]
+
+    return unpack
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -597,6 +672,10 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
     def training_stage(self) -> int:
         return self.config.training_stage
 
+    def _heads(self, streams: torch.Tensor) -> torch.Tensor:
+        """Unimodal heads on `[N, 3, D]` -> `[N, 3, C]`."""
+        return torch.stack([self.modality_heads[m](streams[:, i]) for i, m in enumerate(MODALITIES)], dim=1)
+
     def forward(
         self,
         audio: torch.Tensor,
@@ -623,7 +702,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
                 Class ids (long; -100 is ignored) or sentiment scores (float). Padded positions are ignored.
 
         Returns:
-            [`ComPOutput`]: see its docstring for the fields and shapes.
+            [`ComPOutput`]: see its docstring for the fields and shapes; padded positions hold zeros.
         """
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
@@ -640,154 +719,145 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             and not config.reference_compat  # the released modulator is dead code
         )
         holders = {m: {} for m in MODALITIES} if modulate else None
-        base = self.comp(
-            audio=audio,
-            text=text,
-            video=video,
+        state = self.comp._forward_packed(
+            audio,
+            text,
+            video,
             modality_mask=modality_mask,
             attention_mask=attention_mask,
             training_stage=stage,
             return_private=want_loss and stage == 1,
             modulation_holders=holders,
-            return_dict=True,
         )
-        fused = base.fused_hidden_state
-        hidden = fused + self.fusion_dropout(F.relu(self.fusion(fused)))
-        logits = self.classifier(hidden)
-        modality_logits = torch.stack(
-            [self.modality_heads[m](base.modality_hidden_states[:, :, i]) for i, m in enumerate(MODALITIES)], dim=2
-        )
+        hidden = state.fused + self.fusion_dropout(F.relu(self.fusion(state.fused)))
+        logits = self.classifier(hidden)  # [N, C]
+        modality_logits = self._heads(state.streams)  # [N, 3, C]
         if config.is_regression:
             logits, modality_logits = logits.squeeze(-1), modality_logits.squeeze(-1)
 
         loss, terms, modulation = None, None, None
         if want_loss:
-            loss, terms = self._loss(base, logits, modality_logits, labels, stage)
+            targets = self._pack_labels(labels, state)
+            loss, terms = self._loss(state, logits, modality_logits, targets, stage)
             if modulate:
-                modulation = self._modulation_weights(modality_logits, labels, base.attention_mask)
+                modulation = self._modulation_weights(modality_logits, targets, state)
                 for i, m in enumerate(MODALITIES):
                     holders[m]["scale"] = modulation[i]
 
+        unpack = _unpacker(state)
         output = ComPOutput(
             loss=loss,
-            logits=logits,
-            modality_logits=modality_logits,
-            coordinator_weights=base.coordinator_weights,
+            logits=unpack(logits),
+            modality_logits=unpack(modality_logits),
+            coordinator_weights=unpack(state.coordinator_weights),
             loss_terms=terms,
-            hidden_states=hidden,
+            hidden_states=unpack(hidden),
             modulation_weights=modulation,
         )
         return output if return_dict else output.to_tuple()
 
     # -- losses --------------------------------------------------------------------------------------------
-    def _valid_rows(self, labels: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        valid = attention_mask > 0
+    def _pack_labels(self, labels: torch.Tensor, state: _PackedState) -> torch.Tensor:
+        config = self.config
+        labels = labels.to(state.fused.device)
+        if tuple(labels.shape) != (state.packer.batch, state.length):
+            raise ValueError(
+                f"`labels` must have shape [{state.packer.batch}, {state.length}], got {tuple(labels.shape)}"
+            )
+        if config.is_regression:
+            labels = labels.to(state.fused.dtype)
+        else:
+            labels = labels.long()
+        if state.packer.length > state.length:  # reference mode padded the batch to max_utterances
+            labels = F.pad(labels, (0, state.packer.length - state.length), value=0 if config.is_regression else -100)
+        targets = state.packer.pack(labels)
+        if not config.is_regression:
+            bad = (targets != -100) & ((targets < 0) | (targets >= config.num_labels)) & (state.real > 0)
+            if bad.any():
+                raise ValueError(
+                    f"labels must be class ids in [0, {config.num_labels}) or -100, got {targets[bad][0].item()!r}"
+                )
+        return targets
+
+    def _valid_rows(self, targets: torch.Tensor, state: _PackedState) -> torch.Tensor:
+        valid = state.real > 0
         if not self.config.is_regression:
-            valid = valid & (labels != -100)
-        return valid.to(attention_mask.dtype)
+            valid = valid & (targets != -100)
+        return valid.to(state.fused.dtype)
 
     def _task_loss(self, prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         if self.config.is_regression:
             return _masked_mean((prediction - target) ** 2, valid)
-        safe = target.clamp_min(0)
-        nll = -torch.log_softmax(prediction, dim=-1).gather(-1, safe[..., None]).squeeze(-1)
+        nll = -torch.log_softmax(prediction, dim=-1).gather(-1, target.clamp_min(0)[:, None]).squeeze(-1)
         return _masked_mean(nll, valid)
 
-    def _loss(self, base: ComPModelOutput, logits, modality_logits, labels, stage):
+    def _loss(self, state: _PackedState, logits, modality_logits, targets, stage):
         config = self.config
-        labels = labels.to(logits.device)
-        if config.is_regression:
-            labels = labels.to(logits.dtype)
-        else:
-            labels = labels.long()
-            bad = (labels != -100) & ((labels < 0) | (labels >= config.num_labels)) & (base.attention_mask > 0)
-            if bad.any():
-                raise ValueError(
-                    f"labels must be class ids in [0, {config.num_labels}) or -100, got {labels[bad][0].item()!r}"
-                )
-        valid = self._valid_rows(labels, base.attention_mask)
+        valid = self._valid_rows(targets, state)
         terms: dict[str, torch.Tensor] = {}
         if stage == 1:
             for i, m in enumerate(MODALITIES):
                 terms[f"{m}_task"] = config.stage1_modality_loss_weight * self._task_loss(
-                    modality_logits[:, :, i], labels, valid
+                    modality_logits[:, i], targets, valid
                 )
-            private_logits = torch.stack(
-                [self.modality_heads[m](base.private_hidden_states[:, :, i]) for i, m in enumerate(MODALITIES)],
-                dim=2,
-            )
+            private_logits = self._heads(state.private_streams)  # [N, 3, C]
             if config.is_regression:
                 # The private heads regress a noise target (one draw per batch shared by the three modalities).
-                noise = (config.private_noise_std * torch.randn_like(labels)).clamp(-3.0, 3.0)
+                noise = (config.private_noise_std * torch.randn_like(targets)).clamp(-3.0, 3.0)
                 for i, m in enumerate(MODALITIES):
                     terms[f"{m}_private"] = config.private_loss_weight * self._task_loss(
-                        private_logits[:, :, i, 0], noise, valid
+                        private_logits[:, i, 0], noise, valid
                     )
             else:
                 # The private heads are trained to make the true class the *lowest* logit (cross-entropy on
                 # 1 - logits), pushing label information out of the private features.
                 for i, m in enumerate(MODALITIES):
                     terms[f"{m}_private"] = config.private_loss_weight * self._task_loss(
-                        1.0 - private_logits[:, :, i], labels, valid
+                        1.0 - private_logits[:, i], targets, valid
                     )
         else:
-            terms["fused_task"] = config.fused_loss_weight * self._task_loss(logits, labels, valid)
+            terms["fused_task"] = config.fused_loss_weight * self._task_loss(logits, targets, valid)
             for i, m in enumerate(MODALITIES):
                 terms[f"{m}_task"] = config.modality_loss_weight * self._task_loss(
-                    modality_logits[:, :, i], labels, valid
+                    modality_logits[:, i], targets, valid
                 )
-            terms["reconstruction"] = config.reconstruction_loss_weight * self._reconstruction(base)
-        terms["disentanglement"] = config.disentangle_loss_weight * self._disentanglement(base)
+            # Mean over every computed row: the real utterances by default (deviation: the released code also
+            # averages over the padded positions, which is what reference mode, computing them, does).
+            terms["reconstruction"] = (
+                config.reconstruction_loss_weight * ((state.reconstructed - state.projected) ** 2).mean()
+            )
+        terms["disentanglement"] = config.disentangle_loss_weight * self._disentanglement(state)
         loss = sum(terms.values())
         return loss, {k: v.detach() for k, v in terms.items()}
 
-    def _positions(self, base: ComPModelOutput) -> torch.Tensor:
-        """Positions the unsupervised losses average over: real utterances by default; every (padded)
-        position in reference mode, as the released code (which pads to `max_utterances`)."""
-        if self.config.reference_compat:
-            return torch.ones_like(base.attention_mask)
-        return base.attention_mask
-
-    def _reconstruction(self, base: ComPModelOutput) -> torch.Tensor:
-        # Deviation (default mode): averaged over real utterances only; the released code averages over every
-        # padded position as well.
-        positions = self._positions(base)
-        error = ((base.reconstructed_features - base.projected_features) ** 2).mean(dim=(-1, -2))
-        if self.config.reference_compat:
-            # released normalisation: padded to max_utterances
-            return error.sum() / (positions.shape[0] * self.config.max_utterances)
-        return _masked_mean(error, positions)
-
-    def _disentanglement(self, base: ComPModelOutput) -> torch.Tensor:
-        """DRFuse-style disentanglement: |cos| between private pairs and between shared/private of a modality,
-        plus a Jensen-Shannon term between the sigmoid of shared pairs (COMP_SPEC B §4)."""
-        shared = {m: base.shared_features[:, :, i] for i, m in enumerate(MODALITIES)}
-        private = {m: base.private_features[:, :, i] for i, m in enumerate(MODALITIES)}
-        real = base.attention_mask
-        positions = self._positions(base)
-        if self.config.reference_compat:
-            jsd_norm = positions.shape[0] * self.config.max_utterances
-        else:
-            jsd_norm = positions.sum().clamp_min(1.0)
+    @staticmethod
+    def _disentanglement(state: _PackedState) -> torch.Tensor:
+        """DRFuse-style disentanglement: |cos| between private pairs and between shared/private of a modality
+        (over real utterances), plus a Jensen-Shannon term between the sigmoid of shared pairs, summed over
+        features and averaged over the computed rows (COMP_SPEC B §4)."""
+        shared = {m: state.shared[:, i] for i, m in enumerate(MODALITIES)}
+        private = {m: state.private[:, i] for i, m in enumerate(MODALITIES)}
+        real = state.real
 
         def abs_cos(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             cos = F.cosine_similarity(x, y, dim=-1, eps=1e-8).abs()
             return (cos * real).sum() / real.sum().clamp_min(1e-6)
 
         def jsd(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            p, q = torch.sigmoid(x), torch.sigmoid(y)
-            mid = 0.5 * (p + q)
-            per_element = p * (torch.log(p) - torch.log(mid)) + q * (torch.log(q) - torch.log(mid))
-            return 0.5 * (per_element.sum(-1) * positions).sum() / jsd_norm
+            log_p, log_q = F.logsigmoid(x), F.logsigmoid(y)
+            p, q = log_p.exp(), log_q.exp()
+            log_mid = torch.log(0.5 * (p + q))
+            per_element = p * (log_p - log_mid) + q * (log_q - log_mid)
+            return 0.5 * per_element.sum() / max(per_element.shape[0], 1)
 
-        total = shared[AUDIO].new_zeros(())
+        total = state.shared.new_zeros(())
         for m, n in _MODALITY_PAIRS:
             total = total + abs_cos(private[m], private[n]) + abs_cos(private[m], shared[m])
             total = total + abs_cos(private[n], shared[n]) + jsd(shared[m], shared[n])
         return total
 
     @torch.no_grad()
-    def _modulation_weights(self, modality_logits, labels, attention_mask) -> torch.Tensor:
+    def _modulation_weights(self, modality_logits, targets, state: _PackedState) -> torch.Tensor:
         """Dynamic gradient modulator (Eq. 10-11, COMP_SPEC C.2 item 3): `[3, T]` column scales.
 
         `E^u = 1 − softmax(z^u)_y` (classification) or `|ŷ^u − y|` (regression) over the real utterances of the
@@ -795,42 +865,42 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         `|Σw|` is negligible); `W^u = ½ (g(u, v1) + g(u, v2))`. The prototype layer's weight `[K, T]` is shared by
         every conversation, so the per-utterance weights are averaged per position over the batch.
         """
-        valid = self._valid_rows(labels, attention_mask) > 0
+        valid = self._valid_rows(targets, state) > 0
         if self.config.is_regression:
-            errors = (modality_logits - labels.to(modality_logits.dtype)[..., None]).abs()  # [B, T, 3]
+            errors = (modality_logits - targets[:, None]).abs()  # [N, 3]
         else:
-            probs = torch.softmax(modality_logits.float(), dim=-1)
-            target = labels.long().clamp_min(0)[..., None, None].expand(-1, -1, 3, 1)
-            errors = 1.0 - probs.gather(-1, target).squeeze(-1)
-        errors = errors[valid].float()  # [N, 3]
-        length = attention_mask.shape[1]
-        scales = torch.ones(3, length, device=modality_logits.device, dtype=torch.float32)
-        if errors.shape[0] == 0:
-            return scales
-        eps = self.config.modulation_eps
-        per_row = []
-        for u in range(3):
-            pair = []
-            for v in range(3):
-                if v == u:
-                    continue
-                diff = errors[:, u] - errors[:, v]
-                total = diff.sum()
-                if total.abs() <= eps * max(1.0, diff.abs().sum().item()):
-                    pair.append(torch.ones_like(diff))
-                else:
-                    pair.append((total - diff) / total)
-            per_row.append(0.5 * (pair[0] + pair[1]))
-        row_weights = torch.nan_to_num(torch.stack(per_row, dim=1), nan=1.0, posinf=1.0, neginf=1.0)  # [N, 3]
-        # Average per position over the conversations of the batch in which that position is a valid row.
-        positions = valid.nonzero()[:, 1]
-        counts = torch.zeros(length, device=scales.device).index_add_(
-            0, positions, torch.ones_like(positions, dtype=torch.float32)
+            probs = torch.softmax(modality_logits.float(), dim=-1)  # [N, 3, C]
+            index = targets.clamp_min(0)[:, None, None].expand(-1, 3, 1)
+            errors = 1.0 - probs.gather(-1, index).squeeze(-1)
+        return _modulation_from_errors(
+            errors[valid].float(), state.packer.position[valid], state.packer.length, self.config.modulation_eps
         )
-        sums = torch.zeros(3, length, device=scales.device).index_add_(1, positions, row_weights.T.contiguous())
-        has = counts > 0
-        scales[:, has] = sums[:, has] / counts[has]
+
+
+def _modulation_from_errors(errors: torch.Tensor, positions: torch.Tensor, length: int, eps: float) -> torch.Tensor:
+    """Eq. 10 on per-row errors `[N, 3]`, averaged per utterance position -> `[3, length]` (1 where no row)."""
+    scales = torch.ones(3, length, device=errors.device, dtype=torch.float32)
+    if errors.shape[0] == 0:
         return scales
+    per_modality = []
+    for u in range(3):
+        pair = []
+        for v in range(3):
+            if v == u:
+                continue
+            diff = errors[:, u] - errors[:, v]
+            total = diff.sum()
+            if total.abs() <= eps * max(1.0, diff.abs().sum().item()):
+                pair.append(torch.ones_like(diff))
+            else:
+                pair.append((total - diff) / total)
+        per_modality.append(0.5 * (pair[0] + pair[1]))
+    row_weights = torch.nan_to_num(torch.stack(per_modality), nan=1.0, posinf=1.0, neginf=1.0)  # [3, N]
+    counts = torch.zeros(length, device=errors.device).index_add_(0, positions, torch.ones_like(errors[:, 0]))
+    sums = torch.zeros(3, length, device=errors.device).index_add_(1, positions, row_weights)
+    has = counts > 0
+    scales[:, has] = sums[:, has] / counts[has]
+    return scales
 
 
 __all__ = [

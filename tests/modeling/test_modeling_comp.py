@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_comp import MODALITIES, ComPConfig, ComPForEmotionRecognition, ComPModel
+from modeling_comp.modeling_comp import _modulation_from_errors
 
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -86,7 +87,9 @@ def test_every_observed_pattern_gives_finite_outputs(pattern, stage):
     assert torch.isfinite(out.loss)
     if stage == 2:
         assert out.coordinator_weights.shape == (3, 7, 3)
-        torch.testing.assert_close(out.coordinator_weights.sum(-1), torch.ones(3, 7))
+        real = batch["attention_mask"] > 0
+        torch.testing.assert_close(out.coordinator_weights.sum(-1)[real], torch.ones(int(real.sum())))
+        assert (out.coordinator_weights[~real] == 0).all()  # padded positions are not computed
     else:
         assert out.coordinator_weights is None
 
@@ -237,27 +240,37 @@ def test_gradient_modulator_scales_exactly_the_prototype_layer_columns():
 
 
 def test_gradient_modulator_weights_follow_eq_10():
-    model = make_model()
-    logits = torch.tensor([[[[2.0, 0.0], [0.0, 0.0], [0.0, 2.0]], [[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]]])
-    model.config.num_labels = 2
-    labels = torch.tensor([[0, 1]])
-    attention = torch.ones(1, 2)
-    weights = model._modulation_weights(logits, labels, attention)
-    probs = torch.softmax(logits[0], -1)
-    errors = 1 - probs[torch.arange(2), :, :].gather(-1, labels[0][:, None, None].expand(-1, 3, 1)).squeeze(-1)
-    expected = torch.zeros(3, 2)
+    # two conversations of two utterances; per-row errors E^u for (audio, text, video)
+    errors = torch.tensor([[0.9, 0.2, 0.5], [0.4, 0.1, 0.8], [0.7, 0.3, 0.3], [0.2, 0.6, 0.9]])
+    positions = torch.tensor([0, 1, 0, 1])
+    weights = _modulation_from_errors(errors, positions, length=3, eps=1e-6)
+    per_row = torch.zeros(3, 4)
     for u in range(3):
         for v in range(3):
             if u != v:
                 w = errors[:, u] - errors[:, v]
-                expected[u] += 0.5 * (w.sum() - w) / w.sum()
+                per_row[u] += 0.5 * (w.sum() - w) / w.sum()
+    expected = torch.stack([per_row[:, [0, 2]].mean(1), per_row[:, [1, 3]].mean(1), torch.ones(3)], dim=1)
     torch.testing.assert_close(weights, expected)
 
 
-def test_gradient_modulator_guards_a_zero_denominator():
+def test_gradient_modulator_errors_are_one_minus_true_class_probability():
     model = make_model()
-    same = torch.zeros(1, 3, 3, 4)  # identical predictions: every E^u - E^v is 0
-    weights = model._modulation_weights(same, torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3))
+    model.train()
+    model.set_training_stage(2)
+    batch = make_batch(batch=2, length=5)
+    batch["attention_mask"] = torch.ones(2, 5)
+    out = model(**batch)
+    probs = torch.softmax(out.modality_logits, -1)
+    errors = 1 - probs.gather(-1, batch["labels"][..., None, None].expand(-1, -1, 3, 1)).squeeze(-1)
+    positions = torch.arange(5).repeat(2)
+    expected = _modulation_from_errors(errors.reshape(-1, 3), positions, 5, 1e-6)
+    torch.testing.assert_close(out.modulation_weights, expected)
+
+
+def test_gradient_modulator_guards_a_zero_denominator():
+    same = torch.full((4, 3), 0.5)  # identical errors: every E^u - E^v is 0
+    weights = _modulation_from_errors(same, torch.tensor([0, 1, 2, 0]), length=3, eps=1e-6)
     torch.testing.assert_close(weights, torch.ones(3, 3))
 
 
@@ -291,7 +304,9 @@ def test_ablation_switches_change_what_they_name():
     # w/o Cr: equal weights, coordinator unused
     assert no_cr["comp.coordinator.fc1.weight"] == 0.0
     model = make_model(use_coordinator=False)
-    torch.testing.assert_close(model(**make_batch()).coordinator_weights, torch.full((3, 7, 3), 1 / 3))
+    batch = make_batch()
+    real = batch["attention_mask"] > 0
+    torch.testing.assert_close(model(**batch).coordinator_weights[real], torch.full((int(real.sum()), 3), 1 / 3))
     # w/o GM: covered exactly by test_gradient_modulator_scales_exactly_the_prototype_layer_columns
     assert make_model(use_gradient_modulation=False).train()(**make_batch()).modulation_weights is None
 
