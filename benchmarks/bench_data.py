@@ -1,0 +1,228 @@
+"""Data-pipeline benchmark on a MOSEI-sized *synthetic* corpus written in the GCNet on-disk format.
+
+It writes 22,856 utterances in 3,228 videos with 512/1024/1024-d features (the real MOSEI's sizes and dims; the
+values are synthetic), then measures with the real reader:
+
+1. first preparation: ``load_dataset("mosei", data_dir=...)`` with an empty cache (fingerprint the files, read
+   every ``.npy``, build Arrow tables, write the cache atomically, apply masks);
+2. cached reload: the same call again;
+3. mask generation: ``apply_missing_protocol`` on every split and ``redraw_training_masks`` on train, and the
+   realised missing rate over all utterances for requested rates 0.0 ... 0.7;
+4. one epoch of collated batches: a ``torch.utils.data.DataLoader`` over the training split (shuffled,
+   ``ComPDataCollator``, batch 32, no workers), and one pass over all splits;
+
+and prints the figures, the targets of issue 3 (60 s / 2 s / 0.2 s / 2 s) and the peak resident memory.
+
+Run::
+
+    PYTHONPATH=. python benchmarks/bench_data.py              # writes ~0.5 GB into a temporary folder
+    PYTHONPATH=. python benchmarks/bench_data.py --work-dir /tmp/mosei-synth --keep   # reuse the written corpus
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def _peak_rss_mib() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _rss_mib() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark and print its figures.
+
+    Args:
+        argv: Command-line arguments (default: ``sys.argv``).
+
+    Returns:
+        The figures as a dict.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", type=Path, default=None, help="where to write the corpus (default: temp)")
+    parser.add_argument("--keep", action="store_true", help="keep the written corpus (and reuse it next time)")
+    parser.add_argument("--num-conversations", type=int, default=3228)
+    parser.add_argument("--num-utterances", type=int, default=22856)
+    parser.add_argument("--max-utterances", type=int, default=14, help="longest synthetic video")
+    parser.add_argument("--dims", default="512,1024,1024", help="audio,text,video dims")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--missing-rate", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import datasets
+    import numpy as np
+    import torch
+
+    from hub_datasets import (
+        ComPDataCollator,
+        apply_missing_protocol,
+        dataset_provenance,
+        load_dataset,
+        model_config_kwargs,
+        redraw_training_masks,
+        write_synthetic_corpus,
+    )
+
+    datasets.disable_progress_bars()
+    audio_dim, text_dim, video_dim = (int(x) for x in args.dims.split(","))
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench-data-"))
+    work.mkdir(parents=True, exist_ok=True)
+    corpus_root = work / "corpus"
+    cache_dir = work / "cache"
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    figures: dict = {"device": "cpu", "torch_threads": torch.get_num_threads()}
+    try:
+        if not (corpus_root / "CMUMOSEI" / "CMUMOSEI_features_raw_2way.pkl").is_file():
+            t0 = time.perf_counter()
+            write_synthetic_corpus(
+                corpus_root,
+                "mosei",
+                format="gcnet",
+                overwrite=True,
+                num_conversations=args.num_conversations,
+                min_utterances=1,
+                max_utterances=args.max_utterances,
+                total_utterances=args.num_utterances,
+                dims={"audio": audio_dim, "text": text_dim, "video": video_dim},
+                missing_face_fraction=0.02,
+                seed=args.seed,
+            )
+            figures["write_synthetic_corpus_s"] = time.perf_counter() - t0
+        data_dir = corpus_root / "CMUMOSEI"
+
+        t0 = time.perf_counter()
+        dsd = load_dataset(
+            "mosei",
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            missing_rate=args.missing_rate,
+            seed=args.seed,
+            progress=False,
+        )
+        figures["first_preparation_s"] = time.perf_counter() - t0
+        figures["peak_rss_after_preparation_mib"] = _peak_rss_mib()
+        prov = dataset_provenance(dsd["train"])
+        figures["utterances"] = int(sum(dataset_provenance(ds)["num_utterances"] for ds in dsd.values()))
+        figures["conversations"] = int(sum(len(ds) for ds in dsd.values()))
+        figures["dims"] = prov["dims"]
+        figures["cache_bytes"] = sum(p.stat().st_size for p in cache_dir.rglob("*") if p.is_file())
+        del dsd
+
+        t0 = time.perf_counter()
+        dsd = load_dataset(
+            "mosei",
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            missing_rate=args.missing_rate,
+            seed=args.seed,
+            progress=False,
+        )
+        figures["cached_reload_s"] = time.perf_counter() - t0
+        if not dataset_provenance(dsd["train"])["cache"]["hit"]:
+            raise RuntimeError("the second load did not hit the cache")
+
+        t0 = time.perf_counter()
+        remasked = apply_missing_protocol(dsd, missing_rate=0.7, seed=args.seed + 1)
+        figures["masks_all_splits_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        train = redraw_training_masks(dsd["train"], epoch=1)
+        figures["redraw_training_masks_s"] = time.perf_counter() - t0
+        figures["realised_missing_rate_test_eta0.7"] = dataset_provenance(remasked["test"])["realised_missing_rate"]
+        figures[f"realised_missing_rate_train_eta{args.missing_rate:.2f}"] = dataset_provenance(train)[
+            "realised_missing_rate"
+        ]
+
+        rates = {}
+        for eta in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7):
+            masked = apply_missing_protocol(dsd, missing_rate=eta, seed=args.seed)
+            cells = sum(dataset_provenance(ds)["num_utterances"] for ds in masked.values())
+            missing = sum(
+                dataset_provenance(ds)["realised_missing_rate"] * dataset_provenance(ds)["num_utterances"]
+                for ds in masked.values()
+            )
+            rates[f"{eta:.1f}"] = missing / cells
+        figures["realised_missing_rate_all_utterances"] = rates
+
+        kwargs = model_config_kwargs(train)
+        collate = ComPDataCollator(max_utterances=kwargs["max_utterances"])
+        generator = torch.Generator().manual_seed(args.seed)
+        loader = torch.utils.data.DataLoader(
+            train, batch_size=args.batch_size, shuffle=True, collate_fn=collate, generator=generator
+        )
+        t0 = time.perf_counter()
+        seen, utterances, checksum = 0, 0, 0.0
+        for batch in loader:
+            seen += batch["conversation_index"].numel()
+            utterances += int(batch["attention_mask"].sum())
+            checksum += float(batch["text"][:, :, 0].sum())
+        figures["train_epoch_s"] = time.perf_counter() - t0
+        figures["train_epoch_batches"] = len(loader)
+        if seen != len(train) or utterances != dataset_provenance(train)["num_utterances"]:
+            raise RuntimeError(f"the epoch saw {seen} conversations / {utterances} utterances")
+        t0 = time.perf_counter()
+        for name in dsd:
+            for batch in torch.utils.data.DataLoader(dsd[name], batch_size=args.batch_size, collate_fn=collate):
+                checksum += float(batch["audio"][:, :, 0].sum())
+        figures["all_splits_pass_s"] = time.perf_counter() - t0
+        figures["peak_rss_mib"] = _peak_rss_mib()
+        figures["rss_end_mib"] = _rss_mib()
+        figures["checksum"] = float(np.round(checksum, 3))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    targets = {
+        "first_preparation_s": 60.0,
+        "cached_reload_s": 2.0,
+        "masks_all_splits_s": 0.2,
+        "redraw_training_masks_s": 0.2,
+        "train_epoch_s": 2.0,
+    }
+    print(
+        f"synthetic MOSEI-sized corpus (GCNet format): {figures['utterances']} utterances, "
+        f"{figures['conversations']} videos, dims {figures['dims']}"
+    )
+    print(f"{'stage':34s} {'seconds':>9s} {'target':>8s}  ratio")
+    for key, limit in targets.items():
+        value = figures[key]
+        print(f"{key:34s} {value:9.3f} {limit:8.2f}  {value / limit:5.2f}x of target")
+    print(f"{'all_splits_pass_s':34s} {figures['all_splits_pass_s']:9.3f}")
+    if "write_synthetic_corpus_s" in figures:
+        print(f"{'write_synthetic_corpus_s':34s} {figures['write_synthetic_corpus_s']:9.3f}  (setup, not a target)")
+    print(
+        f"realised missing rate over all utterances (evaluation masks, seed {args.seed}): "
+        + ", ".join(f"{k} -> {v:.4f}" for k, v in figures["realised_missing_rate_all_utterances"].items())
+    )
+    print(
+        f"peak RSS after preparation {figures['peak_rss_after_preparation_mib']:.0f} MiB; peak RSS overall "
+        f"{figures['peak_rss_mib']:.0f} MiB (memory-mapped Arrow pages count once touched); "
+        f"cache on disk {figures['cache_bytes'] / 2**20:.0f} MiB"
+    )
+    print("json:", json.dumps(figures, sort_keys=True))
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Arrow cache of prepared corpora, written atomically.
+
+A prepared corpus (natural splits, features, ids, labels; no masks) is saved with
+:meth:`datasets.Dataset.save_to_disk` into ``<cache root>/.tmp-<key>-<pid>-<random>/``; the manifest
+``comp_cache.json`` is written last, and the folder is then renamed to ``<cache root>/<name>-<key>/``. A reader
+only accepts a folder whose manifest names the right key and lists every split, so an interrupted preparation
+(exception, Ctrl-C, killed process) never looks complete: its temporary folder is ignored, and removed by the
+next preparation once the process that made it is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import datasets
+from datasets import Dataset
+
+
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "cache_key",
+    "default_cache_dir",
+    "load_cached",
+    "quiet_progress",
+    "save_cached",
+]
+
+#: Bump when the prepared schema changes so old caches are not reused.
+CACHE_FORMAT_VERSION = 1
+_MANIFEST = "comp_cache.json"
+
+
+def default_cache_dir() -> Path:
+    """``$COMP_EMOTION_CACHE`` if set, else ``<HF datasets cache>/comp_emotion``.
+
+    Returns:
+        The cache root.
+    """
+    env = os.environ.get("COMP_EMOTION_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(datasets.config.HF_DATASETS_CACHE) / "comp_emotion"
+
+
+def cache_key(parts: dict) -> str:
+    """A short stable key for a preparation: the SHA-256 of its JSON description.
+
+    Args:
+        parts: Everything the prepared data depends on (corpus, file fingerprint, options).
+
+    Returns:
+        16 hex characters.
+    """
+    blob = json.dumps({"version": CACHE_FORMAT_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _final_dir(root: Path, name: str, key: str) -> Path:
+    return root / f"{name}-{key}"
+
+
+@contextlib.contextmanager
+def quiet_progress():
+    """Silence ``datasets`` progress bars inside the block (restoring the previous setting)."""
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
+
+
+def load_cached(root: Path, name: str, key: str) -> tuple[dict[str, Dataset], dict] | None:
+    """Load a complete cache entry, or return ``None``.
+
+    Args:
+        root: The cache root.
+        name: Corpus name (part of the folder name).
+        key: :func:`cache_key` of the preparation.
+
+    Returns:
+        ``({split: memory-mapped Dataset}, manifest)`` or ``None`` when there is no complete entry.
+    """
+    folder = _final_dir(root, name, key)
+    try:
+        manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if manifest.get("key") != key or not manifest.get("complete") or not isinstance(manifest.get("splits"), list):
+        return None
+    splits = {}
+    try:
+        for split in manifest["splits"]:
+            splits[split] = Dataset.load_from_disk(str(folder / split))
+    except (OSError, ValueError, FileNotFoundError):
+        return None
+    return splits, manifest
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(root: Path, key: str) -> None:
+    for entry in root.glob(f".tmp-{key}-*"):
+        try:
+            pid = int(entry.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def save_cached(root: Path, name: str, key: str, splits: dict[str, Dataset], manifest: dict) -> dict[str, Dataset]:
+    """Write a cache entry atomically and return the splits reloaded from it (memory-mapped).
+
+    Args:
+        root: The cache root.
+        name: Corpus name.
+        key: :func:`cache_key` of the preparation.
+        splits: The prepared splits.
+        manifest: Extra metadata stored in the manifest (dims, feature names, counts ...).
+
+    Returns:
+        The splits, loaded back from the cache.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(root, key)
+    tmp = root / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    final = _final_dir(root, name, key)
+    try:
+        tmp.mkdir()
+        with quiet_progress():
+            for split, ds in splits.items():
+                ds.save_to_disk(str(tmp / split))
+        body = {**manifest, "key": key, "splits": list(splits), "complete": True, "format": CACHE_FORMAT_VERSION}
+        _write_manifest(tmp / _MANIFEST, body)
+        if final.exists() and load_cached(root, name, key) is None:
+            shutil.rmtree(final, ignore_errors=True)  # a broken entry (e.g. files deleted by hand): replace it
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if load_cached(root, name, key) is None:  # pragma: no cover - rename failed for another reason
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process finished first: use its entry
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    loaded = load_cached(root, name, key)
+    if loaded is None:  # pragma: no cover - we just wrote it
+        raise OSError(f"cache entry {final} could not be read back")
+    return loaded[0]
+
+
+def _write_manifest(path: Path, body: dict) -> None:
+    path.write_text(json.dumps(body, indent=2, sort_keys=True, default=str), encoding="utf-8")
