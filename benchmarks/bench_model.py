@@ -5,7 +5,7 @@
 Batches of 32 conversations at the released hyper-parameters (hidden 256, depth 4, 2 heads), with conversation
 lengths drawn (seeded) like CMU-MOSI (≈ 24 utterances per video, padded length 65) and CMU-MOSEI (≈ 7 utterances
 per video, padded length 150). Each case runs in its own subprocess so its peak resident memory is its own.
-Printed: real utterances per second, seconds per step, peak RSS, and the ratios dynamic/fixed padding and
+Printed: real utterances per second and seconds per step (median step, best of `--repeats` runs), peak RSS, and the ratios dynamic/fixed padding and
 default/reference_compat. Fixed padding pads every batch to `max_utterances` (what the released code does);
 dynamic padding pads to the batch's longest conversation (what our collator does). `reference_compat` always
 pads internally to `max_utterances`, as the released model must.
@@ -97,17 +97,20 @@ def run_case(corpus: str, padding: str, mode: str, steps: int, threads: int) -> 
         optimizer.step()
 
     step(data[0])  # warm-up
-    start = time.perf_counter()
+    times = []
     for batch in data[1:]:
+        start = time.perf_counter()
         step(batch)
-    elapsed = time.perf_counter() - start
-    utterances = sum(sum(lengths) for lengths in batches[1:])
+        times.append(time.perf_counter() - start)
+    # median step time (robust to other processes on a shared machine); utterances per step on average
+    median = sorted(times)[len(times) // 2]
+    utterances = sum(sum(lengths) for lengths in batches[1:]) / steps
     return {
         "corpus": corpus,
         "padding": padding,
         "mode": mode,
-        "seconds_per_step": elapsed / steps,
-        "utterances_per_s": utterances / elapsed,
+        "seconds_per_step": median,
+        "utterances_per_s": utterances / median,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024,
     }
@@ -115,7 +118,8 @@ def run_case(corpus: str, padding: str, mode: str, steps: int, threads: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=2, help="run every case this many times, keep the fastest")
     parser.add_argument("--corpora", default="mosi,mosei")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--case", help=argparse.SUPPRESS)

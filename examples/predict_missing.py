@@ -26,8 +26,15 @@ def main() -> None:
 
     labels = ["happy", "sad", "neutral", "angry"]
     config = ComPConfig(
-        audio_dim=512, text_dim=1024, video_dim=1024, hidden_size=64, num_layers=2, num_attention_heads=2,
-        max_utterances=150, num_labels=4, id2label=dict(enumerate(labels)),
+        audio_dim=512,
+        text_dim=1024,
+        video_dim=1024,
+        hidden_size=64,
+        num_layers=2,
+        num_attention_heads=2,
+        max_utterances=150,
+        num_labels=4,
+        id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
     )
     torch.manual_seed(0)
@@ -46,8 +53,10 @@ def main() -> None:
     for i in range(utterances):
         observed = "".join(m[0] for m, on in zip(MODALITIES, mask[i]) if on)
         weights = ", ".join(f"{m[0]}={w:.2f}" for m, w in zip(MODALITIES, out.coordinator_weights[0, i]))
-        print(f"utterance {i}: observed {observed:3s} -> {labels[int(probs[i].argmax())]:8s} "
-              f"(p={probs[i].max():.2f}; coordinator {weights})")
+        print(
+            f"utterance {i}: observed {observed:3s} -> {labels[int(probs[i].argmax())]:8s} "
+            f"(p={probs[i].max():.2f}; coordinator {weights})"
+        )
 
 
 if __name__ == "__main__":

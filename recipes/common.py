@@ -1,0 +1,412 @@
+"""Pieces shared by the training, evaluation and sweep recipes.
+
+* :func:`make_accelerator` — the only place an :class:`accelerate.Accelerator` is built;
+* :func:`load_corpus` — the one call into :mod:`hub_datasets` (corpus, protocol, fold, seed);
+* :func:`evaluate_model` — a distributed evaluation loop (``gather_for_metrics``, padding masked out) that also
+  checks it saw every conversation exactly once;
+* small helpers: atomic file writes, JSON that survives NaN, device-independent batch preparation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modeling_comp.configuration_comp import ATTENTION_MASK, LABELS, MODEL_INPUT_NAMES
+from recipes.config import CORPORA, RecipeError, TrainConfig
+from recipes.metrics import CLASSIFICATION, REGRESSION, compute_metrics
+
+
+__all__ = [
+    "CONVERSATION_INDEX",
+    "make_accelerator",
+    "load_corpus",
+    "corpus_task",
+    "model_inputs",
+    "evaluate_model",
+    "EpochMaskedDataset",
+    "check_output_dir",
+    "write_json_atomic",
+    "write_text_atomic",
+    "replace_dir_atomic",
+    "read_json",
+    "json_ready",
+    "synthetic_label",
+]
+
+CONVERSATION_INDEX = "conversation_index"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+# ---------------------------------------------------------------------- accelerate
+
+
+def make_accelerator(
+    *,
+    mixed_precision: str = "no",
+    gradient_accumulation_steps: int = 1,
+    project_dir: str | Path | None = None,
+    checkpoint_total_limit: int | None = None,
+    report_to: str = "none",
+    seed: int = 0,
+):
+    """Builds the run's :class:`accelerate.Accelerator` — every accelerate setting of the recipes lives here.
+
+    Args:
+        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``.
+        gradient_accumulation_steps: batches per optimiser step.
+        project_dir: run directory; checkpoints go to ``<project_dir>/checkpoints/checkpoint_<i>`` and
+            TensorBoard logs to ``<project_dir>/logs``. ``None`` for evaluation-only use.
+        checkpoint_total_limit: how many ``save_state`` checkpoints to keep.
+        report_to: ``"tensorboard"`` or ``"none"``.
+        seed: seed of the shuffling sampler (identical on every process, advanced with ``set_epoch``).
+
+    Returns:
+        The accelerator.
+
+    Raises:
+        RecipeError: when several processes were launched but accelerate did not start distributed mode
+            (on a CPU-only machine this needs ``ACCELERATE_USE_CPU=1``).
+    """
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+    from accelerate.utils import ProjectConfiguration
+
+    project = None
+    if project_dir is not None:
+        project = ProjectConfiguration(
+            project_dir=str(project_dir),
+            logging_dir=str(Path(project_dir) / "logs"),
+            automatic_checkpoint_naming=True,
+            total_limit=checkpoint_total_limit,
+        )
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        project_config=project,
+        log_with="tensorboard" if report_to == "tensorboard" and project is not None else None,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
+        # Stage 1 leaves the prompt, coordinator and fusion modules unused: DDP must not wait for their grads.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1 and accelerator.num_processes == 1:
+        raise RecipeError(
+            f"{world} processes were launched but accelerate runs each one alone; on a machine without GPUs "
+            "launch with ACCELERATE_USE_CPU=1 (see recipes/accelerate_configs/cpu_2proc.yaml)"
+        )
+    return accelerator
+
+
+# ---------------------------------------------------------------------- data
+
+
+def synthetic_label(cfg: TrainConfig) -> str:
+    """``" (synthetic)"`` for runs on the synthetic corpus, else ``""`` — appended wherever a result is shown."""
+    return " (synthetic)" if cfg.is_synthetic else ""
+
+
+def load_corpus(cfg: TrainConfig, fold: int | None = None):
+    """Loads the run's corpus as a ``DatasetDict`` with ``train``/``validation``/``test`` splits.
+
+    Args:
+        cfg: the run configuration (corpus, data_dir, protocol, rate, seed, extra kwargs).
+        fold: IEMOCAP fold (1..5) or None.
+
+    Returns:
+        The ``DatasetDict`` from :func:`hub_datasets.load_dataset`.
+
+    Raises:
+        RecipeError: with the data library's one-line message when the corpus cannot be loaded.
+    """
+    import hub_datasets
+
+    kwargs: dict[str, Any] = dict(cfg.dataset_kwargs)
+    kwargs["seed"] = cfg.resolved_mask_seed
+    if cfg.missing_protocol == "subset":
+        kwargs["protocol"] = "subset"
+        kwargs["modalities"] = cfg.observed_modalities
+    else:
+        kwargs["missing_rate"] = cfg.missing_rate
+    if fold is not None:
+        kwargs["fold"] = fold
+    if cfg.data_dir is not None:
+        data_dir = Path(cfg.data_dir).expanduser()
+        if not data_dir.is_dir():
+            raise RecipeError(f"data_dir {str(data_dir)!r} does not exist or is not a directory")
+        kwargs["data_dir"] = str(data_dir)
+    name = cfg.dataset
+    config_name = cfg.dataset_config
+    if name == "synthetic":
+        config_name = config_name or "iemocap4"
+    elif name in CORPORA:
+        config_name = None
+    try:
+        if config_name is None:
+            dsd = hub_datasets.load_dataset(name, **kwargs)
+        else:
+            dsd = hub_datasets.load_dataset(name, config_name, **kwargs)
+    except (ValueError, TypeError, OSError, KeyError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecipeError(f"cannot load corpus {name!r}: {message}") from None
+    missing = [s for s in ("train", "test") if s not in dsd]
+    if missing:
+        raise RecipeError(f"corpus {name!r} has no {missing[0]!r} split (splits: {sorted(dsd)})")
+    if cfg.selection == "validation" and "validation" not in dsd:
+        raise RecipeError(
+            f"corpus {name!r} has no 'validation' split, so --selection validation is impossible; "
+            "pass --selection test (optimistic) or use a corpus with a validation split"
+        )
+    return dsd
+
+
+def corpus_task(model_config) -> str:
+    """``"regression"`` or ``"classification"`` from a ComPConfig."""
+    return REGRESSION if model_config.is_regression else CLASSIFICATION
+
+
+def model_inputs(batch: Mapping[str, Any], with_labels: bool = True) -> dict[str, Any]:
+    """The model's keyword arguments from a collated batch (``MODEL_INPUT_NAMES`` and optionally ``labels``)."""
+    keys = MODEL_INPUT_NAMES + ((LABELS,) if with_labels else ())
+    return {k: batch[k] for k in keys if k in batch}
+
+
+class EpochMaskedDataset(torch.utils.data.Dataset):
+    """A training split whose missing-modality masks are redrawn per epoch (``hub_datasets.redraw_training_masks``).
+
+    The masks of epoch ``e`` are a pure function of (seed, utterance id, e), so a resumed run sees exactly the
+    masks the uninterrupted run saw. Rows are formatted once per epoch with ``with_format("numpy")``.
+    """
+
+    def __init__(self, dataset):
+        self.base = dataset
+        self.epoch: int | None = None
+        self.current = dataset
+
+    def set_epoch(self, epoch: int) -> None:
+        """Switches to the masks of ``epoch`` (a no-op when already there)."""
+        if epoch == self.epoch:
+            return
+        from hub_datasets import redraw_training_masks
+
+        self.current = redraw_training_masks(self.base, epoch)
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        return self.current[index]
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate_model(
+    model,
+    dataloader,
+    accelerator,
+    *,
+    task: str,
+    num_labels: int | None,
+    label_names: Mapping[int, str] | None,
+    num_conversations: int,
+    desc: str = "eval",
+    show_progress: bool = True,
+    with_loss: bool = True,
+    return_predictions: bool = False,
+) -> dict[str, Any]:
+    """Evaluates ``model`` on a prepared dataloader, on every process, and returns the metrics.
+
+    Logits of every process are padded to a common length, gathered with ``gather_for_metrics`` (which drops
+    the samples duplicated to even out the last batch), and padded positions are removed with the
+    attention mask before any metric is computed.
+
+    Args:
+        model: the (possibly wrapped) model.
+        dataloader: the prepared evaluation dataloader (not shuffled).
+        accelerator: the run's accelerator.
+        task: ``"classification"`` or ``"regression"``.
+        num_labels: number of classes (classification).
+        label_names: ``{id: name}`` for per-class F1 keys.
+        num_conversations: size of the split, to check coverage.
+        desc: progress-bar label.
+        show_progress: show a progress bar on the main process.
+        with_loss: also compute the stage's loss (mean over batches).
+        return_predictions: add ``"predictions"`` (per-utterance arrays) to the result.
+
+    Returns:
+        The flat metric dict of :func:`recipes.metrics.compute_metrics` plus ``loss``, ``num_conversations``,
+        ``duplicate_conversations`` and ``missing_conversations``.
+
+    Raises:
+        RuntimeError: if some conversation was seen twice or never (a broken distributed sampler).
+    """
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    logits_all, modality_all, labels_all, index_all = [], [], [], []
+    losses: list[float] = []
+    for batch in tqdm(
+        dataloader, desc=desc, leave=False, disable=not (show_progress and accelerator.is_local_main_process)
+    ):
+        with accelerator.autocast():
+            out = model(**model_inputs(batch, with_labels=with_loss))
+        if with_loss and out.loss is not None:
+            losses.append(float(accelerator.gather(out.loss.detach().float()[None]).mean()))
+        mask = batch[ATTENTION_MASK]
+        labels = batch[LABELS]
+        if task == CLASSIFICATION:
+            labels = torch.where(mask.bool(), labels, torch.full_like(labels, -100))
+        payload = {
+            "logits": out.logits.float(),
+            "modality_logits": out.modality_logits.float(),
+            "labels": labels,
+            "mask": mask.long(),
+        }
+        payload = accelerator.pad_across_processes(payload, dim=1, pad_index=0)
+        gathered = accelerator.gather_for_metrics(
+            (
+                payload["logits"],
+                payload["modality_logits"],
+                payload["labels"],
+                payload["mask"],
+                batch[CONVERSATION_INDEX],
+            )
+        )
+        g_logits, g_modality, g_labels, g_mask, g_index = (t.cpu() for t in gathered)
+        real = g_mask.bool()
+        if task == CLASSIFICATION:
+            real &= g_labels != -100
+        logits_all.append(g_logits[real].numpy())
+        modality_all.append(g_modality[real].numpy())
+        labels_all.append(g_labels[real].numpy())
+        index_all.append(g_index.numpy())
+    if was_training:
+        model.train()
+    indices = np.concatenate(index_all) if index_all else np.zeros(0, dtype=np.int64)
+    unique, counts = np.unique(indices, return_counts=True)
+    duplicates = int((counts > 1).sum())
+    missing = int(num_conversations - np.isin(np.arange(num_conversations), unique).sum())
+    if duplicates or missing:
+        raise RuntimeError(
+            f"{desc}: evaluation saw {duplicates} conversation(s) more than once and missed {missing} "
+            f"(of {num_conversations})"
+        )
+    logits = np.concatenate(logits_all)
+    modality = np.concatenate(modality_all)
+    refs = np.concatenate(labels_all)
+    if task == CLASSIFICATION:
+        preds, modality_preds = logits.argmax(-1), modality.argmax(-1)
+    else:
+        preds, modality_preds = logits, modality
+    metrics = compute_metrics(
+        task,
+        preds,
+        refs,
+        modality_predictions=modality_preds,
+        num_labels=num_labels if task == CLASSIFICATION else None,
+        label_names=label_names if task == CLASSIFICATION else None,
+    )
+    metrics["loss"] = float(np.mean(losses)) if losses else None
+    metrics["num_conversations"] = int(unique.shape[0])
+    metrics["duplicate_conversations"] = duplicates
+    metrics["missing_conversations"] = missing
+    if return_predictions:
+        metrics["predictions"] = {"predictions": preds, "references": refs, "modality_predictions": modality_preds}
+    return metrics
+
+
+# ---------------------------------------------------------------------- files
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """Creates ``path`` if needed and proves it is writable (one-line RecipeError otherwise)."""
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise RecipeError(f"output_dir {str(path)!r} is not writable: {reason}") from None
+    return path
+
+
+def json_ready(value: Any) -> Any:
+    """Converts numpy/torch scalars and arrays to plain Python; NaN/inf become None (valid JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, torch.Tensor):
+        return json_ready(value.detach().cpu().tolist())
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Writes ``text`` to a temporary file next to ``path`` and renames it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Atomic JSON write (sorted keys, 2-space indent, NaN → null)."""
+    write_text_atomic(path, json.dumps(json_ready(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Reads a JSON file with a one-line RecipeError when it is malformed."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise RecipeError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}") from None
+
+
+def replace_dir_atomic(staging: str | Path, target: str | Path) -> None:
+    """Moves a fully written ``staging`` directory to ``target``, replacing an existing one last.
+
+    The old ``target`` is renamed aside first and deleted only after the new one is in place, so an
+    interruption leaves either the old or the new directory (plus a ``.old`` leftover), never a half one.
+    """
+    staging, target = Path(staging), Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,290 @@
+"""Configuration of ComP (Cross-modal Prompting for incomplete multimodal emotion recognition)."""
+
+from transformers import PreTrainedConfig
+
+
+# Batch keys shared by the datasets, the collator, the model, the recipes and the Space.
+AUDIO = "audio"
+TEXT = "text"
+VIDEO = "video"
+MODALITIES = (AUDIO, TEXT, VIDEO)
+MODALITY_MASK = "modality_mask"
+ATTENTION_MASK = "attention_mask"
+LABELS = "labels"
+MODEL_INPUT_NAMES = (AUDIO, TEXT, VIDEO, MODALITY_MASK, ATTENTION_MASK)
+
+# The Auto classes a saved checkpoint declares in `config.auto_map`, so that a process without this package
+# loads it with `trust_remote_code=True` through any of them.
+AUTO_MAP = {
+    "AutoConfig": "configuration_comp.ComPConfig",
+    "AutoModel": "modeling_comp.ComPForEmotionRecognition",
+    "AutoModelForTokenClassification": "modeling_comp.ComPForEmotionRecognition",
+}
+
+
+_PROBLEM_TYPES = ("single_label_classification", "regression")
+_PROTOTYPE_SCOPES = ("dialogue", "batch")
+
+
+class ComPConfig(PreTrainedConfig):
+    r"""
+    Configuration of a ComP model ([Cross-modal Prompting for Balanced Incomplete Multi-modal Emotion
+    Recognition](https://arxiv.org/abs/2512.11239), He, Zhu & Zhang, AAAI 2026).
+
+    The defaults are those of the only command released with the authors' code (CMU-MOSI: hidden 256,
+    depth 4, 2 heads, dropout 0.5, λ = 0.3) with IEMOCAP-4's label space and padded length 150. Every
+    behaviour that deliberately deviates from the released code is a named switch below, so it can be
+    ablated; `reference_compat=True` turns all of them back to the released evaluation forward.
+
+    Args:
+        audio_dim (`int`, *optional*, defaults to 512):
+            Dimension of the per-utterance audio features (wav2vec-large context features in the paper).
+        text_dim (`int`, *optional*, defaults to 1024):
+            Dimension of the per-utterance text features (DeBERTa-large in the paper).
+        video_dim (`int`, *optional*, defaults to 1024):
+            Dimension of the per-utterance face features (MA-Net in the paper).
+        hidden_size (`int`, *optional*, defaults to 256):
+            Width `D` of every per-modality stream (the released `--hidden`).
+        num_layers (`int`, *optional*, defaults to 4):
+            The released `--depth`: the two knowledge-propagation stages each hold `num_layers // 2` masked
+            self-attention layers per modality. Must be even.
+        num_attention_heads (`int`, *optional*, defaults to 2):
+            Attention heads; must divide `hidden_size`.
+        prompt_dim (`int`, *optional*, defaults to 16):
+            Width `p` of the cross-modal prompts.
+        num_prototypes (`int`, *optional*, defaults to 10):
+            Number `K` of prototypes a conversation's utterances are compressed into (per modality).
+        max_utterances (`int`, *optional*, defaults to 150):
+            The released `seq_len` (65 for CMU-MOSI, 150 otherwise): the prototype layer maps this many
+            utterance positions to `num_prototypes`, so it is part of the checkpoint. Conversations may be
+            shorter (dynamic padding) but never longer.
+        prompt_momentum (`float`, *optional*, defaults to 0.3):
+            λ of the momentum update `P = λ·P̄ + (1 − λ)·P_new`, in [0, 1].
+        hidden_dropout_prob (`float`, *optional*, defaults to 0.5):
+            Dropout of every projection, MLP, the coordinator and the fusion tail (the released
+            `--drop_rate`).
+        attention_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Dropout on the attention probabilities (the released `--attn_drop_rate`).
+        num_labels (`int`, *optional*, defaults to 4):
+            Number of emotion classes; 1 for sentiment regression.
+        problem_type (`str`, *optional*, defaults to `"single_label_classification"`):
+            `"single_label_classification"` (cross-entropy, IEMOCAP) or `"regression"` (MSE, CMU-MOSI/MOSEI).
+        training_stage (`int`, *optional*, defaults to 2):
+            1 trains the unimodal paths only (no prompts, no coordinator); 2 is the full model. Inference uses
+            stage 2. Change it with `ComPForEmotionRecognition.set_training_stage`.
+        fused_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the fused-head task loss (stage 2).
+        modality_loss_weight (`float`, *optional*, defaults to 2.0):
+            Weight of each unimodal task loss in stage 2 (the released code counts them twice).
+        stage1_modality_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of each unimodal task loss in stage 1.
+        private_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the stage-1 private-branch terms (anti-label cross-entropy, or regression to noise).
+        disentangle_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the shared/private disentanglement loss (both stages).
+        reconstruction_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the decoder reconstruction loss (stage 2).
+        private_noise_std (`float`, *optional*, defaults to 1.5):
+            Regression only: standard deviation of the noise target of the private heads (clamped to ±3).
+        reference_compat (`bool`, *optional*, defaults to `False`):
+            Reproduce the released code's forward exactly (batch-wide prototype softmax, padding fed to the
+            prototype layer, no masking of missing rows before the prototypes, the text and video private
+            branches fed audio's private features, inputs internally padded to `max_utterances`). Used to
+            prove faithfulness with converted checkpoints; not recommended for serving because a prediction
+            then depends on the rest of the batch.
+        prototype_scope (`str`, *optional*, defaults to `"dialogue"`):
+            `"dialogue"`: each utterance attends to its own conversation's prototypes only. `"batch"`: the
+            released behaviour (softmax over the prototypes of every conversation in the batch).
+        use_knowledge_propagation (`bool`, *optional*, defaults to `True`):
+            Ablation "w/o KP": no prompts enter the attention stacks and no prompt generation or coordinator
+            is used; the encoder outputs are concatenated and classified.
+        use_prompt_generation (`bool`, *optional*, defaults to `True`):
+            Ablation "w/o PG": prompts are not built from prototypes (only the residual projection of the
+            features forms them).
+        use_coordinator (`bool`, *optional*, defaults to `True`):
+            Ablation "w/o Cr": modalities are fused with equal weights (1/3 each).
+        use_gradient_modulation (`bool`, *optional*, defaults to `True`):
+            Ablation "w/o GM": the dynamic gradient modulator of Eq. 10-11 is not applied.
+        modulation_eps (`float`, *optional*, defaults to 1e-6):
+            Guard of the modulator: a relative-error sum with magnitude below this gives weight 1.
+        initializer_range (`float`, *optional*, defaults to `None`):
+            If set, linear weights are drawn from N(0, initializer_range); `None` keeps PyTorch's default
+            `nn.Linear` initialisation, as the released code does.
+
+    Example:
+    ```python
+    >>> from modeling_comp import ComPConfig, ComPForEmotionRecognition
+    >>> config = ComPConfig(audio_dim=512, text_dim=1024, video_dim=1024, num_labels=4)
+    >>> model = ComPForEmotionRecognition(config)
+    ```
+    """
+
+    model_type = "comp"
+
+    def __init__(
+        self,
+        audio_dim: int = 512,
+        text_dim: int = 1024,
+        video_dim: int = 1024,
+        hidden_size: int = 256,
+        num_layers: int = 4,
+        num_attention_heads: int = 2,
+        prompt_dim: int = 16,
+        num_prototypes: int = 10,
+        max_utterances: int = 150,
+        prompt_momentum: float = 0.3,
+        hidden_dropout_prob: float = 0.5,
+        attention_dropout_prob: float = 0.0,
+        training_stage: int = 2,
+        fused_loss_weight: float = 1.0,
+        modality_loss_weight: float = 2.0,
+        stage1_modality_loss_weight: float = 1.0,
+        private_loss_weight: float = 1.0,
+        disentangle_loss_weight: float = 1.0,
+        reconstruction_loss_weight: float = 1.0,
+        private_noise_std: float = 1.5,
+        reference_compat: bool = False,
+        prototype_scope: str = "dialogue",
+        use_knowledge_propagation: bool = True,
+        use_prompt_generation: bool = True,
+        use_coordinator: bool = True,
+        use_gradient_modulation: bool = True,
+        modulation_eps: float = 1e-6,
+        initializer_range: float | None = None,
+        **kwargs,
+    ):
+        kwargs.setdefault("num_labels", 4)
+        kwargs.setdefault("problem_type", "single_label_classification")
+        super().__init__(**kwargs)
+        self.audio_dim = audio_dim
+        self.text_dim = text_dim
+        self.video_dim = video_dim
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_attention_heads = num_attention_heads
+        self.prompt_dim = prompt_dim
+        self.num_prototypes = num_prototypes
+        self.max_utterances = max_utterances
+        self.prompt_momentum = prompt_momentum
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_dropout_prob = attention_dropout_prob
+        self.training_stage = training_stage
+        self.fused_loss_weight = fused_loss_weight
+        self.modality_loss_weight = modality_loss_weight
+        self.stage1_modality_loss_weight = stage1_modality_loss_weight
+        self.private_loss_weight = private_loss_weight
+        self.disentangle_loss_weight = disentangle_loss_weight
+        self.reconstruction_loss_weight = reconstruction_loss_weight
+        self.private_noise_std = private_noise_std
+        self.reference_compat = reference_compat
+        self.prototype_scope = prototype_scope
+        self.use_knowledge_propagation = use_knowledge_propagation
+        self.use_prompt_generation = use_prompt_generation
+        self.use_coordinator = use_coordinator
+        self.use_gradient_modulation = use_gradient_modulation
+        self.modulation_eps = modulation_eps
+        self.initializer_range = initializer_range
+        self.validate()
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether the task is sentiment regression (one output per utterance)."""
+        return self.problem_type == "regression"
+
+    @property
+    def modality_dims(self) -> dict[str, int]:
+        """Input feature dimension per modality, in `MODALITIES` order."""
+        return {AUDIO: self.audio_dim, TEXT: self.text_dim, VIDEO: self.video_dim}
+
+    def validate(self, **kwargs) -> None:
+        """Check every ComP hyper-parameter; raise `ValueError` quoting the offending value.
+
+        Runs the base class validators first (transformers calls `validate` again at save time).
+        """
+        super().validate()
+
+        def positive_int(name: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ComPConfig.{name} must be a positive integer, got {value!r}")
+
+        for name in (
+            "audio_dim",
+            "text_dim",
+            "video_dim",
+            "hidden_size",
+            "num_layers",
+            "num_attention_heads",
+            "prompt_dim",
+            "num_prototypes",
+            "max_utterances",
+        ):
+            positive_int(name)
+        if self.num_layers % 2:
+            raise ValueError(
+                f"ComPConfig.num_layers must be even (two propagation stages of num_layers // 2 attention "
+                f"layers each), got {self.num_layers!r}"
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"ComPConfig.hidden_size ({self.hidden_size!r}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads!r})"
+            )
+        for name in ("prompt_momentum", "hidden_dropout_prob", "attention_dropout_prob"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"ComPConfig.{name} must be a number in [0, 1], got {value!r}")
+        if self.hidden_dropout_prob == 1.0 or self.attention_dropout_prob == 1.0:
+            raise ValueError("ComPConfig dropout probabilities must be < 1 (1.0 would zero every activation)")
+        for name in (
+            "fused_loss_weight",
+            "modality_loss_weight",
+            "stage1_modality_loss_weight",
+            "private_loss_weight",
+            "disentangle_loss_weight",
+            "reconstruction_loss_weight",
+            "private_noise_std",
+            "modulation_eps",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"ComPConfig.{name} must be a non-negative number, got {value!r}")
+        if self.training_stage not in (1, 2):
+            raise ValueError(f"ComPConfig.training_stage must be 1 or 2, got {self.training_stage!r}")
+        if self.problem_type not in _PROBLEM_TYPES:
+            raise ValueError(f"ComPConfig.problem_type must be one of {_PROBLEM_TYPES}, got {self.problem_type!r}")
+        if self.problem_type == "regression" and self.num_labels != 1:
+            raise ValueError(f"ComPConfig: regression needs num_labels=1, got num_labels={self.num_labels!r}")
+        if self.problem_type == "single_label_classification" and self.num_labels < 2:
+            raise ValueError(f"ComPConfig: classification needs num_labels >= 2, got {self.num_labels!r}")
+        if self.prototype_scope not in _PROTOTYPE_SCOPES:
+            raise ValueError(
+                f"ComPConfig.prototype_scope must be one of {_PROTOTYPE_SCOPES}, got {self.prototype_scope!r}"
+            )
+        for name in (
+            "reference_compat",
+            "use_knowledge_propagation",
+            "use_prompt_generation",
+            "use_coordinator",
+            "use_gradient_modulation",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ComPConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.initializer_range is not None and not (
+            isinstance(self.initializer_range, (int, float)) and self.initializer_range > 0
+        ):
+            raise ValueError(f"ComPConfig.initializer_range must be None or > 0, got {self.initializer_range!r}")
+
+
+__all__ = [
+    "AUTO_MAP",
+    "AUDIO",
+    "ATTENTION_MASK",
+    "LABELS",
+    "MODALITIES",
+    "MODALITY_MASK",
+    "MODEL_INPUT_NAMES",
+    "TEXT",
+    "VIDEO",
+    "ComPConfig",
+]

@@ -1,0 +1,375 @@
+"""Loading ComP checkpoints and predicting one conversation, masked and with every modality.
+
+Checkpoints load through ``transformers.AutoModel.from_pretrained``. When the ``modeling_comp`` package is
+importable it registers the ComP classes and no remote code runs; without it, checkpoints the operator
+configured (``COMP_CHECKPOINT`` / ``COMP_CHECKPOINTS``) load with ``trust_remote_code=True`` from the model
+files that ``save_pretrained`` copied into them. Hub ids typed by a visitor never run remote code.
+
+Every prediction runs one conversation per forward pass, so a served prediction never depends on what else is
+being served.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .inputs import MODALITIES, Conversation, InputError, validate_for_model
+
+
+__all__ = [
+    "RUN_INFO_FILE",
+    "CheckpointStore",
+    "LoadedCheckpoint",
+    "ModelRun",
+    "Prediction",
+    "has_comp_package",
+    "load_checkpoint",
+    "predict",
+    "run_model",
+]
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def has_comp_package() -> bool:
+    """Whether ``modeling_comp`` is importable (importing it registers the ComP Auto classes)."""
+    try:
+        importlib.import_module("modeling_comp")
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A ComP model ready to serve.
+
+    Attributes:
+        ref: the Hub id or local path it was loaded from.
+        model: the model, in eval mode.
+        synthetic: whether it was trained on the synthetic corpus (then the UI says so).
+        remote_code: whether it was loaded with ``trust_remote_code=True``.
+        run_info: the training recipe's ``comp_run.json`` (configuration, provenance, final metrics), if any.
+    """
+
+    ref: str
+    model: Any
+    synthetic: bool = False
+    remote_code: bool = False
+    run_info: dict[str, Any] | None = None
+
+    @property
+    def test_metrics(self) -> dict[str, Any] | None:
+        """Test metrics at the selected epoch, from ``run_info`` (``None`` when unknown)."""
+        final = (self.run_info or {}).get("final")
+        metrics = final.get("test") if isinstance(final, Mapping) else None
+        return metrics if isinstance(metrics, Mapping) else None
+
+    @property
+    def config(self) -> Any:
+        """The model's ``ComPConfig``."""
+        return self.model.config
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Feature dimension per modality."""
+        return {m: int(getattr(self.config, f"{m}_dim")) for m in MODALITIES}
+
+    @property
+    def max_utterances(self) -> int:
+        """Longest conversation the checkpoint accepts."""
+        return int(self.config.max_utterances)
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether the checkpoint predicts a sentiment score rather than a class."""
+        return getattr(self.config, "problem_type", None) == "regression"
+
+    @property
+    def label_names(self) -> list[str]:
+        """Class names in class-id order (``["score"]`` for regression)."""
+        if self.is_regression:
+            return ["score"]
+        id2label = getattr(self.config, "id2label", None) or {}
+        return [str(id2label.get(i, id2label.get(str(i), f"class {i}"))) for i in range(int(self.config.num_labels))]
+
+    @property
+    def training_stage(self) -> int:
+        """Stage the checkpoint was saved in (stage 1 has no coordinator)."""
+        return int(getattr(self.config, "training_stage", 2))
+
+
+#: File the training recipe writes next to the weights (configuration, data provenance, final metrics).
+RUN_INFO_FILE = "comp_run.json"
+_RUN_INFO_MAX_BYTES = 1 << 20
+
+
+def _says_synthetic(value: Any) -> bool:
+    """Whether a provenance record (or any record nested in it) marks its data as synthetic."""
+    if isinstance(value, Mapping):
+        if value.get("synthetic") is True:
+            return True
+        for key in ("corpus_label", "corpus", "dataset"):
+            label = value.get(key)
+            if isinstance(label, str) and label.lower().startswith("synthetic"):
+                return True
+        return any(_says_synthetic(v) for v in value.values() if isinstance(v, Mapping))
+    return False
+
+
+def _read_run_info(ref: str, local_dir: Path | None) -> dict[str, Any] | None:
+    """The checkpoint's ``comp_run.json`` if it has one (``None`` otherwise or when unreadable)."""
+    import json
+
+    path: Path | None = None
+    if local_dir is not None:
+        path = local_dir / RUN_INFO_FILE
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(ref, RUN_INFO_FILE))
+        except Exception:  # noqa: BLE001 -- optional file: absent, offline, gated ... all mean "no run info"
+            return None
+    try:
+        if not path.is_file() or path.stat().st_size > _RUN_INFO_MAX_BYTES:
+            return None
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def load_checkpoint(ref: str, *, trust_remote_code: bool | None = None) -> LoadedCheckpoint:
+    """Load a ComP checkpoint by Hub id or local path through ``AutoModel.from_pretrained``.
+
+    Args:
+        ref: Hub repo id (``org/name``) or a local directory written by ``save_pretrained``.
+        trust_remote_code: ``None`` = use the installed package when there is one, otherwise the model code
+            stored in the checkpoint; ``False`` = never run code from the checkpoint; ``True`` = always use
+            the checkpoint's code.
+
+    Returns:
+        The loaded checkpoint, in eval mode.
+
+    Raises:
+        InputError: if the checkpoint cannot be found or read, or is not a ComP model.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    ref = str(ref).strip()
+    if not ref:
+        raise InputError("no checkpoint given; choose one in the checkpoint selector")
+    package = has_comp_package()
+    remote = (not package) if trust_remote_code is None else bool(trust_remote_code)
+    local_dir = Path(ref).expanduser() if Path(ref).expanduser().is_dir() else None
+    target = str(local_dir) if local_dir is not None else ref
+    try:
+        config = AutoConfig.from_pretrained(target, trust_remote_code=remote)
+    except Exception as err:  # noqa: BLE001 -- report any loading failure to the visitor
+        hint = "" if package or remote else " (the modeling_comp package is not installed and remote code is off)"
+        raise InputError(f"cannot load checkpoint {ref!r}: {type(err).__name__}: {err}{hint}") from None
+    if getattr(config, "model_type", None) != "comp":
+        raise InputError(
+            f"checkpoint {ref!r} is a {getattr(config, 'model_type', 'unknown')!r} model, not a ComP ('comp') model"
+        )
+    try:
+        model = AutoModel.from_pretrained(target, trust_remote_code=remote)
+    except Exception as err:  # noqa: BLE001
+        raise InputError(f"cannot load the weights of checkpoint {ref!r}: {type(err).__name__}: {err}") from None
+    model.eval()
+    run_info = _read_run_info(target, local_dir)
+    synthetic = _says_synthetic(run_info) or any(
+        _says_synthetic(getattr(config, attr, None)) for attr in ("provenance", "dataset_provenance")
+    )
+    return LoadedCheckpoint(ref=ref, model=model, synthetic=synthetic, remote_code=remote, run_info=run_info)
+
+
+class CheckpointStore:
+    """The checkpoints a Space serves, loaded on first use and kept in a small LRU cache.
+
+    Args:
+        configured: display name -> Hub id or local path, chosen by the operator; the first is the default.
+        allow_custom_hub_ids: whether visitors may type another Hub id (``org/name``; never a local path, and
+            never loaded with remote code).
+        trust_remote_code: passed to :func:`load_checkpoint` for configured checkpoints.
+        synthetic: refs known to be trained on the synthetic corpus (labelled so even without provenance).
+        max_cached: how many models to keep in memory.
+    """
+
+    def __init__(
+        self,
+        configured: Mapping[str, str],
+        *,
+        allow_custom_hub_ids: bool = False,
+        trust_remote_code: bool | None = None,
+        synthetic: set[str] | frozenset[str] = frozenset(),
+        max_cached: int = 3,
+    ) -> None:
+        self.configured = dict(configured)
+        self.allow_custom_hub_ids = allow_custom_hub_ids
+        self.trust_remote_code = trust_remote_code
+        self.synthetic = set(synthetic)
+        self.max_cached = max(1, int(max_cached))
+        self._cache: OrderedDict[str, LoadedCheckpoint] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+
+    @property
+    def choices(self) -> list[str]:
+        """Display names, default first."""
+        return list(self.configured)
+
+    def resolve(self, choice: str | None) -> tuple[str, bool]:
+        """Map a selector value to ``(ref, configured)``.
+
+        Raises:
+            InputError: if the value is neither a configured name/ref nor an allowed Hub id.
+        """
+        choice = (choice or "").strip()
+        if not choice:
+            if not self.configured:
+                raise InputError("no checkpoint configured; set COMP_CHECKPOINT")
+            return next(iter(self.configured.values())), True
+        if choice in self.configured:
+            return self.configured[choice], True
+        if choice in self.configured.values():
+            return choice, True
+        if not self.allow_custom_hub_ids:
+            raise InputError(
+                f"checkpoint {choice!r} is not one this Space serves; choose one of: {', '.join(self.configured)}"
+            )
+        if not _HUB_ID.match(choice):
+            raise InputError(f"checkpoint {choice!r} is not a Hub model id of the form 'org/name'")
+        return choice, False
+
+    def get(self, choice: str | None) -> LoadedCheckpoint:
+        """Return the loaded checkpoint for a selector value (loading it on first use).
+
+        Raises:
+            InputError: if it cannot be resolved or loaded.
+        """
+        ref, configured = self.resolve(choice)
+        with self._lock:
+            if ref in self._cache:
+                self._cache.move_to_end(ref)
+                return self._cache[ref]
+            loading = self._loading.setdefault(ref, threading.Lock())
+        with loading:  # one load per ref even under concurrent requests
+            with self._lock:
+                if ref in self._cache:
+                    return self._cache[ref]
+            loaded = load_checkpoint(ref, trust_remote_code=self.trust_remote_code if configured else False)
+            if ref in self.synthetic:
+                loaded.synthetic = True
+            with self._lock:
+                self._cache[ref] = loaded
+                while len(self._cache) > self.max_cached:
+                    self._cache.popitem(last=False)
+        return loaded
+
+
+@dataclass
+class ModelRun:
+    """Outputs of one forward pass on one conversation (padded positions already removed).
+
+    Attributes:
+        mask: bool ``[n, 3]`` observed modalities fed to the model.
+        scores: classification: probabilities ``[n, C]``; regression: sentiment ``[n]``.
+        modality_scores: per-modality head outputs: probabilities ``[n, 3, C]`` or sentiment ``[n, 3]``.
+        weights: coordinator weights ``[n, 3]``, or ``None`` (stage-1 checkpoint / coordinator ablated).
+    """
+
+    mask: np.ndarray
+    scores: np.ndarray
+    modality_scores: np.ndarray
+    weights: np.ndarray | None
+
+
+@dataclass
+class Prediction:
+    """A conversation predicted twice: with the visitor's mask and with every available modality."""
+
+    checkpoint: LoadedCheckpoint
+    conversation: Conversation
+    masked: ModelRun
+    full: ModelRun
+
+
+def run_model(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.ndarray) -> ModelRun:
+    """Run the model once on one conversation.
+
+    Features of modalities marked missing are zeroed before the call (the model zeroes them as well).
+
+    Args:
+        checkpoint: the loaded checkpoint.
+        conversation: a conversation already checked by :func:`validate_for_model`.
+        mask: bool ``[n, 3]``.
+
+    Returns:
+        The outputs as NumPy arrays.
+    """
+    import torch
+
+    model = checkpoint.model
+    n = conversation.num_utterances
+    dtype = next(model.parameters()).dtype
+    mask_np = np.asarray(mask, dtype=bool)
+    inputs: dict[str, torch.Tensor] = {}
+    for j, modality in enumerate(MODALITIES):
+        values = conversation.features[modality]
+        dim = checkpoint.dims[modality]
+        array = np.zeros((n, dim), dtype=np.float32) if values is None else values * mask_np[:, j : j + 1]
+        inputs[modality] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(dtype)[None]
+    inputs["modality_mask"] = torch.from_numpy(mask_np.astype(np.float32))[None]
+    inputs["attention_mask"] = torch.ones(1, n, dtype=torch.long)
+    with torch.inference_mode():
+        out = model(**inputs)
+    logits = out.logits[0].float()
+    modality_logits = out.modality_logits[0].float()
+    if checkpoint.is_regression:
+        scores = logits.reshape(n).numpy()
+        modality_scores = modality_logits.reshape(n, 3).numpy()
+    else:
+        scores = torch.softmax(logits, dim=-1).numpy()
+        modality_scores = torch.softmax(modality_logits, dim=-1).numpy()
+    weights = None
+    if getattr(out, "coordinator_weights", None) is not None:
+        weights = out.coordinator_weights[0].float().numpy()
+    return ModelRun(mask=mask_np.copy(), scores=scores, modality_scores=modality_scores, weights=weights)
+
+
+def predict(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.ndarray) -> Prediction:
+    """Validate, then predict ``conversation`` with ``mask`` and with every available modality.
+
+    Args:
+        checkpoint: the loaded checkpoint.
+        conversation: the conversation.
+        mask: bool ``[n, 3]`` chosen by the visitor.
+
+    Returns:
+        Both runs.
+
+    Raises:
+        InputError: if the conversation or mask does not fit the checkpoint (see :func:`validate_for_model`).
+    """
+    validate_for_model(
+        conversation,
+        mask,
+        dims=checkpoint.dims,
+        max_utterances=checkpoint.max_utterances,
+        checkpoint=f"checkpoint {checkpoint.ref!r}",
+    )
+    masked = run_model(checkpoint, conversation, mask)
+    full_mask = conversation.available
+    full = masked if np.array_equal(full_mask, masked.mask) else run_model(checkpoint, conversation, full_mask)
+    return Prediction(checkpoint=checkpoint, conversation=conversation, masked=masked, full=full)

@@ -1,0 +1,303 @@
+"""End-to-end training recipe on tiny synthetic configurations: outputs, loading, evaluation, folds, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from recipes_helpers import BLOCK_PACKAGES, REPO, TINY, repo_env, with_args
+
+from recipes import train as train_mod
+from recipes.evaluate import main as eval_main
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One finished tiny run (in-process), shared by the tests of this module."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    args = with_args(TINY, report_to="tensorboard") + ["--output_dir", str(out)]
+    assert train_mod.main(args) == 0
+    return out
+
+
+def test_run_directory_contents(tiny_run, capsys):
+    for name in (
+        "config.yaml",
+        "provenance.json",
+        "metrics.json",
+        "model/config.json",
+        "model/model.safetensors",
+        "model/configuration_comp.py",
+        "model/modeling_comp.py",
+        "model/README.md",
+        "model/comp_run.json",
+    ):
+        assert (tiny_run / name).is_file(), name
+    assert list((tiny_run / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
+    checkpoints = sorted(p.name for p in (tiny_run / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint_1", "checkpoint_2"]  # named after epochs, total_limit 2
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["finished"] is True and len(metrics["epochs"]) == 3
+    assert [r["stage"] for r in metrics["epochs"]] == [1, 2, 2]
+    final = metrics["final"]
+    assert final["epoch"] in (1, 2)  # stage-2 epochs only (selection_stage 2)
+    best_val = max(metrics["epochs"][e]["validation"]["accuracy"] for e in (1, 2))
+    assert metrics["epochs"][final["epoch"]]["validation"]["accuracy"] == best_val
+    assert final["test"] == metrics["epochs"][final["epoch"]]["test"]
+    for key in ("accuracy", "unweighted_accuracy", "weighted_f1", "f1_hap", "accuracy_audio", "accuracy_video"):
+        assert 0.0 <= final["test"][key] <= 1.0
+    prov = json.loads((tiny_run / "provenance.json").read_text())
+    assert prov["test"]["corpus_label"] == "synthetic-iemocap4" and prov["test"]["missing_rate"] == 0.3
+    assert 0.0 < prov["test"]["realised_missing_rate"] < 0.6
+    assert prov["test"]["selection_rule"].startswith("best validation accuracy")
+    assert prov["test"]["fold"] == 5 and prov["test"]["seed"] == 0
+    saved = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    assert saved["epochs"] == 3 and saved["model"]["hidden_size"] == 16
+    card = (tiny_run / "model" / "README.md").read_text()
+    assert card.startswith("---\n") and "synthetic" in card and "trust_remote_code=True" in card
+
+
+def test_selected_model_reloads_and_reproduces_test_metrics(tiny_run, tmp_path):
+    from transformers import AutoModel
+
+    import modeling_comp  # noqa: F401
+
+    model = AutoModel.from_pretrained(tiny_run / "model")
+    assert type(model).__name__ == "ComPForEmotionRecognition" and model.config.training_stage == 2
+    # evaluate.py on the same corpus, condition and seed sees the same masks: same numbers as the run's final.
+    out = tmp_path / "eval.json"
+    kwargs = TINY[TINY.index("--dataset_kwargs") + 1]
+    assert (
+        eval_main(
+            [
+                "--model",
+                str(tiny_run),
+                "--dataset",
+                "synthetic",
+                "--dataset_config",
+                "iemocap4",
+                "--dataset_kwargs",
+                kwargs,
+                "--missing_rate",
+                "0.3",
+                "--seed",
+                "0",
+                "--progress",
+                "false",
+                "--output_file",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    evaluated = json.loads(out.read_text())["metrics"]
+    final = json.loads((tiny_run / "metrics.json").read_text())["final"]["test"]
+    for key in ("accuracy", "unweighted_accuracy", "weighted_f1", "accuracy_audio", "accuracy_text"):
+        assert evaluated[key] == pytest.approx(final[key], abs=1e-9), key
+    # Another condition: text only.
+    assert (
+        eval_main(
+            [
+                "--model",
+                str(tiny_run / "model"),
+                "--dataset_kwargs",
+                kwargs,
+                "--missing_protocol",
+                "subset",
+                "--observed_modalities",
+                "t",
+                "--progress",
+                "false",
+                "--output_file",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(out.read_text())["provenance"]["modalities"] == "t"
+
+
+LOAD_WITHOUT_PACKAGE = (
+    BLOCK_PACKAGES
+    + r"""
+import json, sys, torch
+from transformers import AutoModel
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+torch.manual_seed(0)
+a, t, v = torch.randn(2, 5, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+mask = torch.ones(2, 5, 3); mask[0, 1, 0] = 0; mask[1, 3, 2] = 0
+am = torch.ones(2, 5, dtype=torch.long); am[1, 4] = 0
+with torch.no_grad():
+    out = model(audio=a, text=t, video=v, modality_mask=mask, attention_mask=am)
+print("RESULT" + json.dumps({"module": type(model).__module__, "logits": out.logits[am.bool()].tolist()}))
+"""
+)
+
+
+def reference_logits(model_dir):
+    from transformers import AutoModel
+
+    import modeling_comp  # noqa: F401
+
+    model = AutoModel.from_pretrained(model_dir).eval()
+    torch.manual_seed(0)
+    a, t, v = torch.randn(2, 5, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5, 3)
+    mask[0, 1, 0] = 0
+    mask[1, 3, 2] = 0
+    am = torch.ones(2, 5, dtype=torch.long)
+    am[1, 4] = 0
+    with torch.no_grad():
+        return model(audio=a, text=t, video=v, modality_mask=mask, attention_mask=am).logits[am.bool()]
+
+
+def test_trust_remote_code_load_in_a_process_without_the_package(tiny_run, tmp_path):
+    env = repo_env()
+    env.pop("PYTHONPATH")
+    env["HF_HOME"] = str(tmp_path / "hf")
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_PACKAGE, str(tiny_run / "model")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert result["module"].startswith("transformers_modules.")
+    assert torch.allclose(torch.tensor(result["logits"]), reference_logits(tiny_run / "model"), atol=1e-6)
+
+
+def test_fold_all_reports_mean_and_std(tmp_path):
+    out = tmp_path / "folds"
+    args = with_args(TINY, epochs=2, stage1_epochs=1, fold="all") + ["--output_dir", str(out)]
+    assert train_mod.main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [f["fold"] for f in metrics["folds"]] == [1, 2, 3, 4, 5]
+    accs = [f["test"]["accuracy"] for f in metrics["folds"]]
+    assert metrics["mean_std"]["accuracy"]["mean"] == pytest.approx(sum(accs) / 5)
+    assert metrics["mean_std"]["accuracy"]["n"] == 5
+    for fold in range(1, 6):
+        prov = json.loads((out / f"fold{fold}" / "provenance.json").read_text())
+        assert prov["test"]["fold"] == fold
+    # Resuming a finished fold-all run is a no-op that returns the same numbers.
+    assert train_mod.main(args + ["--resume_from_checkpoint", "latest"]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["mean_std"] == metrics["mean_std"]
+
+
+def test_selection_on_test_is_labelled_optimistic(tmp_path, capsys):
+    out = tmp_path / "seltest"
+    assert train_mod.main(with_args(TINY, selection="test") + ["--output_dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "optimistic" in printed.lower()
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert "OPTIMISTIC" in final["selection_rule"]
+    assert "optimistic" in (out / "model" / "README.md").read_text().lower()
+
+
+def test_readme_style_summary_is_printed(tiny_run, tmp_path, capsys):
+    out = tmp_path / "again"
+    assert train_mod.main(TINY + ["--output_dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "(synthetic)" in printed
+    assert "stage 1 (epoch 0, last)" in printed and "stage 2 (epoch" in printed
+    assert f"selected model: {out / 'model'}" in printed
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--bogus_key", "1"], "unknown option --bogus_key"),
+        (["--dataset", "mosi2"], "unknown corpus dataset='mosi2'"),
+        (["--model.nope", "3"], "'nope' is not a ComPConfig argument"),
+    ],
+)
+def test_bad_cli_input_is_a_one_line_error(extra, needle, tmp_path, capsys):
+    assert train_mod.main(TINY + ["--output_dir", str(tmp_path / "x")] + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and needle in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_data_dir_without_the_corpus(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (
+        train_mod.main(
+            [
+                "--config",
+                str(REPO / "recipes/configs/mosi.yaml"),
+                "--data_dir",
+                str(empty),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--progress",
+                "false",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot load corpus 'mosi'") and "\n" not in err
+
+
+def test_unwritable_output_dir(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    assert train_mod.main(TINY + ["--output_dir", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not writable" in err and str(blocker / "run") in err and "\n" not in err
+    assert blocker.read_text() == "not a directory"
+
+
+def test_existing_run_is_not_clobbered(tiny_run, capsys):
+    before = (tiny_run / "metrics.json").read_bytes()
+    assert train_mod.main(TINY + ["--output_dir", str(tiny_run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tiny_run / "metrics.json").read_bytes() == before
+
+
+def test_evaluate_rejects_other_model_types_and_bad_paths(tmp_path, capsys):
+    from transformers import BertConfig, BertModel
+
+    bert = tmp_path / "bert"
+    BertModel(
+        BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8, vocab_size=16)
+    ).save_pretrained(bert)
+    capsys.readouterr()
+    assert eval_main(["--model", str(bert), "--progress", "false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'bert' checkpoint, not a ComP" in err and "\n" not in err
+    assert eval_main(["--model", str(tmp_path / "nowhere" / "x" / "y"), "--progress", "false"]) == 2
+    assert "neither an existing folder nor a Hub id" in capsys.readouterr().err
+
+
+def last_error_line(captured: str) -> str:
+    """The error line a failing command printed last; anything before it may only be progress bars."""
+    assert "Traceback" not in captured
+    line = captured.strip().splitlines()[-1]
+    assert line.startswith("error: ")
+    return line
+
+
+def test_evaluate_rejects_incompatible_corpus(tiny_run, capsys):
+    assert (
+        eval_main(
+            [
+                "--model",
+                str(tiny_run),
+                "--dataset_config",
+                "mosi",
+                "--progress",
+                "false",
+                "--dataset_kwargs",
+                '{"num_conversations": 10, "dims": {"audio": 8, "text": 8, "video": 8}}',
+            ]
+        )
+        == 2
+    )
+    assert "the checkpoint expects num_labels=4" in last_error_line(capsys.readouterr().err)

@@ -1,0 +1,144 @@
+"""The Space's bundled assets: a small synthetic checkpoint trained by our recipe and held-out synthetic examples.
+
+They are produced by ``spaces/comp-demo/build_assets.py`` and committed with the Space (it must work with no
+licensed data), so these tests fail, rather than skip, when they are missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from comp_space.inference import load_checkpoint, predict
+from comp_space.inputs import load_examples
+from comp_space.masks import draw_mask
+from space_testing import SPACE_DIR
+
+
+ASSETS = SPACE_DIR / "assets.json"
+
+
+@pytest.fixture(scope="module")
+def assets():
+    assert ASSETS.is_file(), "run `python spaces/comp-demo/build_assets.py` to build the Space's assets"
+    return json.loads(ASSETS.read_text())
+
+
+@pytest.fixture(scope="module")
+def bundled(assets):
+    return load_checkpoint(str(SPACE_DIR / assets["checkpoint"]))
+
+
+@pytest.fixture(scope="module")
+def examples(assets):
+    return load_examples(SPACE_DIR / assets["examples"])
+
+
+def test_assets_are_synthetic_small_and_held_out(assets, bundled, examples):
+    assert assets["synthetic"] is True and bundled.synthetic  # from the recipe's provenance, not from us
+    size = sum(p.stat().st_size for p in (SPACE_DIR / assets["checkpoint"]).iterdir() if p.is_file())
+    assert size < 5 * 2**20
+    provenance = bundled.run_info["provenance"]
+    train_sessions, test = provenance["train"]["source_splits"], assets["examples_provenance"]
+    assert test["split"] == "test" and test["synthetic"] is True
+    assert list(examples) == assets["examples_dialog_ids"] and len(examples) == test["num_conversations"]
+    # IEMOCAP-shaped synthetic corpus: test = session 5, trained on sessions 1-4, validation drawn from those.
+    assert "session5" not in train_sessions
+    assert all(d.startswith("Ses05") for d in examples)
+    assert not set(examples) & set(provenance["train"].get("validation_dialogs", []))
+    for conv in examples.values():
+        assert conv.synthetic and conv.dims == bundled.dims and conv.num_utterances <= bundled.max_utterances
+
+
+def test_space_reproduces_the_recipes_test_accuracy(assets, bundled, examples):
+    """With the evaluation masks of the run (same seed, rate, utterance ids), the Space's predictions give
+    exactly the synthetic test accuracy the recipe reported for the selected epoch."""
+    config = bundled.run_info["config"]
+    rate, seed = config["missing_rate"], config.get("mask_seed") or config["seed"]
+    hits = total = 0
+    for conv in examples.values():
+        mask, method = draw_mask(conv.utterance_ids, rate, seed)
+        assert method.startswith("hub_datasets")
+        prediction = predict(bundled, conv, mask)
+        hits += int((prediction.masked.scores.argmax(-1) == np.asarray(conv.labels)).sum())
+        total += conv.num_utterances
+    assert total == assets["examples_provenance"]["num_utterances"]
+    assert hits / total == pytest.approx(assets["recipe"]["test_metrics_synthetic"]["accuracy"], abs=1e-9)
+    assert hits / total == pytest.approx(bundled.test_metrics["accuracy"], abs=1e-9)
+
+
+def test_default_settings_serve_the_bundled_assets(space_app_module, assets):
+    settings = space_app_module.SpaceSettings.from_env({})
+    ((label, ref),) = settings.checkpoints.items()
+    assert ref == str(SPACE_DIR / assets["checkpoint"]) and "synthetic" in label
+    assert settings.torch_threads == 1
+    app = space_app_module.SpaceApp(dataclasses.replace(settings, torch_threads=None))  # keep torch's setting
+    first = assets["examples_dialog_ids"][0]
+    assert app.example_choices()[0] == (
+        f"{first} — {app.examples[first].num_utterances} utterances (synthetic)",
+        first,
+    )
+    info = app.checkpoint_info(ref)
+    assert "Trained on the synthetic corpus" in info and "synthetic test split metrics" in info
+
+
+def test_space_folder_is_deployable():
+    """README front matter as the Hub reads it, requirements a pip can parse, and the files they name."""
+    import gradio
+    import yaml
+    from packaging.requirements import Requirement
+
+    text = (SPACE_DIR / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n", 2)[1])
+    assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio.__version__
+    assert (SPACE_DIR / meta["app_file"]).is_file() and isinstance(meta["models"], list)
+    assert str(meta["python_version"]).startswith("3.")
+    assert len(meta["short_description"]) <= 60
+    lines = [line.strip() for line in (SPACE_DIR / "requirements.txt").read_text().splitlines()]
+    requirements = [Requirement(line) for line in lines if line and not line.startswith("#")]
+    names = {r.name for r in requirements}
+    assert {"torch", "transformers", "numpy", "pandas", "pyarrow"} <= names and "gradio" not in names
+    assert "synthetic" in text.lower()
+
+
+_STORED_CODE_SCRIPT = r"""
+import json, sys
+sys.modules["modeling_comp"] = None     # a Space without the package runs the code stored in the checkpoint
+sys.modules["hub_datasets"] = None
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from comp_space.inference import load_checkpoint, predict
+from comp_space.inputs import load_examples
+ckpt = load_checkpoint(sys.argv[2])
+conv = load_examples(sys.argv[3])[sys.argv[4]]
+mask = np.ones((conv.num_utterances, 3), dtype=bool)
+mask[::2, 1] = False
+print(json.dumps({"remote_code": ckpt.remote_code, "scores": predict(ckpt, conv, mask).masked.scores.tolist()}))
+"""
+
+
+def test_bundled_checkpoint_code_matches_the_package(assets, bundled, examples):
+    """The model code stored in the bundled checkpoint (what runs without the package) gives the package's
+    numbers; if this fails, rebuild the assets after a model change."""
+    import os
+    import subprocess
+    import sys
+
+    example = assets["examples_dialog_ids"][0]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = "1"  # tiny forward passes; see the one_torch_thread fixture
+    result = subprocess.run(
+        [sys.executable, "-c", _STORED_CODE_SCRIPT, str(SPACE_DIR), str(SPACE_DIR / assets["checkpoint"]),
+         str(SPACE_DIR / assets["examples"]), example],
+        capture_output=True, text=True, env=env, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    conv = examples[example]
+    mask = np.ones((conv.num_utterances, 3), dtype=bool)
+    mask[::2, 1] = False
+    assert payload["remote_code"] is True
+    np.testing.assert_allclose(payload["scores"], predict(bundled, conv, mask).masked.scores, atol=1e-6)
