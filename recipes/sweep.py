@@ -7,6 +7,7 @@ Examples::
         --missing_rates 0.1:0.7:0.1 --seeds 0,1,2 --output_dir runs/sweep-iemocap4
     comp-sweep ... --ablation          # Table 3: full ComP and each component switched off
     comp-sweep ... --balance           # Figure 5: each modality trained alone vs inside ComP
+    comp-sweep ... --deviations        # default (fixed) ComP vs reference_compat and each fix undone
 
 Every cell is an ordinary training run in ``<output_dir>/cells/<variant>/mr<rate>/seed<seed>[/fold<k>]``;
 finished cells are skipped and interrupted ones resume from their last checkpoint, so rerunning the same
@@ -61,9 +62,16 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "w/o Cr": {"use_coordinator": False},
     "w/o GM": {"use_gradient_modulation": False},
 }
+#: COMP_SPEC C.2: the default (fixed) method against the released behaviour and each fix undone on its own.
+DEVIATIONS: dict[str, dict[str, Any]] = {
+    "ComP": {},
+    "reference_compat": {"reference_compat": True},
+    "batch prototypes": {"prototype_scope": "batch"},
+    "w/o GM": {"use_gradient_modulation": False},
+}
 _ALONE = {m: f"{m} alone" for m in MODALITIES}
 _LETTER = {"audio": "a", "text": "t", "video": "v"}
-_SWEEP_KEYS = {"missing_rates", "seeds", "folds", "output_dir", "ablation", "balance"}
+_SWEEP_KEYS = {"missing_rates", "seeds", "folds", "output_dir", "ablation", "balance", "deviations"}
 
 
 def parse_rates(text: str) -> list[float]:
@@ -115,11 +123,15 @@ def plan_cells(
     *,
     ablation: bool,
     balance: bool,
+    deviations: bool = False,
 ) -> list[dict[str, Any]]:
     """Every (variant, rate, seed, fold) cell with its run directory and configuration."""
-    variants: dict[str, dict[str, Any]] = {
-        name: {"model": overrides} for name, overrides in (ABLATIONS.items() if ablation else [("ComP", {})])
-    }
+    chosen: dict[str, dict[str, Any]] = {"ComP": {}}
+    if ablation:
+        chosen.update(ABLATIONS)
+    if deviations:
+        chosen.update(DEVIATIONS)
+    variants: dict[str, dict[str, Any]] = {name: {"model": overrides} for name, overrides in chosen.items()}
     cells = []
     for variant, spec in variants.items():
         for rate in rates:
@@ -350,6 +362,7 @@ def run_sweep(
     *,
     ablation: bool = False,
     balance: bool = False,
+    deviations: bool = False,
 ) -> dict[str, Any]:
     """Runs (or resumes) every cell, then writes the tables and plots.
 
@@ -359,7 +372,7 @@ def run_sweep(
     from accelerate import PartialState
 
     root = check_output_dir(root)
-    cells = plan_cells(base, rates, seeds, folds, root, ablation=ablation, balance=balance)
+    cells = plan_cells(base, rates, seeds, folds, root, ablation=ablation, balance=balance, deviations=deviations)
     is_main = PartialState().is_main_process
     rows = []
     task = None
@@ -388,6 +401,7 @@ def run_sweep(
                 "folds": folds,
                 "ablation": ablation,
                 "balance": balance,
+                "deviations": deviations,
                 "synthetic": base.is_synthetic,
                 "cells": len(cells),
             },
@@ -416,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         sweep, rest = _split_argv(argv)
-        for flag in ("ablation", "balance"):
+        for flag in ("ablation", "balance", "deviations"):
             if flag in sweep and sweep[flag] not in (None, "true", "True", "1", "false", "False", "0"):
                 raise ConfigError(f"--{flag} takes no value (or true/false), got {sweep[flag]!r}")
         if not sweep.get("output_dir"):
@@ -444,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(sweep["output_dir"]).expanduser(),
             ablation=sweep.get("ablation", "false") in (None, "true", "True", "1"),
             balance=sweep.get("balance", "false") in (None, "true", "True", "1"),
+            deviations=sweep.get("deviations", "false") in (None, "true", "True", "1"),
         )
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

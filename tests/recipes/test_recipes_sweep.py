@@ -76,3 +76,19 @@ def test_sweep_bad_arguments(tmp_path, capsys):
     assert "--output_dir is required" in capsys.readouterr().err
     assert sweep_main(TINY_SWEEP + ["--folds", "7", "--output_dir", str(tmp_path)]) == 2
     assert "fold 7" in capsys.readouterr().err
+
+
+def test_sweep_deviation_cells(tmp_path):
+    """`--deviations` plans the default method against the released behaviour and each fix undone (C.2)."""
+    from recipes.config import parse_train_args
+    from recipes.sweep import DEVIATIONS, plan_cells
+
+    base = parse_train_args(TINY_SWEEP)
+    cells = plan_cells(base, [0.3], [0, 1], [None], tmp_path, ablation=False, balance=False, deviations=True)
+    assert [c["variant"] for c in cells[::2]] == list(DEVIATIONS)
+    by_variant = {c["variant"]: c["cfg"].model for c in cells}
+    assert by_variant["reference_compat"]["reference_compat"] is True
+    assert by_variant["batch prototypes"]["prototype_scope"] == "batch"
+    assert by_variant["w/o GM"]["use_gradient_modulation"] is False
+    assert "reference_compat" not in by_variant["ComP"]
+    assert len({str(c["run_dir"]) for c in cells}) == len(cells) == 8

@@ -153,7 +153,8 @@ class ComPConfig(PreTrainedConfig):
         initializer_range: float | None = None,
         **kwargs,
     ):
-        kwargs.setdefault("num_labels", 4)
+        if "num_labels" not in kwargs and "id2label" not in kwargs:  # a saved config stores only id2label
+            kwargs["num_labels"] = 4
         kwargs.setdefault("problem_type", "single_label_classification")
         super().__init__(**kwargs)
         self.audio_dim = audio_dim

@@ -170,10 +170,12 @@ class ComPAttention(nn.Module):
         """`hidden`: packed rows `[N, D]`; `key_mask`: `[B, T]` observed keys. Returns packed `[N, D]`."""
         batch, length = key_mask.shape
 
-        def heads(x: torch.Tensor) -> torch.Tensor:
-            return packer.unpack(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-
-        query, key, value = heads(self.q(hidden)), heads(self.k(hidden)), heads(self.v(hidden))
+        # q, k and v in one matrix product and one scatter to the [B, T] layout (the parameters stay separate, as
+        # in the released checkpoints)
+        weight = torch.cat([self.q.weight, self.k.weight, self.v.weight])
+        bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])
+        qkv = packer.unpack(F.linear(hidden, weight, bias)).view(batch, length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         # Conversations without any observed key: the released code's softmax gives NaN, then 0. We let every
         # key through for them (so the kernel sees no empty row) and zero their output afterwards.
         has_key = key_mask.any(dim=-1)
