@@ -6,8 +6,10 @@ from pathlib import Path
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+TESTS_DIR = Path(__file__).resolve().parent
+for _path in (REPO_ROOT, TESTS_DIR):  # the packages, and shared test helpers (hub_standin, package_blocker)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 # Tests never reach a hub: anything that tries fails fast instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
