@@ -488,3 +488,18 @@ def test_set_training_stage_validates():
     model = make_model()
     with pytest.raises(ValueError, match="training stage must be 1 or 2, got 0"):
         model.set_training_stage(0)
+
+
+def test_dropout_matches_inverted_dropout_statistics():
+    from modeling_comp.modeling_comp import ComPDropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200, 500)
+    layer = ComPDropout(0.3).train()
+    out = layer(x)
+    dropped = (out == 0).float().mean().item()
+    assert abs(dropped - 0.3) < 0.01
+    torch.testing.assert_close(out[out != 0], torch.full_like(out[out != 0], 1 / 0.7))
+    assert abs(out.mean().item() - 1.0) < 0.02
+    assert torch.equal(layer.eval()(x), x)
+    assert torch.equal(ComPDropout(0.0).train()(x), x)

@@ -105,6 +105,20 @@ class ComPOutput(ModelOutput):
     modulation_weights: torch.FloatTensor | None = None
 
 
+class ComPDropout(nn.Dropout):
+    """Inverted dropout (same distribution and scaling as `nn.Dropout`) drawn as `rand >= p`.
+
+    On CPU this is several times faster than `torch.nn.functional.dropout`, whose Bernoulli sampling was a
+    quarter of a training step at the released sizes; there are ~70 dropout calls per stage-2 step.
+    """
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return hidden
+        keep = torch.rand_like(hidden) >= self.p
+        return hidden * keep.to(hidden.dtype) * (1.0 / (1.0 - self.p))
+
+
 class ComPMlp(nn.Module):
     """`fc1 -> GELU (exact erf) -> dropout -> fc2 -> dropout` (the released `Mlp`)."""
 
@@ -112,7 +126,7 @@ class ComPMlp(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden_features)
         self.fc2 = nn.Linear(hidden_features, out_features)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = ComPDropout(dropout)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(hidden)))))
@@ -131,7 +145,6 @@ class _Packer:
         self.full = rows is None
         flat = torch.arange(batch * length, device=device) if rows is None else rows
         self.rows = flat
-        self.conversation = flat // length
         self.position = flat % length
 
     def pack(self, padded: torch.Tensor) -> torch.Tensor:
@@ -306,10 +319,10 @@ class ComPPromptGenerator(nn.Module):
                 similarity = similarity + ((1.0 - released_mask.transpose(0, 1).reshape(-1)) * -10000.0)[:, None]
             aggregated = torch.softmax(similarity, dim=-1) @ prototypes.reshape(-1, dim)
         else:
-            # Deviation (default, prototype_scope="dialogue"): only the conversation's own prototypes.
-            own = packer.conversation
-            similarity = (keys[own] @ queries[:, :, None]).squeeze(-1)  # [N, K]
-            aggregated = (torch.softmax(similarity, dim=-1)[:, None, :] @ prototypes[own]).squeeze(1)
+            # Deviation (default, prototype_scope="dialogue"): only the conversation's own prototypes. Computed in
+            # the [B, T] layout with batched products (a per-row gather of the prototypes has a slow backward).
+            similarity = packer.unpack(queries) @ keys.transpose(1, 2)  # [B, T, K]
+            aggregated = packer.pack(torch.softmax(similarity, dim=-1) @ prototypes)  # [N, D]
         return self.prompt_projection(aggregated) + residual
 
 
@@ -384,7 +397,7 @@ class ComPModel(ComPPreTrainedModel):
         dim, prompt = config.hidden_size, config.prompt_dim
         drop = config.hidden_dropout_prob
         self.input_projections = nn.ModuleDict({m: nn.Linear(config.modality_dims[m], dim) for m in MODALITIES})
-        self.input_dropout = nn.Dropout(drop)
+        self.input_dropout = ComPDropout(drop)
         self.shared_encoders = nn.ModuleDict({m: ComPMlp(dim, dim, dim, drop) for m in MODALITIES})
         self.private_encoders = nn.ModuleDict({m: ComPMlp(dim, dim, dim, drop) for m in MODALITIES})
         self.decoders = nn.ModuleDict({m: ComPMlp(2 * dim, dim, dim, drop) for m in MODALITIES})
@@ -659,7 +672,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         self.comp = ComPModel(config)
         self.modality_heads = nn.ModuleDict({m: nn.Linear(dim, num_labels) for m in MODALITIES})
         self.fusion = nn.Linear(3 * dim, 3 * dim)
-        self.fusion_dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.fusion_dropout = ComPDropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(3 * dim, num_labels)
         self.post_init()
 
