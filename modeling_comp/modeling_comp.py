@@ -269,7 +269,7 @@ class ComPPromptGenerator(nn.Module):
 
     def prototypes(
         self, hidden: torch.Tensor, row_mask: torch.Tensor | None, holder: dict | None, packer: _Packer
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         """Compress each conversation's utterances (packed rows `[N, D]`) into `K` prototypes `[B, K, D]`.
 
         Only the first `T` columns of the `[K, max_utterances]` first layer are used: with the rows of padded
@@ -286,7 +286,7 @@ class ComPPromptGenerator(nn.Module):
         transposed = packer.unpack(hidden).transpose(1, 2)  # [B, D, T]
         hidden_protos = layer.dropout(F.gelu(F.linear(transposed, weight, layer.fc1.bias)))
         protos = layer.dropout(layer.fc2(hidden_protos))  # [B, D, K]
-        return protos.transpose(1, 2), weight
+        return protos.transpose(1, 2)
 
     def forward(
         self,
@@ -381,7 +381,6 @@ class _PackedState:
     private: torch.Tensor  # [N, 3, D]
     modality_mask: torch.Tensor  # [N, 3]
     real: torch.Tensor  # [N] 1 for real utterances (0 for padded rows, which exist in reference mode only)
-    prototype_weights: dict | None
 
 
 class ComPModel(ComPPreTrainedModel):
@@ -501,7 +500,6 @@ class ComPModel(ComPPreTrainedModel):
 
         coordinator_weights = None
         private_streams = None
-        prototype_weights = None
         first, second = self.propagation_stacks
 
         def both_stacks(x: torch.Tensor, m: str) -> torch.Tensor:
@@ -518,7 +516,7 @@ class ComPModel(ComPPreTrainedModel):
                 private_streams = torch.stack([both_stacks(sources[m], m) for m in MODALITIES], dim=1)
             fused = torch.cat([streams[m] * row_masks[m][:, None] for m in MODALITIES], dim=-1)
         else:
-            streams, coordinator_weights, prototype_weights = self._propagate(
+            streams, coordinator_weights = self._propagate(
                 shared, key_masks, row_masks, modality_mask, packer, modulation_holders
             )
             stacked = torch.stack([streams[m] for m in MODALITIES], dim=1)  # [N, 3, D]
@@ -542,7 +540,6 @@ class ComPModel(ComPPreTrainedModel):
             private=stack(private),
             modality_mask=mask_rows,
             real=packer.pack(attention_mask),
-            prototype_weights=prototype_weights,
         )
 
     def forward(
@@ -597,14 +594,12 @@ class ComPModel(ComPPreTrainedModel):
         first_generators, second_generators = self.prompt_generators
         stacks = self.propagation_stacks
 
-        prototypes, prototype_weights = {}, {}
+        prototypes = {}
         for m in MODALITIES:
             if config.use_prompt_generation:
                 holder = None if modulation_holders is None else modulation_holders.get(m)
                 row_mask = None if config.reference_compat else row_masks[m]
-                prototypes[m], prototype_weights[m] = first_generators[m].prototypes(
-                    shared[m], row_mask, holder, packer
-                )
+                prototypes[m] = first_generators[m].prototypes(shared[m], row_mask, holder, packer)
             else:
                 prototypes[m] = None
         released = {m: modality_mask[..., i] if config.reference_compat else None for i, m in enumerate(MODALITIES)}
@@ -638,7 +633,7 @@ class ComPModel(ComPPreTrainedModel):
             weights = torch.softmax(self.coordinator(torch.cat([streams[m] for m in MODALITIES], dim=-1)), dim=-1)
         else:  # ablation "w/o Cr": equal weights
             weights = shared[AUDIO].new_full((shared[AUDIO].shape[0], 3), 1.0 / 3.0)
-        return streams, weights, prototype_weights or None
+        return streams, weights
 
 
 def _unpacker(state: _PackedState):
