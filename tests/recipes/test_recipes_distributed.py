@@ -17,6 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hub_standin import hub_standin  # noqa: E402
 
 
+# `accelerate launch --multi_gpu --num_processes 2 recipes/train.py` (two gloo processes with ACCELERATE_USE_CPU=1)
+TWO_PROCESS_LAUNCH = [
+    sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+    "--main_process_port", "0", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    str(TRAIN),
+]  # fmt: skip
+
+
 def _final(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
@@ -26,24 +34,7 @@ def test_two_cpu_processes_see_every_conversation_once(tmp_path):
     # last batch is padded with duplicates that gather_for_metrics must drop.
     out = tmp_path / "ddp"
     args = with_args(TINY, epochs=2, batch_size=2) + ["--output_dir", str(out)]
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        "0",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(TRAIN),
-        *args,
-    ]
+    cmd = [*TWO_PROCESS_LAUNCH, *args]
     proc = subprocess.run(
         cmd, cwd=tmp_path, env=repo_env(ACCELERATE_USE_CPU="1"), capture_output=True, text=True, timeout=600
     )
@@ -62,26 +53,7 @@ def test_two_cpu_processes_see_every_conversation_once(tmp_path):
 def test_launch_without_cpu_flag_fails_clearly(tmp_path):
     # `--multi_gpu` on a machine without GPUs and without ACCELERATE_USE_CPU starts two processes that would each
     # train alone on all the data: the recipe refuses with a one-line error instead.
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        "0",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(TRAIN),
-        *TINY,
-        "--output_dir",
-        str(tmp_path / "o"),
-    ]
+    cmd = [*TWO_PROCESS_LAUNCH, *TINY, "--output_dir", str(tmp_path / "o")]
     env = repo_env()
     env.pop("ACCELERATE_USE_CPU", None)
     if torch.cuda.device_count() > 1:
