@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,11 +94,7 @@ def test_iemocap_is_refused_without_opt_in(iemocap_corpus, tmp_path, cache_dir):
 def test_publish_to_a_hub_stand_in(tmp_path, monkeypatch, iemocap_corpus, cache_dir):
     """A real ``huggingface_hub`` upload against tests/hub_standin.py (the few Hub endpoints a push and a
     download use); not the real Hub."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    try:
-        standin = pytest.importorskip("hub_standin")
-    finally:
-        sys.path.pop(0)
+    standin = pytest.importorskip("hub_standin")  # tests/ is on sys.path (tests/conftest.py)
     import huggingface_hub.constants
     from huggingface_hub import HfApi
 

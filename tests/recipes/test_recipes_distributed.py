@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_standin import hub_standin
 from recipes_helpers import BLOCK_PACKAGES, REPO, TINY, TRAIN, repo_env, run_train, with_args
-
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hub_standin import hub_standin  # noqa: E402
 
 
 # `accelerate launch --multi_gpu --num_processes 2 recipes/train.py` (two gloo processes with ACCELERATE_USE_CPU=1)

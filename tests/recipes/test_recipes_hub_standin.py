@@ -4,13 +4,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hub_standin import hub_standin  # noqa: E402
+from hub_standin import hub_standin
 
 
 CLIENT = r"""

@@ -14,6 +14,7 @@ import pytest
 from comp_space.inference import load_checkpoint, predict
 from comp_space.inputs import load_examples
 from comp_space.masks import draw_mask
+from package_blocker import BLOCK_PACKAGES
 from space_testing import SPACE_DIR
 
 
@@ -104,10 +105,11 @@ def test_space_folder_is_deployable():
     assert "synthetic" in text.lower()
 
 
-_STORED_CODE_SCRIPT = r"""
+# a Space without the package runs the code stored in the checkpoint
+_STORED_CODE_SCRIPT = (
+    BLOCK_PACKAGES
+    + r"""
 import json, sys
-sys.modules["modeling_comp"] = None     # a Space without the package runs the code stored in the checkpoint
-sys.modules["hub_datasets"] = None
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 from comp_space.inference import load_checkpoint, predict
@@ -118,6 +120,7 @@ mask = np.ones((conv.num_utterances, 3), dtype=bool)
 mask[::2, 1] = False
 print(json.dumps({"remote_code": ckpt.remote_code, "scores": predict(ckpt, conv, mask).masked.scores.tolist()}))
 """
+)
 
 
 def test_bundled_checkpoint_code_matches_the_package(assets, bundled, examples):

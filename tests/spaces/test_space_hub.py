@@ -15,22 +15,18 @@ from pathlib import Path
 import numpy as np
 from comp_space.inference import load_checkpoint, predict
 from comp_space.inputs import load_examples
+from hub_standin import hub_standin as serve_hub_standin
+from package_blocker import BLOCK_PACKAGES
 from space_testing import SPACE_DIR
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from hub_standin import hub_standin as serve_hub_standin  # noqa: E402
 
 
 REPO_ID = "standin-org/comp-tiny"
 
 _SPACE_SCRIPT = r"""
 import json, sys
-if sys.argv[2] == "no-package":
-    sys.modules["modeling_comp"] = None     # as if comp-emotion were not installed: remote code from the Hub
-    sys.modules["hub_datasets"] = None
 sys.path.insert(0, sys.argv[1])
 import importlib.util
 spec = importlib.util.spec_from_file_location("space_app", sys.argv[1] + "/app.py")
@@ -99,7 +95,14 @@ def test_space_loads_checkpoint_by_hub_id(tiny_checkpoint, tiny_examples, tmp_pa
                 PYTHONPATH=str(REPO_ROOT) if mode == "package" else "",
             )
             result = subprocess.run(
-                [sys.executable, "-c", _SPACE_SCRIPT, str(SPACE_DIR), mode],
+                # without the package (as if comp-emotion were not installed) the model code comes from the Hub
+                [
+                    sys.executable,
+                    "-c",
+                    (BLOCK_PACKAGES if mode == "no-package" else "") + _SPACE_SCRIPT,
+                    str(SPACE_DIR),
+                    mode,
+                ],
                 capture_output=True,
                 text=True,
                 env=env,

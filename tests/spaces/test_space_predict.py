@@ -15,6 +15,7 @@ from comp_space.inference import CheckpointStore, load_checkpoint, predict, run_
 from comp_space.inputs import InputError, load_examples
 from comp_space.masks import draw_mask
 from comp_space.report import WEIGHT_COLOURS, coordinator_frame, prediction_table, probability_table, summary_markdown
+from package_blocker import BLOCK_PACKAGES
 from space_testing import SPACE_DIR, TINY_LABELS
 
 
@@ -195,10 +196,11 @@ def test_settings_from_env(space_app_module, tmp_path):
         space_app_module.SpaceSettings.from_env({"COMP_TRUST_REMOTE_CODE": "maybe"})
 
 
-_NO_PACKAGE_SCRIPT = r"""
+# as if comp-emotion were not installed
+_NO_PACKAGE_SCRIPT = (
+    BLOCK_PACKAGES
+    + r"""
 import json, sys
-sys.modules["modeling_comp"] = None     # as if comp-emotion were not installed
-sys.modules["hub_datasets"] = None
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 from comp_space.inference import load_checkpoint, predict
@@ -211,6 +213,7 @@ pred = predict(ckpt, conv, mask)
 print(json.dumps({"remote_code": ckpt.remote_code, "module": type(ckpt.model).__module__,
                   "scores": pred.masked.scores.tolist()}))
 """
+)
 
 
 def test_loads_with_remote_code_when_the_package_is_missing(tiny, tiny_checkpoint, tiny_examples, conversation):
