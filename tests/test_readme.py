@@ -25,5 +25,16 @@ def test_readme_opens_with_two_setup_commands():
 
 
 def test_ci_runs_the_readme_test_command():
-    ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert setup_commands()[1] in [line.strip() for line in ci]
+    """CI runs each step of the README's `<install> && <tests>` command verbatim, each on its own line so that a
+    failing install stops CI at once with its own message (a failing first command of an `&&` list does not stop a
+    `set -e` script)."""
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    steps = [step.strip() for step in setup_commands()[1].split("&&")]
+    assert len(steps) == 2, steps
+    for step in steps:
+        runs = [line for line in ci if line.startswith(step + " ")]
+        assert runs, f"CI does not run the README step {step!r}"
+        assert all("|| fail" in line for line in runs), f"CI runs {step!r} without stopping on its failure"
+    install_line = ci.index(next(line for line in ci if line.startswith(steps[0] + " ")))
+    test_line = ci.index(next(line for line in ci if line.startswith(steps[1] + " ")))
+    assert install_line < test_line
