@@ -138,7 +138,9 @@ class ComPProcessor(FeatureExtractionMixin):
             raise ValueError(f"ComPProcessor.label_pad_value must be an integer, got {label_pad_value!r}")
         self.label_pad_value = int(label_pad_value)
         if problem_type is not None and problem_type not in _PROBLEM_TYPES:
-            raise ValueError(f"ComPProcessor.problem_type must be one of {_PROBLEM_TYPES} or None, got {problem_type!r}")
+            raise ValueError(
+                f"ComPProcessor.problem_type must be one of {_PROBLEM_TYPES} or None, got {problem_type!r}"
+            )
         self.problem_type = problem_type
         if max_abs_value is not None and (
             isinstance(max_abs_value, bool)
@@ -146,7 +148,9 @@ class ComPProcessor(FeatureExtractionMixin):
             or not math.isfinite(max_abs_value)
             or max_abs_value <= 0
         ):
-            raise ValueError(f"ComPProcessor.max_abs_value must be a positive finite number or None, got {max_abs_value!r}")
+            raise ValueError(
+                f"ComPProcessor.max_abs_value must be a positive finite number or None, got {max_abs_value!r}"
+            )
         self.max_abs_value = None if max_abs_value is None else float(max_abs_value)
 
     @classmethod
@@ -342,9 +346,7 @@ class ComPProcessor(FeatureExtractionMixin):
             rows = [None if v is None else np.asarray(_to_numpy(v), dtype=np.float64).reshape(-1) for v in value]
             dims = {r.shape[0] for r in rows if r is not None}
             if len(dims) > 1:
-                raise ValueError(
-                    f"conversation {name!r}: {modality} vectors have different dimensions {sorted(dims)}"
-                )
+                raise ValueError(f"conversation {name!r}: {modality} vectors have different dimensions {sorted(dims)}")
             if not dims:
                 return None, None
             dim = dims.pop()
@@ -422,10 +424,14 @@ class ComPProcessor(FeatureExtractionMixin):
             try:
                 values = labels.astype(np.float64)
             except (TypeError, ValueError):
-                raise ValueError(f"conversation {p['name']!r}: labels are not numbers ({labels[:3].tolist()!r})") from None
+                raise ValueError(
+                    f"conversation {p['name']!r}: labels are not numbers ({labels[:3].tolist()!r})"
+                ) from None
             if not np.isfinite(values).all():
                 j = int(np.argwhere(~np.isfinite(values))[0][0])
-                raise ValueError(f"conversation {p['name']!r}: label of utterance {j} is {float(values[j])!r}, not finite")
+                raise ValueError(
+                    f"conversation {p['name']!r}: label of utterance {j} is {float(values[j])!r}, not finite"
+                )
             if problem_type != "regression" and (values != np.round(values)).any():
                 j = int(np.argwhere(values != np.round(values))[0][0])
                 raise ValueError(
