@@ -126,7 +126,9 @@ class _RunFacts:
 
     @property
     def selected_on(self) -> str:
-        return "epoch chosen on the TEST set (optimistic)" if self.selection == "test" else "epoch chosen on validation"
+        return (
+            "epoch chosen on the TEST set (optimistic)" if self.selection == "test" else "epoch chosen on validation"
+        )
 
 
 def _eval_results(facts: _RunFacts) -> list[EvalResult]:
