@@ -48,7 +48,10 @@ class MultimodalEmotionRecognitionPipeline(Pipeline):
       utterance lacks (the head then reads what the other modalities' prompts carried into that stream),
     - `coordinator_weights`: the coordinator's weight per modality (`None` for a stage-1 model, which has none).
 
-    Each conversation runs through the model alone, so a prediction never depends on what else is passed.
+    By default each conversation runs through the model alone (`batch_size=1`), so a prediction never depends on
+    what else is passed. `batch_size=n` pads n conversations together (zeros on the right, as the processor
+    does); with the default `prototype_scope="dialogue"` the predictions are the same up to float rounding, while
+    `reference_compat` / `prototype_scope="batch"` models then mix the conversations of a batch.
 
     Example:
     ```python
