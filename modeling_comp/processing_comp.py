@@ -241,13 +241,21 @@ class ComPProcessor(FeatureExtractionMixin):
             n = p["length"]
             attention[b, :n] = 1
             mask[b, :n] = p["mask"]
+            everything_observed = bool(p["mask"].all())
             for i, m in enumerate(MODALITIES):
                 values = p["features"][m]
                 if values is None:
                     continue
-                observed = p["mask"][:, i] > 0
-                # Selection, not multiplication: a NaN at a missing position must not leak into the batch.
-                features[m][b, :n][observed] = values[observed]
+                if everything_observed:
+                    features[m][b, :n] = values
+                else:
+                    # Selection, not multiplication: a NaN at a missing position must not leak into the batch.
+                    observed = p["mask"][:, i] > 0
+                    features[m][b, :n][observed] = values[observed]
+        # Only observed values were copied (the rest is zeros), so checking the padded arrays checks exactly the
+        # observed features, in one vectorised pass per modality.
+        for m in MODALITIES:
+            self._check_values(features[m], m, parsed)
         data: dict[str, Any] = {m: features[m] for m in MODALITIES}
         data[MODALITY_MASK] = mask
         data[ATTENTION_MASK] = attention
@@ -297,35 +305,47 @@ class ComPProcessor(FeatureExtractionMixin):
                     f"{m}_dim={expected}"
                 )
 
-        available = np.stack(
-            [np.zeros(n, dtype=bool) if present[m] is None else present[m] for m in MODALITIES], axis=1
-        )
-        mask = available.astype(np.float32)
+        complete = all(features[m] is not None and present[m] is None for m in MODALITIES)
+        if complete:
+            available = None  # every modality of every utterance has features (the common case)
+        else:
+            available = np.stack(
+                [
+                    np.zeros(n, dtype=bool)
+                    if features[m] is None
+                    else (np.ones(n, dtype=bool) if present[m] is None else present[m])
+                    for m in MODALITIES
+                ],
+                axis=1,
+            )
         given = conversation.get(MODALITY_MASK)
-        if given is not None:
+        if given is None:
+            mask = np.ones((n, 3), dtype=np.float32) if complete else available.astype(np.float32)
+        else:
             given = np.asarray(_to_numpy(given))
             if given.shape != (n, 3):
                 raise ValueError(
                     f"conversation {name!r}: {MODALITY_MASK} has shape {tuple(given.shape)}, expected ({n}, 3) "
                     "(utterances x audio/text/video)"
                 )
-            if given.dtype == bool:
-                given = given.astype(np.float32)
-            if not np.isin(given, (0, 1)).all():
-                bad = tuple(int(i) for i in np.argwhere(~np.isin(given, (0, 1)))[0])
+            try:
+                mask = given.astype(np.float32)
+            except (TypeError, ValueError):
+                raise ValueError(f"conversation {name!r}: {MODALITY_MASK} is not numeric (0/1 or bool)") from None
+            not_binary = (mask != 0) & (mask != 1)
+            if not_binary.any():
+                j, i = (int(x) for x in np.argwhere(not_binary)[0])
                 raise ValueError(
-                    f"conversation {name!r}: {MODALITY_MASK}[{bad[0]}, {bad[1]}] is {given[bad].item()!r}, expected 0 or 1"
+                    f"conversation {name!r}: {MODALITY_MASK}[{j}, {i}] is {given[j, i].item()!r}, expected 0 or 1"
                 )
-            marked = given.astype(bool)
-            conflict = marked & ~available
-            if conflict.any():
-                j, i = (int(x) for x in np.argwhere(conflict)[0])
-                raise ValueError(
-                    f"conversation {name!r}: {MODALITY_MASK} marks {MODALITIES[i]} observed at utterance {j} but "
-                    "its features are None"
-                )
-            mask = marked.astype(np.float32)
-        self._check_values(features, mask, name)
+            if available is not None:
+                conflict = (mask > 0) & ~available
+                if conflict.any():
+                    j, i = (int(x) for x in np.argwhere(conflict)[0])
+                    raise ValueError(
+                        f"conversation {name!r}: {MODALITY_MASK} marks {MODALITIES[i]} observed at utterance {j} "
+                        "but its features are None"
+                    )
         labels = conversation.get(LABELS)
         if labels is not None:
             labels = np.asarray(_to_numpy(labels)).reshape(-1)
@@ -338,7 +358,7 @@ class ComPProcessor(FeatureExtractionMixin):
 
     @staticmethod
     def _modality(value: Any, name: str, modality: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """`[n, dim]` float32 features and `[n]` bool availability of one modality (`None, None` if absent)."""
+        """`[n, dim]` float32 features (`None` if absent) and `[n]` bool availability (`None` if all available)."""
         value = _to_numpy(value)
         if value is None:
             return None, None
@@ -368,29 +388,28 @@ class ComPProcessor(FeatureExtractionMixin):
             raise ValueError(
                 f"conversation {name!r}: {modality} has shape {tuple(array.shape)}, expected [utterances, dim]"
             )
-        return array, np.ones(array.shape[0], dtype=bool)
+        return array, None  # None: every utterance has it
 
-    def _check_values(self, features: dict[str, np.ndarray | None], mask: np.ndarray, name: str) -> None:
-        """Observed features must be finite and within `max_abs_value`; names the first bad position."""
+    def _check_values(self, values: np.ndarray, modality: str, parsed: list[dict[str, Any]]) -> None:
+        """Observed features (the only non-zero entries of the padded `[B, T, dim]` array) must be finite and
+        within `max_abs_value`; the error names the first bad position."""
         limit = self.max_abs_value
-        for i, m in enumerate(MODALITIES):
-            values = features[m]
-            if values is None:
-                continue
-            observed = mask[:, i] > 0
-            with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):
+            if limit is None:
+                if np.isfinite(values).all():
+                    return
                 bad = ~np.isfinite(values)
-                if limit is not None:
-                    bad |= np.abs(values) > limit
-            bad &= observed[:, None]
-            if bad.any():
-                j, k = (int(x) for x in np.argwhere(bad)[0])
-                value = float(values[j, k])
-                what = "beyond max_abs_value" if math.isfinite(value) else "not finite"
-                raise ValueError(
-                    f"conversation {name!r}: {m} feature {k} of utterance {j} is {value:g} ({what}); observed "
-                    f"features must be finite" + (f" and within ±{limit:g}" if limit is not None else "")
-                )
+            else:
+                if np.abs(values).max(initial=0.0) <= limit:  # NaN compares False, so NaN falls through
+                    return
+                bad = ~(np.abs(values) <= limit)
+        b, j, k = (int(x) for x in np.argwhere(bad)[0])
+        value = float(values[b, j, k])
+        what = "beyond max_abs_value" if math.isfinite(value) else "not finite"
+        raise ValueError(
+            f"conversation {parsed[b]['name']!r}: {modality} feature {k} of utterance {j} is {value:g} ({what}); "
+            "observed features must be finite" + (f" and within ±{limit:g}" if limit is not None else "")
+        )
 
     def _batch_dims(self, parsed: list[dict[str, Any]]) -> dict[str, int]:
         dims = {}
@@ -414,31 +433,36 @@ class ComPProcessor(FeatureExtractionMixin):
         problem_type = self.problem_type
         if problem_type is None:
             problem_type = "regression" if parsed[0]["labels"].dtype.kind == "f" else "single_label_classification"
-        batch_size = len(parsed)
-        if problem_type == "regression":
-            padded = np.zeros((batch_size, length), dtype=np.float32)
+        regression = problem_type == "regression"
+        try:
+            values = np.concatenate([p["labels"] for p in parsed]).astype(np.float64)
+        except (TypeError, ValueError):
+            bad = next(p for p in parsed if p["labels"].dtype.kind not in "biuf")
+            raise ValueError(
+                f"conversation {bad['name']!r}: labels are not numbers ({bad['labels'][:3].tolist()!r})"
+            ) from None
+        invalid = ~np.isfinite(values)
+        if not regression:
+            with np.errstate(invalid="ignore"):
+                invalid |= values != np.round(values)
+        if invalid.any():
+            position = int(np.argwhere(invalid)[0][0])
+            for p in parsed:
+                if position < p["length"]:
+                    break
+                position -= p["length"]
+            value = float(p["labels"].astype(np.float64)[position])
+            expected = "not finite" if not math.isfinite(value) else "classification labels must be integer class ids"
+            raise ValueError(f"conversation {p['name']!r}: label of utterance {position} is {value!r}; {expected}")
+        if regression:
+            padded = np.zeros((len(parsed), length), dtype=np.float32)
         else:
-            padded = np.full((batch_size, length), self.label_pad_value, dtype=np.int64)
+            padded = np.full((len(parsed), length), self.label_pad_value, dtype=np.int64)
+        offset = 0
         for b, p in enumerate(parsed):
-            labels = p["labels"]
-            try:
-                values = labels.astype(np.float64)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"conversation {p['name']!r}: labels are not numbers ({labels[:3].tolist()!r})"
-                ) from None
-            if not np.isfinite(values).all():
-                j = int(np.argwhere(~np.isfinite(values))[0][0])
-                raise ValueError(
-                    f"conversation {p['name']!r}: label of utterance {j} is {float(values[j])!r}, not finite"
-                )
-            if problem_type != "regression" and (values != np.round(values)).any():
-                j = int(np.argwhere(values != np.round(values))[0][0])
-                raise ValueError(
-                    f"conversation {p['name']!r}: label of utterance {j} is {float(values[j])!r}; classification labels "
-                    "must be integer class ids"
-                )
-            padded[b, : p["length"]] = values
+            n = p["length"]
+            padded[b, :n] = values[offset : offset + n]
+            offset += n
         return padded
 
 
