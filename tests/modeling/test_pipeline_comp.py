@@ -145,6 +145,20 @@ def test_pipeline_in_process(checkpoint, tmp_path):
         pipe({m: np.zeros((7, d)) for m, d in DIMS.items()})
 
 
+def test_pipeline_takes_hub_datasets_rows():
+    from hub_datasets import load_dataset, model_config_kwargs
+
+    ds = load_dataset("synthetic", "iemocap4", missing_rate=0.5, seed=0, split="test")
+    dims = model_config_kwargs(ds)  # the corpus's feature dims, labels and max_utterances
+    model = tiny_model(**dims)
+    row = ds[0]
+    result = pipeline(PIPELINE_TASK, model=model)(row)
+    assert [e["utterance"] for e in result] == list(row["utterance_ids"])
+    observed = [[m for i, m in enumerate(DIMS) if row["modality_mask"][j, i]] for j in range(len(result))]
+    assert [e["observed"] for e in result] == observed
+    assert {e["label"] for e in result} <= set(dims["id2label"].values())
+
+
 def test_regression_pipeline_reports_sentiment():
     model = tiny_model(num_labels=1, problem_type="regression", id2label=None, label2id=None)
     conv = conversations()[1]

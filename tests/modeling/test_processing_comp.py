@@ -99,6 +99,7 @@ def test_outputs_feed_the_model(processor):
         ([conversation(2, video=[None, np.ones(3)], modality_mask=np.ones((2, 3)))], "marks video observed at utterance 0 but its features are None"),
         ([conversation(2, labels=[1])], "1 labels for 2 utterances"),
         ([conversation(2, labels=[1, 1.5])], "label of utterance 1 is 1.5.*integer class ids"),
+        ([conversation(3), conversation(2, dialog_id="d2", labels=[1, np.nan])][1:], "'d2': label of utterance 1 is nan; not finite"),
         ([conversation(2, labels=[1, 0]), conversation(2, seed=1)], "has no labels but other conversations"),
         ([42], "conversation at index 0 is a int"),
         ([], "empty list"),
