@@ -9,11 +9,11 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from modeling_comp.pipeline_comp import PIPELINE_TASK
+
 
 __all__ = ["build_model_card", "format_metric", "render_model_card", "selection_description"]
 
-#: The transformers pipeline task that checkpoints saved with their processor and pipeline declare.
-PIPELINE_TASK = "multimodal-emotion-recognition"
 #: The Hub's task tag: the Hub only accepts its own task names, and none is a per-utterance multimodal classifier.
 PIPELINE_TAG = "other"
 
