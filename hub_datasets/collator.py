@@ -1,33 +1,33 @@
-"""``ComPDataCollator``: conversation rows -> the model's batch dict (DESIGN §2, docs/interfaces.md)."""
+"""``ComPDataCollator``: conversation rows -> the model's batch dict, through :class:`modeling_comp.ComPProcessor`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import torch
 
-from modeling_comp.configuration_comp import ATTENTION_MASK, LABELS, MODALITIES, MODALITY_MASK
+from modeling_comp.processing_comp import ComPProcessor
 
 from .schema import CONVERSATION_INDEX
 
 
 __all__ = ["ComPDataCollator"]
 
-
-def _array(value, dtype=None) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=dtype)
+_TASK_TO_PROBLEM_TYPE = {None: None, "classification": "single_label_classification", "regression": "regression"}
 
 
 class ComPDataCollator:
     """Pad conversations into a batch and zero the features the mask hides.
 
+    The padding, masking and validation are :class:`~modeling_comp.ComPProcessor`'s (the same code prepares the
+    inputs of the pipeline, the Space and the evaluation); the collator adds what training needs: every row must
+    carry its ``conversation_index``, which comes back as a ``[B]`` tensor.
+
     Output (all tensors): ``audio``/``text``/``video`` float32 ``[B, T, dim]`` (zeros where masked or padded),
     ``modality_mask`` float32 ``[B, T, 3]``, ``attention_mask`` long ``[B, T]``, ``labels`` (long with ``-100``
     padding for classification, float32 with 0 padding for regression; absent when rows carry no labels) and
-    ``conversation_index`` long ``[B]``.
+    ``conversation_index`` long ``[B]``. Observed features that are NaN, infinite or beyond ``max_abs_value``
+    raise a ``ValueError`` naming the conversation, modality and position.
 
     Args:
         max_utterances: The model's ``max_utterances``; longer conversations raise a ``ValueError`` that names
@@ -36,6 +36,9 @@ class ComPDataCollator:
             ``max_utterances``, as the released code's fixed ``seq_len`` padding).
         label_pad_value: Padding of classification labels.
         task: ``"classification"`` or ``"regression"``; default: inferred from the labels' dtype.
+        processor: A configured :class:`~modeling_comp.ComPProcessor` (e.g. ``ComPProcessor.from_model_config``,
+            which also checks the feature dimensions); when given, the other arguments must be left at their
+            defaults.
     """
 
     def __init__(
@@ -45,30 +48,53 @@ class ComPDataCollator:
         pad_to: str = "longest",
         label_pad_value: int = -100,
         task: str | None = None,
+        processor: ComPProcessor | None = None,
     ) -> None:
         if max_utterances is not None and (isinstance(max_utterances, bool) or int(max_utterances) < 1):
             raise ValueError(f"max_utterances must be a positive integer or None, got {max_utterances!r}")
         if pad_to not in ("longest", "max_utterances"):
             raise ValueError(f"pad_to must be 'longest' or 'max_utterances', got {pad_to!r}")
-        if pad_to == "max_utterances" and max_utterances is None:
+        if pad_to == "max_utterances" and max_utterances is None and processor is None:
             raise ValueError("pad_to='max_utterances' needs max_utterances")
-        if task not in (None, "classification", "regression"):
+        if task not in _TASK_TO_PROBLEM_TYPE:
             raise ValueError(f"task must be 'classification', 'regression' or None, got {task!r}")
-        self.max_utterances = None if max_utterances is None else int(max_utterances)
-        self.pad_to = pad_to
-        self.label_pad_value = int(label_pad_value)
-        self.task = task
+        if processor is None:
+            processor = ComPProcessor(
+                max_utterances=None if max_utterances is None else int(max_utterances),
+                pad_to=pad_to,
+                label_pad_value=label_pad_value,
+                problem_type=_TASK_TO_PROBLEM_TYPE[task],
+            )
+        elif max_utterances is not None or pad_to != "longest" or label_pad_value != -100 or task is not None:
+            raise ValueError("pass either a processor or max_utterances/pad_to/label_pad_value/task, not both")
+        self.processor = processor
+
+    @property
+    def max_utterances(self) -> int | None:
+        """Longest conversation accepted (``None``: any)."""
+        return self.processor.max_utterances
+
+    @property
+    def pad_to(self) -> str:
+        """``"longest"`` or ``"max_utterances"``."""
+        return self.processor.pad_to
+
+    @property
+    def label_pad_value(self) -> int:
+        """Padding of classification labels."""
+        return self.processor.label_pad_value
+
+    @property
+    def task(self) -> str | None:
+        """``"classification"``, ``"regression"`` or ``None`` (inferred from the labels)."""
+        problem_type = self.processor.problem_type
+        return None if problem_type is None else ("regression" if problem_type == "regression" else "classification")
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(max_utterances={self.max_utterances}, pad_to={self.pad_to!r}, "
             f"label_pad_value={self.label_pad_value}, task={self.task!r})"
         )
-
-    def _task(self, labels: np.ndarray) -> str:
-        if self.task is not None:
-            return self.task
-        return "regression" if labels.dtype.kind == "f" else "classification"
 
     def __call__(self, rows: Sequence[Mapping]) -> dict[str, torch.Tensor]:
         """Collate a list of rows (as returned by indexing a :func:`~hub_datasets.load_dataset` split).
@@ -82,66 +108,11 @@ class ComPDataCollator:
         """
         if not rows:
             raise ValueError("cannot collate an empty list of conversations")
-        feats = {m: [_array(row[m], np.float32) for row in rows] for m in MODALITIES}
-        lengths = [f.shape[0] for f in feats[MODALITIES[0]]]
         for b, row in enumerate(rows):
-            name = row.get("dialog_id", f"row {b}")
-            for m in MODALITIES:
-                f = feats[m][b]
-                if f.ndim != 2 or f.shape[0] != lengths[b]:
-                    raise ValueError(
-                        f"conversation {name!r}: {m} has shape {f.shape}, expected [{lengths[b]}, dim] like audio"
-                    )
-            if self.max_utterances is not None and lengths[b] > self.max_utterances:
-                raise ValueError(
-                    f"conversation {name!r} has {lengths[b]} utterances, more than the model's max_utterances="
-                    f"{self.max_utterances}; use a model with a larger max_utterances or drop that conversation"
-                )
             if CONVERSATION_INDEX not in row:
+                name = row.get("dialog_id", f"row {b}")
                 raise ValueError(
                     f"conversation {name!r} has no {CONVERSATION_INDEX!r} field; collate rows of a split returned "
                     "by hub_datasets.load_dataset"
                 )
-        batch_size = len(rows)
-        length = self.max_utterances if self.pad_to == "max_utterances" else max(lengths)
-        mask = np.zeros((batch_size, length, 3), dtype=np.float32)
-        attention = np.zeros((batch_size, length), dtype=np.int64)
-        for b, row in enumerate(rows):
-            n = lengths[b]
-            attention[b, :n] = 1
-            if row.get(MODALITY_MASK) is None:
-                mask[b, :n] = 1.0
-            else:
-                m_arr = _array(row[MODALITY_MASK], np.float32)
-                if m_arr.shape != (n, 3):
-                    raise ValueError(f"row {b}: {MODALITY_MASK} has shape {m_arr.shape}, expected ({n}, 3)")
-                mask[b, :n] = m_arr
-        out: dict[str, torch.Tensor] = {}
-        for i, m in enumerate(MODALITIES):
-            dims = {f.shape[1] for f in feats[m]}
-            if len(dims) != 1:
-                raise ValueError(f"{m} features of one batch have different dimensions {sorted(dims)}")
-            padded = np.zeros((batch_size, length, dims.pop()), dtype=np.float32)
-            for b, f in enumerate(feats[m]):
-                padded[b, : lengths[b]] = f
-            padded *= mask[:, :, i : i + 1]
-            out[m] = torch.from_numpy(padded)
-        out[MODALITY_MASK] = torch.from_numpy(mask)
-        out[ATTENTION_MASK] = torch.from_numpy(attention)
-        has_labels = [row.get(LABELS) is not None for row in rows]
-        if any(has_labels):
-            if not all(has_labels):
-                raise ValueError("some rows of the batch have labels and others do not")
-            labels = [_array(row[LABELS]).reshape(-1) for row in rows]
-            task = self._task(labels[0])
-            if task == "classification":
-                padded_labels = np.full((batch_size, length), self.label_pad_value, dtype=np.int64)
-            else:
-                padded_labels = np.zeros((batch_size, length), dtype=np.float32)
-            for b, lab in enumerate(labels):
-                if lab.shape[0] != lengths[b]:
-                    raise ValueError(f"row {b}: {lab.shape[0]} labels for {lengths[b]} utterances")
-                padded_labels[b, : lengths[b]] = lab
-            out[LABELS] = torch.from_numpy(padded_labels)
-        out[CONVERSATION_INDEX] = torch.tensor([int(row[CONVERSATION_INDEX]) for row in rows], dtype=torch.long)
-        return out
+        return dict(self.processor(list(rows), return_tensors="pt"))

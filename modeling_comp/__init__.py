@@ -63,3 +63,37 @@ __all__ = [
     "ComPOutput",
     "ComPPreTrainedModel",
 ]
+
+
+# -- processor and pipeline ------------------------------------------------------------------------------------
+# `ComPProcessor` is registered with `AutoFeatureExtractor` / `AutoProcessor`, and the
+# `multimodal-emotion-recognition` task with `transformers.pipeline`, in this process; checkpoints saved with
+# `save_with_processor_and_pipeline` declare both themselves for `trust_remote_code=True` users.
+from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer  # noqa: E402
+
+from .pipeline_comp import (  # noqa: E402
+    PIPELINE_TASK,
+    ComPHasNoTokenizer,
+    MultimodalEmotionRecognitionPipeline,
+    register_pipeline,
+    save_with_processor_and_pipeline,
+)
+from .processing_comp import ComPProcessor  # noqa: E402
+
+
+def _register_processing() -> None:
+    for auto_class in (AutoFeatureExtractor, AutoProcessor):
+        auto_class.register(ComPConfig, ComPProcessor, exist_ok=True)
+    # Text pipelines look for a tokenizer; ComP has none, and this says so instead of a conversion error.
+    AutoTokenizer.register(ComPConfig, tokenizer_class=ComPHasNoTokenizer, exist_ok=True)
+    register_pipeline()
+
+
+_register_processing()
+
+__all__ += [
+    "PIPELINE_TASK",
+    "ComPProcessor",
+    "MultimodalEmotionRecognitionPipeline",
+    "save_with_processor_and_pipeline",
+]

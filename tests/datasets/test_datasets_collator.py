@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from hub_datasets import ComPDataCollator, load_dataset, model_config_kwargs
@@ -62,3 +63,19 @@ def test_dataloader_epoch_sees_every_conversation_once():
     )
     seen = torch.cat([batch["conversation_index"] for batch in loader]).tolist()
     assert sorted(seen) == list(range(len(ds)))
+
+
+def test_collator_refuses_non_finite_observed_features_and_checks_model_dims():
+    from modeling_comp import ComPConfig, ComPProcessor
+
+    ds = load_dataset("synthetic", "iemocap4", missing_rate=0.5, seed=0, split="validation")
+    row = dict(ds[0])
+    observed = np.argwhere(np.asarray(row["modality_mask"])[:, 1] == 1)[0, 0]
+    row["text"] = np.array(row["text"], copy=True)
+    row["text"][observed, 3] = np.inf
+    with pytest.raises(ValueError, match=rf"'{row['dialog_id']}': text feature 3 of utterance {observed} is inf"):
+        ComPDataCollator()([row])
+    kwargs = model_config_kwargs(ds)
+    processor = ComPProcessor.from_model_config(ComPConfig(**{**kwargs, "audio_dim": kwargs["audio_dim"] + 1}))
+    with pytest.raises(ValueError, match=r"audio features have dimension 32, the model expects audio_dim=33"):
+        ComPDataCollator(processor=processor)([ds[1]])
