@@ -21,6 +21,8 @@ from pathlib import Path
 import datasets
 from datasets import Dataset
 
+from .atomic import atomic_write_json
+
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
@@ -166,4 +168,4 @@ def save_cached(root: Path, name: str, key: str, splits: dict[str, Dataset], man
 
 
 def _write_manifest(path: Path, body: dict) -> None:
-    path.write_text(json.dumps(body, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    atomic_write_json(path, body, indent=2, sort_keys=True, default=str)

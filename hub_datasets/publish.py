@@ -28,6 +28,7 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from modeling_comp.configuration_comp import MODALITIES
 
+from .atomic import atomic_write_json, atomic_write_text, make_temp_dir
 from .cache import quiet_progress
 from .errors import IemocapUploadRefusedError
 from .loading import dataset_provenance
@@ -240,17 +241,6 @@ def render_dataset_card(configs: list[dict], repo_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _collect_metadata(folder: Path) -> list[dict]:
     out = []
     for meta_file in sorted(folder.glob(f"*/{CARD_METADATA_FILE}")):
@@ -295,21 +285,21 @@ def write_parquet_repo(
     splits = _natural_splits(dataset, prov)
     root = Path(output_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{config_name}.tmp-", dir=root))
+    tmp = make_temp_dir(root, f".{config_name}.tmp-")
     target = root / config_name
     try:
         with quiet_progress():
             for name, ds in splits.items():
                 ds.to_parquet(str(tmp / f"{name}-00000-of-00001.parquet"))
         meta = _config_metadata(config_name, prov, splits)
-        (tmp / CARD_METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        atomic_write_json(tmp / CARD_METADATA_FILE, meta, indent=2, sort_keys=True)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _atomic_write_text(root / "README.md", render_dataset_card(_collect_metadata(root), repo_id))
+    atomic_write_text(root / "README.md", render_dataset_card(_collect_metadata(root), repo_id))
     return root
 
 
