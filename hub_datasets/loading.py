@@ -15,11 +15,13 @@ import copy
 import dataclasses
 import hashlib
 import json
+import numbers
 import os
 import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Array2D, ClassLabel, Dataset, DatasetDict, List, Value, concatenate_datasets
 
@@ -35,10 +37,12 @@ from .schema import (
     CORPORA,
     DERIVED_COLUMNS,
     FEATURE_PRESENT,
+    MAX_ABS_FEATURE,
     UTTERANCE_KEYS,
     CorpusSpec,
     CorpusSplit,
     build_dataset,
+    first_bad_feature,
     get_spec,
     matrix_column,
     ragged_column,
@@ -478,7 +482,16 @@ def _prepare_parquet(path: str, config: str | None, revision, token) -> tuple[di
     local = Path(path).expanduser()
     target = str(local) if local.is_dir() else path
     try:
-        loaded = datasets.load_dataset(target, config, revision=revision, token=token)
+        if local.is_dir():
+            # A local folder is resolved to its data files first: ``datasets`` keys the cache of a folder loaded by
+            # name on its README alone, so a rewritten file would be served from a stale cache; the ``parquet``
+            # builder keys it on the files' paths and modification times.
+            builder = datasets.load_dataset_builder(target, config)
+            loaded = datasets.load_dataset(
+                "parquet", data_files=dict(builder.config.data_files), features=builder.info.features
+            )
+        else:
+            loaded = datasets.load_dataset(target, config, revision=revision, token=token)
     except (ValueError, FileNotFoundError) as exc:
         raise ValueError(f"could not load parquet dataset {path!r} config {config!r}: {exc}") from None
     if not isinstance(loaded, DatasetDict) or not len(loaded):
@@ -499,6 +512,7 @@ def _prepare_parquet(path: str, config: str | None, revision, token) -> tuple[di
         drop = [c for c in DERIVED_COLUMNS if c in split.column_names]
         if drop:
             split = split.remove_columns(drop)
+        _validate_rows(split, f"{path!r} config {config!r} split {split_name!r}", spec)
         natural[split_name] = _with_keys(split)
     dims = {m: int(first.features[m].shape[1]) for m in MODALITIES}
     if spec.label_names is not None:
@@ -521,6 +535,81 @@ def _prepare_parquet(path: str, config: str | None, revision, token) -> tuple[di
         "cache": None,
     }
     return natural, meta, spec
+
+
+def _validate_rows(dataset: Dataset, where: str, spec: CorpusSpec) -> None:
+    """Check a parquet split where it enters: per-row lengths agree, labels are valid, features are finite.
+
+    Each problem raises a one-line :class:`DatasetFormatError` naming the split, the conversation (row and
+    ``dialog_id``), the utterance and, for features, the feature index.
+    """
+    dialog_ids = _column(dataset, "dialog_id")
+
+    def at(row: int) -> str:
+        return f"{where} row {row} (dialog_id {dialog_ids[row].as_py()!r})"
+
+    def storage(column: str):
+        chunked = _column(dataset, column)
+        chunks = [c.storage if isinstance(c, pa.ExtensionArray) else c for c in chunked.chunks]
+        return pa.chunked_array(chunks) if chunks else pa.chunked_array([], type=chunked.type.storage_type)
+
+    reference = pc.list_value_length(_column(dataset, "utterance_ids")).to_numpy(zero_copy_only=False)
+    per_row = [LABELS, "speakers", "transcripts", AUDIO, TEXT, VIDEO]
+    if FEATURE_PRESENT in dataset.column_names:
+        per_row.append(FEATURE_PRESENT)
+    for column in per_row:
+        if column not in dataset.column_names:
+            continue
+        lengths = pc.list_value_length(storage(column)).to_numpy(zero_copy_only=False)
+        odd = np.flatnonzero(lengths != reference)
+        if odd.size:
+            row = int(odd[0])
+            unit = "feature rows" if column in (AUDIO, TEXT, VIDEO, FEATURE_PRESENT) else "entries"
+            raise DatasetFormatError(
+                f"{at(row)}: {column} has {int(lengths[row])} {unit} but utterance_ids has {int(reference[row])}; "
+                "every per-utterance column needs one entry per utterance"
+            )
+    if "num_utterances" in dataset.column_names:
+        counts = _column(dataset, "num_utterances").to_numpy(zero_copy_only=False)
+        odd = np.flatnonzero(counts != reference)
+        if odd.size:
+            row = int(odd[0])
+            raise DatasetFormatError(
+                f"{at(row)}: num_utterances is {int(counts[row])} but utterance_ids has {int(reference[row])}"
+            )
+    rows_of = np.repeat(np.arange(len(reference)), reference)
+    starts = np.concatenate([[0], np.cumsum(reference)])
+
+    def position(flat_index: int) -> str:
+        row = int(rows_of[flat_index])
+        return f"{at(row)} utterance {flat_index - int(starts[row])}"
+
+    labels = pc.list_flatten(storage(LABELS)).to_numpy(zero_copy_only=False)
+    if spec.label_names is not None:
+        num_classes = len(dataset.features[LABELS].feature.names)
+        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+        if bad.size:
+            raise DatasetFormatError(
+                f"{position(int(bad[0]))}: label {labels[bad[0]]} is not a class id in 0..{num_classes - 1} "
+                f"({', '.join(dataset.features[LABELS].feature.names)})"
+            )
+    else:
+        labels = labels.astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(labels) | (np.abs(labels) > 3.0))
+        if bad.size:
+            raise DatasetFormatError(
+                f"{position(int(bad[0]))}: label {float(labels[bad[0]])!r} is not a sentiment score in [-3, 3]"
+            )
+    for modality in MODALITIES:
+        values = pc.list_flatten(pc.list_flatten(storage(modality))).to_numpy(zero_copy_only=False)
+        dim = int(dataset.features[modality].shape[1])
+        bad_value = first_bad_feature(values.reshape(-1, dim))
+        if bad_value is not None:
+            flat, col, value = bad_value
+            raise DatasetFormatError(
+                f"{position(flat)}: {modality} feature {col} is {value:.6g}; features must be finite and within "
+                f"±{MAX_ABS_FEATURE:g}"
+            )
 
 
 # --------------------------------------------------------------------------------------------- splits
@@ -667,10 +756,26 @@ def load_dataset(
     protocol, missing_rate, modalities, seed = _check_protocol_args(protocol, missing_rate, modalities, seed)
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
-    if not 0.0 < float(validation_fraction) < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
-    if fold is not None and (isinstance(fold, bool) or fold not in (1, 2, 3, 4, 5)):
-        raise ValueError(f"fold must be 1..5 (the IEMOCAP session used as test set), got {fold!r}")
+    if (
+        isinstance(validation_fraction, (bool, np.bool_))
+        or not isinstance(validation_fraction, numbers.Real)
+        or not 0.0 < float(validation_fraction) < 1.0
+    ):
+        raise ValueError(f"validation_fraction must be a number in (0, 1), got {validation_fraction!r}")
+    if fold is not None and (
+        isinstance(fold, (bool, np.bool_)) or not isinstance(fold, (int, np.integer)) or fold not in (1, 2, 3, 4, 5)
+    ):
+        raise ValueError(f"fold must be 1..5 (an integer: the IEMOCAP session used as test set), got {fold!r}")
+    if fold is not None:
+        fold = int(fold)
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise ValueError(
+            f"data_dir must be a folder path (str or os.PathLike), got {type(data_dir).__name__} {data_dir!r}"
+        )
+    if validation_seed is not None and (
+        isinstance(validation_seed, (bool, np.bool_)) or not isinstance(validation_seed, (int, np.integer))
+    ):
+        raise ValueError(f"validation_seed must be an integer, got {validation_seed!r}")
     if not isinstance(path, str) or not path:
         raise ValueError(f"path must be a corpus name, 'synthetic', a Hub id or a folder, got {path!r}")
     if synthetic_kwargs and path != "synthetic":
