@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling_comp.configuration_comp import MODALITIES, VIDEO
-
+from .constants import MODALITIES, VIDEO
 from .errors import DatasetFormatError
 from .mmsa import sha256_file
 from .safe_pickle import safe_load_pickle

@@ -17,7 +17,6 @@ import hashlib
 import json
 import numbers
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Array2D, ClassLabel, Dataset, DatasetDict, List, Value, concatenate_datasets
 
-from modeling_comp.configuration_comp import AUDIO, LABELS, MODALITIES, MODALITY_MASK, TEXT, VIDEO
-
 from . import masks as _masks
 from .cache import cache_key, default_cache_dir, load_cached, quiet_progress, save_cached
+from .constants import AUDIO, LABELS, MODALITIES, MODALITY_MASK, TEXT, VIDEO, is_hub_id
 from .errors import DatasetFormatError
 from .gcnet import NAN_POLICIES, find_gcnet_corpus_dir, gcnet_fingerprint, read_gcnet, read_synthetic_marker
 from .mmsa import find_mmsa_files, mmsa_fingerprint, read_mmsa, verify_mmsa_checksum
@@ -63,7 +61,6 @@ __all__ = [
 PROVENANCE_KEY = "comp_emotion_provenance"
 _NUMPY_COLUMNS = (AUDIO, TEXT, VIDEO, MODALITY_MASK, FEATURE_PRESENT)
 _MASK_FEATURE = Array2D(shape=(None, 3), dtype="int8")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 # --------------------------------------------------------------------------------------------- provenance
@@ -807,7 +804,7 @@ def load_dataset(
         natural, meta = _prepare_synthetic(config, generator_kwargs)
         spec = get_spec(config)
         default_fold = 5
-    elif Path(path).expanduser().is_dir() or _HUB_ID.match(path):
+    elif Path(path).expanduser().is_dir() or is_hub_id(path):
         natural, meta, spec = _prepare_parquet(path, config, revision, token)
         default_fold = None
     else:

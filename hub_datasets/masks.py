@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from modeling_comp.configuration_comp import MODALITIES
+from .constants import MODALITIES
 
 
 __all__ = [

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling_comp.configuration_comp import AUDIO, MODALITIES, TEXT, VIDEO
-
+from .constants import AUDIO, MODALITIES, TEXT, VIDEO
 from .errors import ChecksumMismatchError, DatasetFormatError
 from .safe_pickle import safe_load_pickle
 from .schema import MAX_ABS_FEATURE, CorpusSpec, CorpusSplit, first_bad_feature

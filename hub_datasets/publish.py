@@ -26,10 +26,9 @@ import pyarrow.compute as pc
 import yaml
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
-from modeling_comp.configuration_comp import MODALITIES
-
 from .atomic import atomic_write_json, atomic_write_text, make_temp_dir
 from .cache import quiet_progress
+from .constants import MODALITIES
 from .errors import IemocapUploadRefusedError
 from .loading import dataset_provenance
 from .masks import MASK_ALGORITHM

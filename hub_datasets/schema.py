@@ -15,7 +15,7 @@ import pyarrow as pa
 from datasets import Array2D, ClassLabel, Dataset, DatasetInfo, Features, List, Value
 from datasets.table import InMemoryTable
 
-from modeling_comp.configuration_comp import AUDIO, LABELS, MODALITIES, MODALITY_MASK, TEXT, VIDEO
+from .constants import AUDIO, LABELS, MODALITIES, MODALITY_MASK, TEXT, VIDEO
 
 
 __all__ = [
@@ -89,6 +89,7 @@ class CorpusSpec:
         return "regression" if self.label_names is None else "classification"
 
 
+#: The four real corpora: name (:data:`~hub_datasets.constants.CORPUS_NAMES`) -> :class:`CorpusSpec`.
 CORPORA: dict[str, CorpusSpec] = {
     "iemocap4": CorpusSpec(
         "iemocap4", "iemocap", "IEMOCAP (4 classes)", IEMOCAP4_LABELS, "IEMOCAP", "IEMOCAP_features_raw_4way.pkl", 150

@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling_comp.configuration_comp import AUDIO, MODALITIES, TEXT, VIDEO
-
 from .atomic import atomic_write_json, make_temp_dir
+from .constants import AUDIO, MODALITIES, TEXT, VIDEO
 from .gcnet import SYNTHETIC_MARKER
 from .mmsa import MMSA_FILES
 from .schema import DEFAULT_FEATURE_NAMES, CorpusSpec, CorpusSplit, get_spec
