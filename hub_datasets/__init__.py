@@ -29,6 +29,7 @@ from .constants import (
 )
 from .errors import ChecksumMismatchError, DatasetFormatError, IemocapUploadRefusedError, UnsafePickleError
 from .loading import (
+    add_missing_modality,
     apply_missing_protocol,
     dataset_provenance,
     load_dataset,
@@ -65,6 +66,7 @@ __all__ = [
     "DatasetFormatError",
     "IemocapUploadRefusedError",
     "UnsafePickleError",
+    "add_missing_modality",
     "apply_missing_protocol",
     "dataset_provenance",
     "expected_missing_rate",

@@ -50,6 +50,7 @@ from .synthetic import SYNTHETIC_CONFIGS, generate_synthetic_corpus
 
 __all__ = [
     "PROVENANCE_KEY",
+    "add_missing_modality",
     "apply_missing_protocol",
     "dataset_provenance",
     "load_dataset",
@@ -219,32 +220,16 @@ def apply_missing_protocol(
             }
         )
     protocol, missing_rate, modalities, seed = _check_protocol_args(protocol, missing_rate, modalities, seed)
-    if UTTERANCE_KEYS not in dataset.column_names:
-        raise ValueError(f"the dataset has no {UTTERANCE_KEYS!r} column; prepare it with hub_datasets.load_dataset")
     try:
         prov = dataset_provenance(dataset)
     except ValueError:
         prov = {}
-    if role is None:
-        role = "train" if str(dataset.split) == "train" else "eval"
-    if role not in ("train", "eval"):
-        raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
-    if role == "train":
-        epoch = 0 if epoch is None else epoch
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        epoch = int(epoch)
-    elif epoch is not None:
-        raise ValueError("evaluation masks (role='eval') do not depend on the epoch; pass epoch=None")
     if mask_absent_features is None:
         mask_absent_features = bool(prov.get("mask_absent_features", False))
-    values, lengths = _flat_column(dataset, UTTERANCE_KEYS)
-    keys = values.to_numpy(zero_copy_only=False).astype(np.uint64)
-    masks = _masks.compute_masks(
-        keys, protocol=protocol, missing_rate=missing_rate, modalities=modalities, seed=seed, role=role, epoch=epoch
+    role, epoch = _check_role(dataset, role, epoch)
+    masks, lengths = _compute_dataset_masks(
+        dataset, protocol, missing_rate, modalities, seed, role, epoch, bool(mask_absent_features)
     )
-    if mask_absent_features:
-        masks = masks * _present_flat(dataset)
     result = _replace_column(dataset, MODALITY_MASK, matrix_column(masks, lengths, _MASK_FEATURE), _MASK_FEATURE)
     expected = _masks.expected_missing_rate(missing_rate) if protocol == "rate" else 1.0 - len(modalities) / 3.0
     prov.update(
@@ -266,6 +251,112 @@ def apply_missing_protocol(
     )
     _set_provenance(result, prov)
     return result
+
+
+def _check_role(dataset: Dataset, role: str | None, epoch) -> tuple[str, int | None]:
+    if role is None:
+        role = "train" if str(dataset.split) == "train" else "eval"
+    if role not in ("train", "eval"):
+        raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
+    if role == "train":
+        epoch = 0 if epoch is None else epoch
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        return role, int(epoch)
+    if epoch is not None:
+        raise ValueError("evaluation masks (role='eval') do not depend on the epoch; pass epoch=None")
+    return role, None
+
+
+def _compute_dataset_masks(dataset, protocol, missing_rate, modalities, seed, role, epoch, mask_absent_features):
+    """Flat ``[N, 3]`` masks of every utterance (row order) and the per-row utterance counts."""
+    if UTTERANCE_KEYS in dataset.column_names:
+        values, lengths = _flat_column(dataset, UTTERANCE_KEYS)
+        keys = values.to_numpy(zero_copy_only=False).astype(np.uint64)
+    elif "utterance_ids" in dataset.column_names:
+        values, lengths = _flat_column(dataset, "utterance_ids")
+        keys = _masks.utterance_keys(values.to_pylist())
+    else:
+        raise ValueError(
+            f"the dataset has neither {UTTERANCE_KEYS!r} nor 'utterance_ids' (columns: {dataset.column_names}); "
+            "masks are computed from the utterance ids of a comp-emotion corpus"
+        )
+    masks = _masks.compute_masks(
+        keys, protocol=protocol, missing_rate=missing_rate, modalities=modalities, seed=seed, role=role, epoch=epoch
+    )
+    if mask_absent_features:
+        if FEATURE_PRESENT not in dataset.column_names:
+            raise ValueError(f"mask_absent_features=True needs the {FEATURE_PRESENT!r} column, which is missing")
+        masks = masks * _present_flat(dataset)
+    return masks, lengths
+
+
+def add_missing_modality(
+    dataset: Dataset | DatasetDict,
+    missing_rate: float = 0.0,
+    *,
+    seed: int = 0,
+    protocol: str = "rate",
+    modalities: str | None = None,
+    role: str | None = None,
+    epoch: int | None = None,
+    mask_absent_features: bool = False,
+) -> Dataset | DatasetDict:
+    """Add the ``modality_mask`` column to a comp-emotion corpus loaded with plain :func:`datasets.load_dataset`.
+
+    This is the datasets-native way to get the missing-modality masks: load a published repo (Hub or local
+    parquet) with ``datasets`` itself and add the masks; the result holds exactly the masks that
+    :func:`hub_datasets.load_dataset` gives for the same repo, protocol, rate and seed (a mask is a function of
+    the seed, the role, the epoch and the utterance id only)::
+
+        import datasets
+        from hub_datasets import add_missing_modality
+
+        dsd = datasets.load_dataset("org/comp-emotion-features", "mosi")
+        dsd = add_missing_modality(dsd, missing_rate=0.5, seed=0)
+        dsd["test"][0]["modality_mask"]  # [[1, 0, 1], [0, 1, 0], ...], 1 = observed (audio, text, video)
+
+    Only the mask column is added (an existing one is replaced); features, format and description are kept.
+    The ``train`` split gets the training masks of epoch 0 (redraw per epoch with ``epoch=``), every other split
+    the fixed evaluation masks.
+
+    Args:
+        dataset: A ``Dataset`` or ``DatasetDict`` with an ``utterance_ids`` column (list of strings per row).
+        missing_rate: ``eta`` in ``[0, 1)`` for ``protocol="rate"``.
+        seed: Mask seed.
+        protocol: ``"rate"`` (the paper's) or ``"subset"`` (a fixed observed set for every utterance).
+        modalities: Observed set for ``protocol="subset"``, e.g. ``"at"``.
+        role: ``"train"`` or ``"eval"``; default ``"train"`` for a split named ``train``, else ``"eval"``.
+        epoch: Training epoch for training masks (default 0).
+        mask_absent_features: Also mask utterances the corpus had no feature for (``feature_present == 0``).
+
+    Returns:
+        The same kind of object with a ``modality_mask`` column ``[num_utterances, 3]`` (int8) per row.
+    """
+    if isinstance(dataset, DatasetDict):
+        return DatasetDict(
+            {
+                name: add_missing_modality(
+                    split,
+                    missing_rate,
+                    seed=seed,
+                    protocol=protocol,
+                    modalities=modalities,
+                    role=role,
+                    epoch=epoch,
+                    mask_absent_features=mask_absent_features,
+                )
+                for name, split in dataset.items()
+            }
+        )
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"add_missing_modality takes a datasets.Dataset or DatasetDict, got {type(dataset).__name__}")
+    protocol, missing_rate, modalities, seed = _check_protocol_args(protocol, missing_rate, modalities, seed)
+    role, epoch = _check_role(dataset, role, epoch)
+    masks, lengths = _compute_dataset_masks(
+        dataset, protocol, missing_rate, modalities, seed, role, epoch, bool(mask_absent_features)
+    )
+    return _replace_column(dataset, MODALITY_MASK, matrix_column(masks, lengths, _MASK_FEATURE), _MASK_FEATURE)
 
 
 def redraw_training_masks(dataset: Dataset, epoch: int) -> Dataset:
