@@ -1,4 +1,4 @@
-"""Reader for the GCNet / ComP on-disk format (DATA_FORMATS.md §1).
+"""Reader for the GCNet / ComP on-disk format.
 
 ::
 

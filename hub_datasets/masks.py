@@ -1,4 +1,4 @@
-"""Missing-modality protocols (COMP_SPEC C.5): masks as data, not as RNG side effects.
+"""Missing-modality protocols (the paper's rate protocol and fixed subsets): masks as data, not as RNG side effects.
 
 Every mask is a pure function of ``(seed, role, epoch, utterance id)``, computed with a counter-based hash,
 so it is identical across runs, machines, process counts and row orders:

@@ -1,4 +1,4 @@
-"""Reader for the MMSA feature pickles ``aligned_50.pkl`` / ``unaligned_50.pkl`` (DATA_FORMATS.md §2).
+"""Reader for the MMSA feature pickles ``aligned_50.pkl`` / ``unaligned_50.pkl``.
 
 A pickle is ``{"train" | "valid" | "test": {"id", "raw_text", "text", "text_bert", "audio", "vision",
 "audio_lengths", "vision_lengths", "regression_labels", ...}}``. Utterance vectors are means over the valid

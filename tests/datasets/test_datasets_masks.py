@@ -1,4 +1,4 @@
-"""Missing-modality protocols (COMP_SPEC C.5): statistics, determinism, epochs, subsets, dataset integration."""
+"""Missing-modality protocols: statistics, determinism, epochs, subsets, dataset integration."""
 
 from __future__ import annotations
 
