@@ -279,6 +279,8 @@ def _compare_cache_backends(data_dir: Path, work: Path) -> dict:
     spec = get_spec("mosei")
     out = {}
     ours, theirs = work / "cache-ours", work / "cache-datasets"
+    for folder in (ours, theirs):  # both start empty, even with --keep
+        shutil.rmtree(folder, ignore_errors=True)
     t0 = time.perf_counter()
     flat, info = read_gcnet(spec, data_dir, progress=False)
     natural = {

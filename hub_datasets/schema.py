@@ -281,6 +281,9 @@ def first_bad_feature(matrix: np.ndarray) -> tuple[int, int, float] | None:
     matrix = np.asarray(matrix)
     if matrix.size == 0:
         return None
+    low, high = np.min(matrix), np.max(matrix)  # no temporary copy; NaN makes both comparisons False
+    if low >= -MAX_ABS_FEATURE and high <= MAX_ABS_FEATURE:
+        return None
     with np.errstate(invalid="ignore"):
         ok = np.abs(matrix) <= MAX_ABS_FEATURE  # False for NaN as well
     if ok.all():
