@@ -144,6 +144,11 @@ def test_publish_to_a_hub_stand_in(tmp_path, monkeypatch, iemocap_corpus, cache_
         for name in mosi:
             assert masked[name]["dialog_id"] == mosi[name]["dialog_id"]
             assert masked[name].with_format(None)["modality_mask"] == mosi[name].with_format(None)["modality_mask"]
+        # comp-emotion's own loader reads the pushed repo back (a local snapshot), rows and masks identical.
+        local = api.snapshot_download("org/feats", repo_type="dataset", local_dir=str(tmp_path / "snapshot"))
+        back = load_dataset(local, "synthetic-mosi", missing_rate=0.5, seed=3)
+        for name in mosi:
+            _same_rows(back[name], mosi[name])
         # IEMOCAP with the opt-in still refuses a repository that exists and is public.
         api.create_repo("org/public", repo_type="dataset", private=False)
         real = load_dataset("iemocap4", data_dir=iemocap_corpus["dir"], cache_dir=cache_dir)
