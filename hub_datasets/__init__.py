@@ -7,11 +7,29 @@ Quick start (no data needed; the corpus is synthetic)::
     dsd = load_dataset("synthetic", "iemocap4", missing_rate=0.5, seed=0)
     collate = ComPDataCollator(max_utterances=model_config_kwargs(dsd["train"])["max_utterances"])
     batch = collate([dsd["train"][i] for i in range(4)])
+
+The collator needs torch and is imported on first use, so the data side (loaders, masks, publishing) works in an
+environment without torch or transformers.
 """
 
-from .collator import ComPDataCollator
+from .constants import (
+    ATTENTION_MASK,
+    AUDIO,
+    CMU_CORPORA,
+    CORPUS_NAMES,
+    DATASET_NAMES,
+    IEMOCAP_CORPORA,
+    LABELS,
+    MODALITIES,
+    MODALITY_MASK,
+    SYNTHETIC,
+    TEXT,
+    VIDEO,
+    is_hub_id,
+)
 from .errors import ChecksumMismatchError, DatasetFormatError, IemocapUploadRefusedError, UnsafePickleError
 from .loading import (
+    add_missing_modality,
     apply_missing_protocol,
     dataset_provenance,
     load_dataset,
@@ -26,20 +44,34 @@ from .synthetic import SYNTHETIC_CONFIGS, generate_synthetic_corpus, write_synth
 
 
 __all__ = [
+    "ATTENTION_MASK",
+    "AUDIO",
+    "CMU_CORPORA",
     "CORPORA",
+    "CORPUS_NAMES",
+    "DATASET_NAMES",
     "IEMOCAP4_LABELS",
     "IEMOCAP6_LABELS",
+    "IEMOCAP_CORPORA",
+    "LABELS",
+    "MODALITIES",
+    "MODALITY_MASK",
     "SUBSET_CONDITIONS",
+    "SYNTHETIC",
     "SYNTHETIC_CONFIGS",
+    "TEXT",
+    "VIDEO",
     "ChecksumMismatchError",
     "ComPDataCollator",
     "DatasetFormatError",
     "IemocapUploadRefusedError",
     "UnsafePickleError",
+    "add_missing_modality",
     "apply_missing_protocol",
     "dataset_provenance",
     "expected_missing_rate",
     "generate_synthetic_corpus",
+    "is_hub_id",
     "load_dataset",
     "model_config_kwargs",
     "publish_to_hub",
@@ -49,3 +81,11 @@ __all__ = [
     "write_parquet_repo",
     "write_synthetic_corpus",
 ]
+
+
+def __getattr__(name: str):
+    if name == "ComPDataCollator":  # needs torch: imported on first use only
+        from .collator import ComPDataCollator
+
+        return ComPDataCollator
+    raise AttributeError(f"module 'hub_datasets' has no attribute {name!r}")

@@ -1,16 +1,21 @@
 """Arrow cache of prepared corpora, written atomically.
 
 A prepared corpus (natural splits, features, ids, labels; no masks) is saved with
-:meth:`datasets.Dataset.save_to_disk` into ``<cache root>/.tmp-<key>-<pid>-<random>/``; the manifest
+:meth:`datasets.Dataset.save_to_disk` into ``<cache root>/.tmp-<key>-<random>/``; the manifest
 ``comp_cache.json`` is written last, and the folder is then renamed to ``<cache root>/<name>-<key>/``. A reader
 only accepts a folder whose manifest names the right key and lists every split, so an interrupted preparation
-(exception, Ctrl-C, killed process) never looks complete: its temporary folder is ignored, and removed by the
-next preparation once the process that made it is gone.
+(exception, Ctrl-C, killed process) never looks complete: its temporary folder is ignored.
+
+While it writes, the preparer holds an exclusive ``flock`` on ``<temporary folder>.lock``, created and locked
+before the folder. The kernel releases that lock when the process ends, however it ends, so the next preparer
+removes a temporary folder only when it can take its lock: a live writer's folder is never removed, whatever
+PID namespace, container or machine-local process table either process sees (process ids are not used).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +25,8 @@ from pathlib import Path
 
 import datasets
 from datasets import Dataset
+
+from .atomic import atomic_write_json
 
 
 __all__ = [
@@ -104,24 +111,38 @@ def load_cached(root: Path, name: str, key: str) -> tuple[dict[str, Dataset], di
     return splits, manifest
 
 
-def _pid_alive(pid: int) -> bool:
+def _try_lock(path: Path):
+    """Open ``path`` (created if needed) and take an exclusive non-blocking flock; ``None`` when it is held."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fd: int, path: Path) -> None:
+    path.unlink(missing_ok=True)
+    os.close(fd)  # closing releases the flock
 
 
 def _remove_stale_temporaries(root: Path, key: str) -> None:
+    """Remove temporary folders of ``key`` whose writer is gone (their lock can be taken)."""
     for entry in root.glob(f".tmp-{key}-*"):
-        try:
-            pid = int(entry.name.split("-")[2])
-        except (IndexError, ValueError):
+        if entry.name.endswith(".lock") or not entry.is_dir():
             continue
-        if not _pid_alive(pid):
+        lock_path = entry.with_name(entry.name + ".lock")
+        fd = _try_lock(lock_path)
+        if fd is None:
+            continue  # a live writer holds it
+        try:
             shutil.rmtree(entry, ignore_errors=True)
+        finally:
+            _unlock(fd, lock_path)
 
 
 def save_cached(root: Path, name: str, key: str, splits: dict[str, Dataset], manifest: dict) -> dict[str, Dataset]:
@@ -139,7 +160,11 @@ def save_cached(root: Path, name: str, key: str, splits: dict[str, Dataset], man
     """
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(root, key)
-    tmp = root / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = root / f".tmp-{key}-{uuid.uuid4().hex[:12]}"
+    lock_path = tmp.with_name(tmp.name + ".lock")
+    lock_fd = _try_lock(lock_path)  # taken before the folder exists, released (by the kernel too) at the end
+    if lock_fd is None:  # pragma: no cover - a fresh random name
+        raise OSError(f"cannot create and lock {lock_path}")
     final = _final_dir(root, name, key)
     try:
         tmp.mkdir()
@@ -159,6 +184,8 @@ def save_cached(root: Path, name: str, key: str, splits: dict[str, Dataset], man
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        _unlock(lock_fd, lock_path)
     loaded = load_cached(root, name, key)
     if loaded is None:  # pragma: no cover - we just wrote it
         raise OSError(f"cache entry {final} could not be read back")
@@ -166,4 +193,4 @@ def save_cached(root: Path, name: str, key: str, splits: dict[str, Dataset], man
 
 
 def _write_manifest(path: Path, body: dict) -> None:
-    path.write_text(json.dumps(body, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    atomic_write_json(path, body, indent=2, sort_keys=True, default=str)

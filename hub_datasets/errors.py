@@ -8,7 +8,7 @@ __all__ = ["ChecksumMismatchError", "DatasetFormatError", "IemocapUploadRefusedE
 
 
 class DatasetFormatError(ValueError):
-    """A corpus file or folder does not match the documented on-disk format (DATA_FORMATS.md)."""
+    """A corpus file or folder does not match the documented on-disk format (docs/datasets.md, "On-disk formats")."""
 
 
 class UnsafePickleError(DatasetFormatError):

@@ -1,4 +1,4 @@
-"""Reader for the GCNet / ComP on-disk format (DATA_FORMATS.md §1).
+"""Reader for the GCNet / ComP on-disk format.
 
 ::
 
@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling_comp.configuration_comp import MODALITIES, VIDEO
-
+from .constants import MODALITIES, VIDEO
 from .errors import DatasetFormatError
 from .mmsa import sha256_file
 from .safe_pickle import safe_load_pickle
-from .schema import DEFAULT_FEATURE_NAMES, CorpusSpec, CorpusSplit
+from .schema import DEFAULT_FEATURE_NAMES, MAX_ABS_FEATURE, CorpusSpec, CorpusSplit, first_bad_feature
 
 
 __all__ = [
@@ -157,6 +156,22 @@ def _field(table, key: str, pickle_path: Path, field_name: str):
         raise DatasetFormatError(f"{pickle_path}: {field_name} has no entry for dialogue {key!r}") from None
 
 
+def _id_list(value, pickle_path: Path, field_name: str) -> list[str]:
+    """The dialogue ids of ``trainVid`` / ``valVid`` / ``testVid`` (a list, tuple, set or 1-D array of ids)."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise DatasetFormatError(
+            f"{pickle_path}: {field_name} should be a list of dialogue ids, got {type(value).__name__} {value!r:.60}"
+        )
+    bad = [v for v in value if not isinstance(v, (str, bytes, np.str_))]
+    if bad:
+        raise DatasetFormatError(
+            f"{pickle_path}: {field_name} should hold dialogue id strings, found {type(bad[0]).__name__} {bad[0]!r:.60}"
+        )
+    return [v.decode("latin1") if isinstance(v, bytes) else str(v) for v in value]
+
+
 def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[tuple]]:
     """``{natural split: [(dialog_id, uids, labels, speakers, transcripts, session), ...]}`` in sorted id order."""
     obj = safe_load_pickle(pickle_path)
@@ -169,7 +184,7 @@ def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[t
         )
     ids, labels, speakers, sentences = obj[0], obj[1], obj[2], obj[3]
     if spec.family == "iemocap":
-        union = set(obj[4]) | set(obj[5])
+        union = set(_id_list(obj[4], pickle_path, "trainVid")) | set(_id_list(obj[5], pickle_path, "testVid"))
         groups: dict[str, list[str]] = {}
         for vid in union:
             match = _SESSION_RE.match(str(vid))
@@ -183,8 +198,12 @@ def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[t
     else:
         groups = {}
         seen: dict[str, str] = {}
-        for split, members in (("train", obj[4]), ("validation", obj[5]), ("test", obj[6])):
-            for vid in members:
+        for split, field_name, members in (
+            ("train", "trainVid", obj[4]),
+            ("validation", "valVid", obj[5]),
+            ("test", "testVid", obj[6]),
+        ):
+            for vid in _id_list(members, pickle_path, field_name):
                 vid = str(vid)
                 if vid in seen:
                     raise DatasetFormatError(f"{pickle_path}: video {vid!r} is in both {seen[vid]} and {split}")
@@ -246,13 +265,46 @@ def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[t
 # --------------------------------------------------------------------------------------------- feature files
 
 
-def _load_npy(path: str, uid: str, reader: _FeatureReader | None = None) -> np.ndarray:
+def _read_npy(path: str, uid: str) -> np.ndarray:
+    """Read a ``.npy`` file after checking that its header agrees with the file's size (before allocating)."""
     try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise DatasetFormatError(f"{path} (utterance {uid!r}) is not a numeric .npy array ({exc})") from None
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                raise DatasetFormatError(
+                    f"{path} (utterance {uid!r}) is empty (0 bytes), not a .npy array; an interrupted copy? "
+                    "Copy the file again"
+                )
+            try:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+                else:
+                    shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+            except (ValueError, EOFError) as exc:
+                raise DatasetFormatError(
+                    f"{path} (utterance {uid!r}) is not a numeric .npy array ({size} bytes; {exc})"
+                ) from None
+            if dtype.hasobject:
+                raise DatasetFormatError(
+                    f"{path} (utterance {uid!r}) is not a numeric .npy array: dtype {dtype} holds Python objects"
+                )
+            count = math.prod(shape)
+            claimed = count * dtype.itemsize
+            available = size - handle.tell()
+            if claimed != available:
+                raise DatasetFormatError(
+                    f"{path} (utterance {uid!r}): its header announces shape {shape} of {dtype} ({claimed:,} bytes) "
+                    f"but the file holds {available:,} bytes of data; the file is truncated or corrupt"
+                )
+            arr = np.fromfile(handle, dtype=dtype, count=count)
     except OSError as exc:
         raise DatasetFormatError(f"cannot read {path} (utterance {uid!r}): {exc}") from None
+    return arr.reshape(shape[::-1]).transpose() if fortran_order else arr.reshape(shape)
+
+
+def _load_npy(path: str, uid: str, reader: _FeatureReader | None = None) -> np.ndarray:
+    arr = _read_npy(path, uid)
     if arr.dtype.kind not in "fiu":
         raise DatasetFormatError(f"{path} (utterance {uid!r}) holds dtype {arr.dtype}, expected floating point")
     if arr.ndim == 0 or arr.ndim > 2:
@@ -371,6 +423,13 @@ def _read_modality(reader: _FeatureReader, utterances: list[tuple[str, str, str]
         raise DatasetFormatError(
             f"{len(rows)} {reader.modality} feature(s) contain NaN/Inf values: {listed}"
             f"{' ...' if len(rows) > 3 else ''}. Fix the files or pass nan_policy='zero' to replace them by 0."
+        )
+    bad_value = first_bad_feature(matrix)
+    if bad_value is not None:
+        row, col, value = bad_value
+        raise DatasetFormatError(
+            f"{sources[row]} (utterance {utterances[row][0]!r}): {reader.modality} feature {col} averages to "
+            f"{value:.6g}, beyond the accepted magnitude {MAX_ABS_FEATURE:g}; the file is corrupt"
         )
     return matrix, present
 

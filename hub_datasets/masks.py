@@ -1,4 +1,4 @@
-"""Missing-modality protocols (COMP_SPEC C.5): masks as data, not as RNG side effects.
+"""Missing-modality protocols (the paper's rate protocol and fixed subsets): masks as data, not as RNG side effects.
 
 Every mask is a pure function of ``(seed, role, epoch, utterance id)``, computed with a counter-based hash,
 so it is identical across runs, machines, process counts and row orders:
@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from modeling_comp.configuration_comp import MODALITIES
+from .constants import MODALITIES
 
 
 __all__ = [
@@ -115,12 +116,13 @@ def validate_missing_rate(missing_rate: float) -> float:
         The rate as a float.
 
     Raises:
-        ValueError: If it is not a finite number in ``[0, 1)``.
+        ValueError: If it is not a real number (strings and booleans are refused) or not finite in ``[0, 1)``.
     """
-    try:
-        eta = float(missing_rate)
-    except (TypeError, ValueError):
-        raise ValueError(f"missing_rate must be a number in [0, 1), got {missing_rate!r}") from None
+    if isinstance(missing_rate, (bool, np.bool_)) or not isinstance(missing_rate, numbers.Real):
+        raise ValueError(
+            f"missing_rate must be a number in [0, 1), got {type(missing_rate).__name__} {missing_rate!r}"
+        )
+    eta = float(missing_rate)
     if not math.isfinite(eta) or not 0.0 <= eta < 1.0:
         raise ValueError(
             f"missing_rate must be in [0, 1) (every utterance keeps at least one modality), got {missing_rate!r}"

@@ -1,4 +1,4 @@
-"""Reader for the MMSA feature pickles ``aligned_50.pkl`` / ``unaligned_50.pkl`` (DATA_FORMATS.md §2).
+"""Reader for the MMSA feature pickles ``aligned_50.pkl`` / ``unaligned_50.pkl``.
 
 A pickle is ``{"train" | "valid" | "test": {"id", "raw_text", "text", "text_bert", "audio", "vision",
 "audio_lengths", "vision_lengths", "regression_labels", ...}}``. Utterance vectors are means over the valid
@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling_comp.configuration_comp import AUDIO, MODALITIES, TEXT, VIDEO
-
+from .constants import AUDIO, MODALITIES, TEXT, VIDEO
 from .errors import ChecksumMismatchError, DatasetFormatError
 from .safe_pickle import safe_load_pickle
-from .schema import CorpusSpec, CorpusSplit
+from .schema import MAX_ABS_FEATURE, CorpusSpec, CorpusSplit, first_bad_feature
 
 
 __all__ = ["MMSA_FILES", "MMSA_SHA256", "find_mmsa_files", "mmsa_fingerprint", "read_mmsa", "sha256_file"]
@@ -136,14 +135,85 @@ def _frames_mean(frames: np.ndarray, valid: np.ndarray, replace_nonfinite: bool)
     return out, (counts > 0).astype(np.int8), replaced
 
 
-def _lengths_mask(lengths, num_frames: int, n: int, where: str) -> np.ndarray:
-    if lengths is None:
+def _lengths_mask(part: dict, key: str, num_frames: int, n: int, where: str) -> np.ndarray:
+    if part.get(key) is None:
         return np.ones((n, num_frames), dtype=bool)
-    lengths = np.asarray(lengths).reshape(-1)
-    if lengths.shape[0] != n:
-        raise DatasetFormatError(f"{where} has {lengths.shape[0]} entries, expected {n}")
-    lengths = np.clip(lengths.astype(np.int64), 0, num_frames)
+    lengths = _numbers(part, key, where, count=n, integer=True)
+    negative = np.flatnonzero(lengths < 0)
+    if negative.size:
+        raise DatasetFormatError(
+            f"{where}[{key!r}][{negative[0]}] = {lengths[negative[0]]} is negative; expected a frame count in "
+            f"0..{num_frames}"
+        )
+    lengths = np.minimum(lengths, num_frames)
     return np.arange(num_frames)[None, :] < lengths[:, None]
+
+
+#: Per-clip fields of an MMSA split: each has one entry (or row) per clip.
+_PER_CLIP_FIELDS = (
+    "id",
+    "regression_labels",
+    "raw_text",
+    "text",
+    "text_bert",
+    "audio",
+    "vision",
+    "audio_lengths",
+    "vision_lengths",
+)
+
+
+def _entry_count(value) -> int | None:
+    if isinstance(value, np.ndarray):
+        return int(value.shape[0]) if value.ndim else None
+    if isinstance(value, (list, tuple)):
+        return len(value)
+    return None
+
+
+def _check_clip_counts(part: dict, where: str) -> None:
+    """All per-clip fields must have the same number of clips; blame the field(s) that disagree with the rest."""
+    counts = {key: _entry_count(part[key]) for key in _PER_CLIP_FIELDS if part.get(key) is not None}
+    known = {key: count for key, count in counts.items() if count is not None}
+    if len(set(known.values())) <= 1:
+        return
+    tally: dict[int, list[str]] = {}
+    for key, count in known.items():
+        tally.setdefault(count, []).append(key)
+    majority = max(tally, key=lambda c: (len(tally[c]), "id" in tally[c]))
+    odd = [key for key in known if known[key] != majority]
+    agreeing = ", ".join(repr(k) for k in tally[majority])
+    details = "; ".join(f"{key!r} has {known[key]}" for key in odd)
+    raise DatasetFormatError(
+        f"{where}: {details} entries, but {agreeing} {'has' if len(tally[majority]) == 1 else 'have'} {majority} "
+        "(one per clip); the pickle is inconsistent"
+    )
+
+
+def _numbers(part: dict, key: str, where: str, *, count: int, integer: bool) -> np.ndarray:
+    """A flat numeric per-clip field (``int64`` frame counts or ``float64`` labels) with a one-line error."""
+    arr = np.asarray(part[key]).reshape(-1)
+    expected = "integer frame counts" if integer else "numbers"
+    if arr.shape[0] != count:
+        raise DatasetFormatError(f"{where}[{key!r}] has {arr.shape[0]} entries, expected {count} (one per clip)")
+    if arr.dtype == object:
+        for position, value in enumerate(arr.tolist()):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise DatasetFormatError(
+                    f"{where}[{key!r}][{position}] = {value!r} is not a number; expected {expected}"
+                )
+    elif arr.dtype.kind not in "iuf":
+        first = arr[0].item() if arr.size else None
+        raise DatasetFormatError(f"{where}[{key!r}] holds {arr.dtype} values such as {first!r}, expected {expected}")
+    values = arr.astype(np.float64)
+    if integer:
+        broken = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+        if broken.size:
+            raise DatasetFormatError(
+                f"{where}[{key!r}][{broken[0]}] = {arr[broken[0]].item()!r} is not a whole frame count"
+            )
+        return values.astype(np.int64)
+    return values
 
 
 def _array(part: dict, key: str, where: str, ndim: int | None = None) -> np.ndarray:
@@ -187,11 +257,10 @@ def read_mmsa(
         where = f"{path}[{source!r}]"
         if not isinstance(part, dict):
             raise DatasetFormatError(f"{where} should be a dict of arrays, got {type(part).__name__}")
+        _check_clip_counts(part, where)
         ids = [str(x) for x in _array(part, "id", where).reshape(-1).tolist()]
         n = len(ids)
-        labels = _array(part, "regression_labels", where).reshape(-1).astype(np.float64)
-        if labels.shape[0] != n:
-            raise DatasetFormatError(f"{where}['regression_labels'] has {labels.shape[0]} entries, expected {n}")
+        labels = _numbers(part, "regression_labels", where, count=n, integer=False)
         bad = np.flatnonzero(~np.isfinite(labels) | (np.abs(labels) > 3.0))
         if bad.size:
             raise DatasetFormatError(
@@ -233,8 +302,8 @@ def read_mmsa(
             text_valid = np.abs(text).sum(axis=2) > 0
         valid = {
             TEXT: text_valid,
-            AUDIO: _lengths_mask(part.get("audio_lengths"), audio.shape[1], n, f"{where}['audio_lengths']"),
-            VIDEO: _lengths_mask(part.get("vision_lengths"), arrays[VIDEO].shape[1], n, f"{where}['vision_lengths']"),
+            AUDIO: _lengths_mask(part, "audio_lengths", audio.shape[1], n, where),
+            VIDEO: _lengths_mask(part, "vision_lengths", arrays[VIDEO].shape[1], n, where),
         }
         vectors, present = {}, []
         for modality in MODALITIES:
@@ -246,6 +315,13 @@ def read_mmsa(
                 raise DatasetFormatError(
                     f"{where}: {modality} features of {len(rows)} clip(s) contain NaN/Inf in valid frames, first "
                     f"id {ids[rows[0]]!r}; pass nan_policy='zero' to replace those values by 0"
+                )
+            bad_value = first_bad_feature(vec)
+            if bad_value is not None:
+                row, col, value = bad_value
+                raise DatasetFormatError(
+                    f"{where}: {modality} feature {col} of clip {ids[row]!r} averages to {value:.6g} over its valid "
+                    f"frames, beyond the accepted magnitude {MAX_ABS_FEATURE:g}; the pickle is corrupt"
                 )
             vectors[modality] = vec
             present.append(pres)

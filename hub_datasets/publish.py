@@ -1,16 +1,20 @@
 """Publish a prepared corpus as a parquet dataset repo (one config per corpus) with a generated dataset card.
 
-The repo layout is what :func:`datasets.load_dataset` reads through the ``configs:`` block of the card's front
-matter, and what :func:`hub_datasets.load_dataset` reads back (``load_dataset("<user>/<repo>", "<config>")``, or
-a local folder)::
+On the Hub, :func:`publish_to_hub` uploads the natural splits with :meth:`datasets.DatasetDict.push_to_hub`
+(``config_name=`` one config per corpus; ``datasets`` writes the parquet shards and the card's ``configs`` and
+``dataset_info`` metadata), then completes the card: ``task_categories``, tags, licence notes, schema, label
+map, folds and missing-modality protocols. :func:`write_parquet_repo` writes the same layout to a local folder::
 
-    README.md                         card: schema, label map, splits/folds, missing protocols, licence notes
+    README.md                         card: YAML metadata (configs, dataset_info, task_categories, licence) + text
     <config>/<split>-00000-of-00001.parquet
     <config>/comp_emotion.json        what the card says about this config (kept to regenerate the card)
 
+Both are read by plain :func:`datasets.load_dataset` (then :func:`hub_datasets.add_missing_modality` adds the
+masks) and by :func:`hub_datasets.load_dataset` (``load_dataset("<user>/<repo>", "<config>", missing_rate=...)``).
+
 Masks are not published (one upload serves every missing rate; masks are recomputed at load time).
-IEMOCAP-derived features are refused unless the caller opts in explicitly and, for an upload, the repository
-is private (DATA_FORMATS.md §4).
+IEMOCAP-derived features are licence-restricted: they are refused unless the caller opts in explicitly and, for
+an upload, the repository is private.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ import pyarrow.compute as pc
 import yaml
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
-from modeling_comp.configuration_comp import MODALITIES
-
+from .atomic import atomic_write_json, atomic_write_text, make_temp_dir
 from .cache import quiet_progress
+from .constants import MODALITIES, is_hub_id
 from .errors import IemocapUploadRefusedError
 from .loading import dataset_provenance
 from .masks import MASK_ALGORITHM
@@ -127,12 +131,55 @@ def _folds_text(meta: dict) -> str:
     return "Splits are the corpus's official `train` / `validation` / `test` videos."
 
 
-def render_dataset_card(configs: list[dict], repo_id: str | None = None) -> str:
+def _size_category(count: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if count < limit:
+            return label
+    return "n>1M"
+
+
+def _front_matter(configs: list[dict], card_data: dict | None) -> dict:
+    """The card's YAML: our descriptive keys, then ``configs`` / ``dataset_info`` as ``datasets`` writes them."""
+    any_synthetic = any(c["synthetic"] for c in configs)
+    all_synthetic = all(c["synthetic"] for c in configs)
+    tasks = {c["task"] for c in configs}
+    utterances = max(sum(v["utterances"] for v in c["splits"].values()) for c in configs)
+    # Synthetic data is the project's own output (Apache-2.0); real-corpus features follow each corpus's terms.
+    licence = {"license": "apache-2.0"} if all_synthetic else {"license": "other", "license_name": "corpus-terms"}
+    front = {
+        **licence,
+        "pretty_name": "comp-emotion features" + (" (synthetic)" if all_synthetic else ""),
+        "language": ["en"],
+        "task_categories": ["audio-classification", "text-classification", "video-classification"],
+        "task_ids": sorted(
+            ({"multi-class-classification"} if "classification" in tasks else set())
+            | ({"sentiment-scoring"} if "regression" in tasks else set())
+        ),
+        "size_categories": [_size_category(utterances)],
+        "tags": ["multimodal", "emotion-recognition", "sentiment-analysis", "missing-modality"]
+        + (["synthetic"] if any_synthetic else []),
+    }
+    card_data = dict(card_data or {})
+    front["configs"] = card_data.get("configs") or [
+        {
+            "config_name": c["config_name"],
+            "data_files": [{"split": s, "path": f"{c['config_name']}/{s}-*"} for s in c["splits"]],
+        }
+        for c in configs
+    ]
+    if card_data.get("dataset_info"):
+        front["dataset_info"] = card_data["dataset_info"]
+    return front
+
+
+def render_dataset_card(configs: list[dict], repo_id: str | None = None, card_data: dict | None = None) -> str:
     """The dataset card (README.md with YAML front matter) for the given configs' metadata.
 
     Args:
         configs: ``comp_emotion.json`` contents, one per config.
         repo_id: Used in the usage snippet (a placeholder when ``None``).
+        card_data: The ``configs`` and ``dataset_info`` metadata as ``datasets`` writes them (kept verbatim);
+            default: ``configs`` derived from ``configs``' split names, no ``dataset_info``.
 
     Returns:
         The card text.
@@ -140,19 +187,7 @@ def render_dataset_card(configs: list[dict], repo_id: str | None = None) -> str:
     configs = sorted(configs, key=lambda c: c["config_name"])
     any_synthetic = any(c["synthetic"] for c in configs)
     all_synthetic = all(c["synthetic"] for c in configs)
-    front = {
-        "license": "other",
-        "pretty_name": "comp-emotion features" + (" (synthetic)" if all_synthetic else ""),
-        "tags": ["multimodal", "emotion-recognition", "sentiment-analysis", "missing-modality"]
-        + (["synthetic"] if any_synthetic else []),
-        "configs": [
-            {
-                "config_name": c["config_name"],
-                "data_files": [{"split": s, "path": f"{c['config_name']}/{s}-*.parquet"} for s in c["splits"]],
-            }
-            for c in configs
-        ],
-    }
+    front = _front_matter(configs, card_data)
     repo = repo_id or "<user>/<repo>"
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", ""]
     title = "comp-emotion features" + (" — SYNTHETIC" if all_synthetic else "")
@@ -170,6 +205,14 @@ def render_dataset_card(configs: list[dict], repo_id: str | None = None) -> str:
         "```python",
         "from hub_datasets import load_dataset",
         f'dsd = load_dataset("{repo}", "{configs[0]["config_name"]}", missing_rate=0.7, seed=0)',
+        "```",
+        "",
+        "or with `datasets` alone, adding the same masks afterwards:",
+        "",
+        "```python",
+        "import datasets",
+        "from hub_datasets import add_missing_modality",
+        f'dsd = add_missing_modality(datasets.load_dataset("{repo}", "{configs[0]["config_name"]}"), missing_rate=0.7, seed=0)',
         "```",
         "",
     ]
@@ -240,17 +283,6 @@ def render_dataset_card(configs: list[dict], repo_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _collect_metadata(folder: Path) -> list[dict]:
     out = []
     for meta_file in sorted(folder.glob(f"*/{CARD_METADATA_FILE}")):
@@ -295,22 +327,63 @@ def write_parquet_repo(
     splits = _natural_splits(dataset, prov)
     root = Path(output_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{config_name}.tmp-", dir=root))
+    tmp = make_temp_dir(root, f".{config_name}.tmp-")
     target = root / config_name
     try:
         with quiet_progress():
             for name, ds in splits.items():
                 ds.to_parquet(str(tmp / f"{name}-00000-of-00001.parquet"))
         meta = _config_metadata(config_name, prov, splits)
-        (tmp / CARD_METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        atomic_write_json(tmp / CARD_METADATA_FILE, meta, indent=2, sort_keys=True)
+        card_data = _local_card_data(root / "README.md", config_name, splits, tmp)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _atomic_write_text(root / "README.md", render_dataset_card(_collect_metadata(root), repo_id))
+    atomic_write_text(root / "README.md", render_dataset_card(_collect_metadata(root), repo_id, card_data))
     return root
+
+
+def _read_card_data(readme: Path) -> dict:
+    """The YAML metadata of an existing card (empty when there is none)."""
+    from huggingface_hub import DatasetCard
+
+    try:
+        return DatasetCard(readme.read_text(encoding="utf-8")).data.to_dict()
+    except FileNotFoundError:
+        return {}
+
+
+def _local_card_data(readme: Path, config_name: str, splits: dict[str, Dataset], folder: Path) -> dict:
+    """``configs`` and ``dataset_info`` for a local repo, in the form ``DatasetDict.push_to_hub`` writes them.
+
+    The other configs' entries of an existing card are kept; this config's entry is replaced.
+    """
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    old = DatasetCardData(**_read_card_data(readme))
+    infos = DatasetInfosDict.from_dataset_card_data(old)
+    configs = MetadataConfigs.from_dataset_card_data(old)
+    first = next(iter(splits.values()))
+    info = DatasetInfo(config_name=config_name, features=first.features, splits=SplitDict(), download_size=0)
+    info.dataset_size = 0
+    for name, ds in splits.items():
+        num_bytes = int((ds.flatten_indices(keep_in_memory=True) if ds._indices is not None else ds).data.nbytes)
+        info.splits.add(SplitInfo(name=name, num_bytes=num_bytes, num_examples=len(ds)))
+        info.dataset_size += num_bytes
+        info.download_size += sum(p.stat().st_size for p in folder.glob(f"{name}-*.parquet"))
+    info.size_in_bytes = info.download_size + info.dataset_size
+    infos[config_name] = info
+    configs[config_name] = {"data_files": [{"split": name, "path": f"{config_name}/{name}-*"} for name in splits]}
+    card = DatasetCardData()
+    MetadataConfigs(dict(sorted(configs.items()))).to_dataset_card_data(card)
+    DatasetInfosDict(dict(sorted(infos.items()))).to_dataset_card_data(card)
+    return {"configs": card.to_dict().get("configs"), "dataset_info": card.to_dict().get("dataset_info")}
 
 
 def publish_to_hub(
@@ -325,10 +398,12 @@ def publish_to_hub(
     api=None,
     commit_message: str | None = None,
 ):
-    """Write the repo folder with :func:`write_parquet_repo` and push it with ``huggingface_hub``.
+    """Push a prepared corpus with :meth:`datasets.DatasetDict.push_to_hub` as one config, then complete the card.
 
-    The card lists the configs already on the Hub too (their ``comp_emotion.json`` is fetched first); only the
-    card and this config's folder are uploaded.
+    ``datasets`` uploads the natural splits as ``<config>/<split>-*.parquet`` and writes the card's ``configs``
+    and ``dataset_info`` (other configs already in the repo are kept). A second commit adds this config's
+    ``comp_emotion.json`` and rewrites the card's text and descriptive metadata (``task_categories``, tags,
+    licence notes) for every config in the repo.
 
     Args:
         dataset: A ``DatasetDict`` from :func:`hub_datasets.load_dataset`.
@@ -338,56 +413,83 @@ def publish_to_hub(
         allow_iemocap: Explicit opt-in for IEMOCAP-derived data (also requires ``private=True`` and an existing
             repository to be private).
         token: Hub token.
-        output_dir: Folder to write the repo into (default: a temporary folder).
-        api: A ``huggingface_hub.HfApi`` (default: ``HfApi(token=token)``; honours ``HF_ENDPOINT``).
-        commit_message: Commit message.
+        output_dir: Also write the same repo layout to this local folder (:func:`write_parquet_repo`).
+        api: A ``huggingface_hub.HfApi`` for the checks and the card commit (default: ``HfApi(token=token)``).
+            The parquet upload goes through ``datasets``, which uses the ``HF_ENDPOINT`` it was imported with;
+            the two endpoints must agree.
+        commit_message: Message of the data commit.
 
     Returns:
-        The commit info returned by ``HfApi.upload_folder``.
+        The ``CommitInfo`` of the card commit.
     """
+    import datasets
+
     prov = _provenance(dataset)
     if _is_real_iemocap(prov) and not (allow_iemocap and private):
         raise IemocapUploadRefusedError(
             "refusing to upload IEMOCAP-derived features: IEMOCAP is licence-restricted (USC SAIL data-release "
             "form). Uploading requires both allow_iemocap=True and private=True."
         )
+    if not is_hub_id(repo_id):
+        raise ValueError(f"repo_id must be a Hub id '<owner>/<name>', got {repo_id!r}")
     if api is None:
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
+    if api.endpoint.rstrip("/") != datasets.config.HF_ENDPOINT.rstrip("/"):
+        raise ValueError(
+            f"api.endpoint {api.endpoint!r} differs from the endpoint datasets uploads to "
+            f"({datasets.config.HF_ENDPOINT!r}); set HF_ENDPOINT before importing datasets"
+        )
+    from huggingface_hub import CommitOperationAdd, DatasetCard
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
     config_name = config_name or prov["corpus_label"]
-    with tempfile.TemporaryDirectory(prefix="comp-emotion-publish-") as scratch:
-        folder = Path(output_dir).expanduser() if output_dir is not None else Path(scratch) / "repo"
-        folder.mkdir(parents=True, exist_ok=True)
-        exists = True
-        try:
-            info = api.repo_info(repo_id, repo_type="dataset")
-        except RepositoryNotFoundError:
-            exists = False
-        if exists and _is_real_iemocap(prov) and not getattr(info, "private", False):
-            raise IemocapUploadRefusedError(f"refusing to upload IEMOCAP-derived features to public repo {repo_id}")
-        if exists:
-            try:
-                remote = api.snapshot_download(
-                    repo_id,
-                    repo_type="dataset",
-                    allow_patterns=[f"*/{CARD_METADATA_FILE}"],
-                    local_dir=str(Path(scratch) / "remote"),
-                )
-                for meta_file in Path(remote).glob(f"*/{CARD_METADATA_FILE}"):
-                    if meta_file.parent.name != config_name and not (folder / meta_file.parent.name).exists():
-                        (folder / meta_file.parent.name).mkdir()
-                        shutil.copy(meta_file, folder / meta_file.parent.name / CARD_METADATA_FILE)
-            except (EntryNotFoundError, RepositoryNotFoundError):
-                pass
-        write_parquet_repo(dataset, folder, config_name=config_name, repo_id=repo_id, allow_iemocap=allow_iemocap)
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        return api.upload_folder(
-            repo_id=repo_id,
-            repo_type="dataset",
-            folder_path=str(folder),
-            allow_patterns=["README.md", f"{config_name}/*"],
+    if not _CONFIG_RE.match(config_name):
+        raise ValueError(f"config_name must be letters, digits, '-' or '_', got {config_name!r}")
+    try:
+        info = api.repo_info(repo_id, repo_type="dataset")
+    except RepositoryNotFoundError:
+        info = None
+    if info is not None and _is_real_iemocap(prov) and not getattr(info, "private", False):
+        raise IemocapUploadRefusedError(f"refusing to upload IEMOCAP-derived features to public repo {repo_id}")
+    splits = _natural_splits(dataset, prov)
+    with quiet_progress():
+        DatasetDict(splits).push_to_hub(
+            repo_id,
+            config_name=config_name,
+            private=private,
+            token=token if token is not None else api.token,
             commit_message=commit_message or f"Upload comp-emotion config {config_name}",
         )
+    metas = {config_name: _config_metadata(config_name, prov, splits)}
+    with tempfile.TemporaryDirectory(prefix="comp-emotion-publish-") as scratch:
+        try:
+            remote = api.snapshot_download(
+                repo_id,
+                repo_type="dataset",
+                allow_patterns=["README.md", f"*/{CARD_METADATA_FILE}"],
+                local_dir=str(Path(scratch) / "remote"),
+            )
+        except (EntryNotFoundError, RepositoryNotFoundError):  # pragma: no cover - we just pushed
+            remote = str(Path(scratch) / "remote")
+        for meta_file in Path(remote).glob(f"*/{CARD_METADATA_FILE}"):
+            metas.setdefault(meta_file.parent.name, json.loads(meta_file.read_text(encoding="utf-8")))
+        card_data = DatasetCard((Path(remote) / "README.md").read_text(encoding="utf-8")).data.to_dict()
+    pushed = {c["config_name"] for c in card_data.get("configs") or []}
+    card = render_dataset_card([m for name, m in metas.items() if name in pushed], repo_id, card_data)
+    commit = api.create_commit(
+        repo_id,
+        repo_type="dataset",
+        operations=[
+            CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")),
+            CommitOperationAdd(
+                path_in_repo=f"{config_name}/{CARD_METADATA_FILE}",
+                path_or_fileobj=json.dumps(metas[config_name], indent=2, sort_keys=True).encode("utf-8"),
+            ),
+        ],
+        commit_message=f"Dataset card for comp-emotion config {config_name}",
+    )
+    if output_dir is not None:
+        write_parquet_repo(dataset, output_dir, config_name=config_name, repo_id=repo_id, allow_iemocap=allow_iemocap)
+    return commit

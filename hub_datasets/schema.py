@@ -15,7 +15,7 @@ import pyarrow as pa
 from datasets import Array2D, ClassLabel, Dataset, DatasetInfo, Features, List, Value
 from datasets.table import InMemoryTable
 
-from modeling_comp.configuration_comp import AUDIO, LABELS, MODALITIES, MODALITY_MASK, TEXT, VIDEO
+from .constants import AUDIO, LABELS, MODALITIES, MODALITY_MASK, TEXT, VIDEO
 
 
 __all__ = [
@@ -26,11 +26,13 @@ __all__ = [
     "FEATURE_PRESENT",
     "IEMOCAP4_LABELS",
     "IEMOCAP6_LABELS",
+    "MAX_ABS_FEATURE",
     "UTTERANCE_KEYS",
     "CorpusSpec",
     "CorpusSplit",
     "base_features",
     "build_dataset",
+    "first_bad_feature",
     "get_spec",
     "matrix_column",
     "ragged_column",
@@ -49,6 +51,11 @@ DERIVED_COLUMNS = (MODALITY_MASK, CONVERSATION_INDEX, UTTERANCE_KEYS)
 IEMOCAP4_LABELS = ("hap", "sad", "neu", "ang")
 #: IEMOCAP 6-class names (GCNet ids: 0 happy, 1 sad, 2 neutral, 3 angry, 4 excited, 5 frustrated).
 IEMOCAP6_LABELS = ("hap", "sad", "neu", "ang", "exc", "fru")
+
+#: Largest magnitude accepted in a feature value. Real utterance features (wav2vec, DeBERTa, MANet, COVAREP,
+#: OpenFace, FACET) stay orders of magnitude below it; larger values overflow float32 inside the model (their
+#: squares exceed 3.4e38 from about 1.8e19) and come from corrupt files.
+MAX_ABS_FEATURE = 1e6
 
 #: GCNet/ComP feature folder names under ``features/``.
 DEFAULT_FEATURE_NAMES = {AUDIO: "wav2vec-large-c-UTT", TEXT: "deberta-large-4-UTT", VIDEO: "manet_UTT"}
@@ -82,6 +89,7 @@ class CorpusSpec:
         return "regression" if self.label_names is None else "classification"
 
 
+#: The four real corpora: name (:data:`~hub_datasets.constants.CORPUS_NAMES`) -> :class:`CorpusSpec`.
 CORPORA: dict[str, CorpusSpec] = {
     "iemocap4": CorpusSpec(
         "iemocap4", "iemocap", "IEMOCAP (4 classes)", IEMOCAP4_LABELS, "IEMOCAP", "IEMOCAP_features_raw_4way.pkl", 150
@@ -259,3 +267,27 @@ def build_dataset(
     table = pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
     info = DatasetInfo(features=features)
     return Dataset(InMemoryTable(table), info=info, split=split_name, fingerprint=fingerprint)
+
+
+def first_bad_feature(matrix: np.ndarray) -> tuple[int, int, float] | None:
+    """The first value of a ``[N, D]`` feature matrix that is NaN, infinite or beyond :data:`MAX_ABS_FEATURE`.
+
+    Args:
+        matrix: One modality's per-utterance features.
+
+    Returns:
+        ``(row, column, value)`` of the first bad value in row-major order, or ``None`` when all are fine.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.size == 0:
+        return None
+    low, high = np.min(matrix), np.max(matrix)  # no temporary copy; NaN makes both comparisons False
+    if low >= -MAX_ABS_FEATURE and high <= MAX_ABS_FEATURE:
+        return None
+    with np.errstate(invalid="ignore"):
+        ok = np.abs(matrix) <= MAX_ABS_FEATURE  # False for NaN as well
+    if ok.all():
+        return None
+    flat = int(np.argmin(ok.reshape(-1)))
+    row, col = divmod(flat, matrix.shape[1])
+    return row, col, float(matrix[row, col])

@@ -22,18 +22,16 @@ machine.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from modeling_comp.configuration_comp import AUDIO, MODALITIES, TEXT, VIDEO
-
+from .atomic import atomic_write_json, make_temp_dir
+from .constants import AUDIO, MODALITIES, TEXT, VIDEO
 from .gcnet import SYNTHETIC_MARKER
 from .mmsa import MMSA_FILES
 from .schema import DEFAULT_FEATURE_NAMES, CorpusSpec, CorpusSplit, get_spec
@@ -447,7 +445,7 @@ def write_synthetic_corpus(
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = make_temp_dir(target.parent, f".{target.name}.tmp-")
     try:
         seed = corpus.params["seed"]
         if format == "gcnet":
@@ -455,7 +453,7 @@ def write_synthetic_corpus(
         else:
             _write_mmsa(corpus, tmp, variant=mmsa_variant, frames=tuple(int(f) for f in mmsa_frames), seed=seed)
         marker = {"synthetic": True, "generator": "hub_datasets.synthetic", "format": format, **corpus.params}
-        (tmp / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True), encoding="utf-8")
+        atomic_write_json(tmp / SYNTHETIC_MARKER, marker, indent=2, sort_keys=True)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -1,7 +1,7 @@
 """Fixtures for the hub_datasets tests: tiny corpora written by hand in the exact GCNet and MMSA formats.
 
 These writers deliberately do not use ``hub_datasets.synthetic`` so the readers are checked against an
-independent rendering of DATA_FORMATS.md. Every array is drawn from a seeded generator.
+independent rendering of the documented formats (docs/datasets.md). Every array is drawn from a seeded generator.
 """
 
 from __future__ import annotations

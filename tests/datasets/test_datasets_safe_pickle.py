@@ -81,3 +81,23 @@ def test_truncated_or_missing_pickles_name_the_file(tmp_path):
         safe_load_pickle(path)
     with pytest.raises(DatasetFormatError, match="not found"):
         safe_load_pickle(tmp_path / "absent.pkl")
+
+
+@pytest.mark.parametrize(
+    ("payload", "named"),
+    [
+        (b"cbuiltins\nbytearray\n(L3000000000L\ntR.", r"bytearray\(3000000000\)"),
+        (b"cbuiltins\nlist\n(cbuiltins\nrange\n(L3000000000L\ntRtR.", r"range\(3000000000\)"),
+        (b"cnumpy\nndarray\n((L3000000000L\ntVf8\ntR.", r"ndarray\(shape=\(3000000000,\)\)"),
+        (
+            b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nndarray\n(L3000000000L\ntc_codecs\nencode\n(Vb\nVlatin1\ntRtR.",
+            r"_reconstruct\(shape=\(3000000000,\)\)",
+        ),
+    ],
+)
+def test_size_driven_allocations_are_bounded(tmp_path, payload, named):
+    path = tmp_path / "labels.pkl"
+    path.write_bytes(payload)  # a few dozen bytes asking for gigabytes
+    with pytest.raises(UnsafePickleError, match=named) as info:
+        safe_load_pickle(path)
+    assert str(path) in str(info.value) and "would allocate" in str(info.value)
