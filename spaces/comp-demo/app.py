@@ -78,6 +78,7 @@ from comp_space.report import (  # noqa: E402
 from comp_space.text import (  # noqa: E402
     ExtractorStore,
     conversation_from_text,
+    display_model_id,
     parse_conversation_text,
     read_transcript_file,
 )
@@ -126,9 +127,20 @@ planted structure, *not* recordings of people. Its predictions show how the mode
 emotions. Load a checkpoint trained on real features (IEMOCAP, CMU-MOSI/MOSEI) to use your own data."""
 
 
-WEIGHTS_LEGEND = """Coordinator weights per utterance (each bar sums to 1): **blue = audio, orange = text, green =
-video**; a pale segment is a modality that is *missing* in the masked input — the coordinator is then weighting
-the cross-modal reconstruction that knowledge propagation built for it from the observed modalities."""
+WEIGHTS_LEGEND = """Coordinator weights per utterance (each bar sums to 1); a pale segment is a modality that is
+*missing* in the masked input — the coordinator is then weighting the cross-modal reconstruction that knowledge
+propagation built for it from the observed modalities."""
+
+
+def weights_legend_html() -> str:
+    """The weight charts' legend: one colour swatch per modality, observed and missing."""
+    items = "".join(
+        f'<span style="display:inline-flex;align-items:center;margin-right:14px">'
+        f'<span style="display:inline-block;width:14px;height:14px;margin-right:5px;background:{colour};'
+        f'border:1px solid #888"></span>{html.escape(name)}</span>'
+        for name, colour in WEIGHT_COLOURS.items()
+    )
+    return f'<div class="weights-legend-swatches" style="font-size:14px">{items}</div>'
 
 
 @dataclass
@@ -391,7 +403,7 @@ class SpaceApp:
             return f"⚠️ {html.escape(str(err), quote=False)}"
         layers = ", ".join(str(i) for i in record.get("layers", []))
         return (
-            f"Text features: `{html.escape(str(record.get('model_id')), quote=False)}`, hidden layers [{layers}], "
+            f"Text features: `{display_model_id(record.get('model_id'))}`, hidden layers [{layers}], "
             f"pooling `{html.escape(str(record.get('pooling')), quote=False)}` — as the checkpoint was trained. "
             "Audio and video are missing unless you add their features below."
         )
@@ -600,11 +612,12 @@ def build_demo(settings: SpaceSettings | None = None) -> gr.Blocks:
                             title=f"Coordinator weights — {run}",
                             label=f"Coordinator weights, {run}",
                             elem_id=elem,
-                            height=340,
-                            show_legend=True,
+                            height=380,
+                            colors_in_legend=[],  # the chart library clips its own legend: weights_legend_html() shows it
                         )
                         for run, elem in (("all modalities", "weights-all"), ("masked input", "weights-masked"))
                     )
+                gr.HTML(weights_legend_html(), elem_id="weights-swatches")
                 gr.Markdown(WEIGHTS_LEGEND, elem_id="weights-legend")
                 probs = gr.Dataframe(
                     label=PROBABILITIES_LABEL, interactive=False, elem_id="probabilities", wrap=False, max_height=520
@@ -652,9 +665,10 @@ def build_demo(settings: SpaceSettings | None = None) -> gr.Blocks:
                     title="Coordinator weights — typed text (audio, video missing)",
                     label="Coordinator weights, typed text",
                     elem_id="typed-weights",
-                    height=340,
-                    show_legend=True,
+                    height=380,
+                    colors_in_legend=[],  # the chart library clips its own legend: weights_legend_html() shows it
                 )
+                gr.HTML(weights_legend_html(), elem_id="typed-weights-swatches")
 
         predict_inputs = [checkpoint, source, example, files, grid]
         predict_outputs = [summary, table, weights_all, weights_masked, probs]

@@ -22,7 +22,9 @@ def test_typed_conversation_is_featurized_with_the_recorded_extractor(
 ):
     app = space_app_module.SpaceApp(tiny_text_settings)
     label = "tiny with text encoder"
-    assert "Text features: `" in app.text_status(label) and "gcnet" in app.text_status(label)
+    status = app.text_status(label)
+    assert "Text features: `local encoder encoder`" in status and "gcnet" in status
+    assert str(tiny_text_encoder.parent) not in status  # no server-side path
     prediction, added = app.predict_text(label, CONVERSATION, None, None)
     assert not added and prediction.conversation.num_utterances == 4
     # Independently: featurize with hub_datasets, text only, predict.

@@ -27,6 +27,7 @@ __all__ = [
     "ExtractorStore",
     "TypedConversation",
     "conversation_from_text",
+    "display_model_id",
     "parse_conversation_text",
     "read_transcript_file",
 ]
@@ -115,6 +116,17 @@ def read_transcript_file(path: str | os.PathLike[str], *, max_bytes: int = 256 *
         raise InputError(f"{name}: not UTF-8 text (byte {err.start}); expected plain UTF-8 text") from None
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+
+
+def display_model_id(model_id: Any) -> str:
+    """A recorded encoder id as visitors may see it: a Hub id as is, a local folder by its base name only."""
+    text = str(model_id)
+    if _HUB_ID.match(text) and not Path(text).expanduser().is_dir():
+        return text
+    return "local encoder " + display_text(Path(text).name, 60)
+
+
 class ExtractorStore:
     """Text extractors loaded on first use, one per recorded spec; a load failure is remembered for a while.
 
@@ -161,7 +173,7 @@ class ExtractorStore:
                     local = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes")
                 extractor = TextExtractor.from_pretrained(spec, device="cpu", local_files_only=local)
             except (OSError, ValueError) as err:
-                model_id = display_text(record.get("model_id"), 80)
+                model_id = display_model_id(record.get("model_id"))
                 message = (
                     f"typing a conversation is unavailable: the text encoder {model_id} cannot be loaded on this "
                     f"server ({'offline or not found' if isinstance(err, OSError) else err})"
