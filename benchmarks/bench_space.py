@@ -362,7 +362,7 @@ def _deberta_cost(args) -> None:
         f"[6] DeBERTa-large on {device} ({torch.cuda.get_device_name() if device == 'cuda' else os.cpu_count()}"
         f"{'' if device == 'cuda' else ' CPU cores'}), {len(texts)} utterances, {tokens} tokens per run"
     )
-    print(f"    seconds per 1,000 tokens: {_stats(per_k).replace(' ms', ' ms/1k')}")
+    print(f"    time per 1,000 tokens: {_stats(per_k).replace(' ms', ' ms/1k')}")
 
 
 def _deberta_architecture_cost(device: str, args) -> None:
@@ -415,7 +415,7 @@ def _deberta_architecture_cost(device: str, args) -> None:
         f"    DeBERTa-large architecture with random weights (timing only) on {where}: the typed 20-utterance "
         f"conversation as {len(lengths)} sentences, {tokens} tokens, one padded batch"
     )
-    print(f"    seconds per 1,000 tokens: {_stats(per_k).replace(' ms', ' ms/1k')}")
+    print(f"    time per 1,000 tokens: {_stats(per_k).replace(' ms', ' ms/1k')}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ Environment variables (all optional):
 ``COMP_MAX_FILE_MB``
     Size limit per uploaded file (default 16).
 ``COMP_CONCURRENCY``
-    Predictions served at the same time (default 2; further requests wait in the queue).
+    Predictions served at the same time (default 1: with 50 simultaneous clients on a shared 2-core CPU, limits
+    2 and 4 gave no lower p95 than 1 in benchmarks/bench_space.py; further requests wait in the queue).
 ``COMP_TEXT_OFFLINE``
     ``1``: never download a text encoder (the "type a conversation" tab then works only with encoders already
     in the local cache). Default: follow ``HF_HUB_OFFLINE``.
@@ -36,6 +37,7 @@ import html
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,7 +155,7 @@ class SpaceSettings:
     allow_custom_checkpoints: bool = False
     text_offline: bool | None = None
     max_file_bytes: int = MAX_FILE_BYTES_DEFAULT
-    concurrency: int = 2
+    concurrency: int = 1
     torch_threads: int | None = None
     assets: dict[str, Any] = field(default_factory=dict)
 
@@ -220,7 +222,7 @@ class SpaceSettings:
             allow_custom_checkpoints=flag("COMP_ALLOW_CUSTOM_CHECKPOINTS", "0") in ("1", "true", "yes"),
             text_offline=text_offline,
             max_file_bytes=int(positive("COMP_MAX_FILE_MB", "16") * 2**20),
-            concurrency=int(positive("COMP_CONCURRENCY", "2")),
+            concurrency=int(positive("COMP_CONCURRENCY", "1")),
             torch_threads=int(positive("COMP_TORCH_THREADS", "1")),
             assets=assets,
         )
@@ -247,7 +249,8 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             ) from None
         except Exception as err:  # noqa: BLE001 -- the server must survive anything a visitor sends
             logger.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(html.escape(f"unexpected error ({type(err).__name__}): {err}", quote=False)) from None
+            text = re.sub(r"(/[^\s'\"]+)+", "<path>", str(err).splitlines()[0] if str(err) else "")[:300]
+            raise gr.Error(html.escape(f"unexpected error ({type(err).__name__}): {text}", quote=False)) from None
 
     return wrapper
 

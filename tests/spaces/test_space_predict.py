@@ -172,6 +172,13 @@ def test_handlers_and_error_wrapping(space_app_module, tiny_settings, tiny_check
     with pytest.raises(gr.Error, match=r"unexpected error \(ZeroDivisionError\)"):
         space_app_module._guard(lambda: 1 / 0)()
 
+    def leaky():
+        raise OSError(f"cannot open {tmp_path}/secret/file.bin")
+
+    with pytest.raises(gr.Error) as info:
+        space_app_module._guard(leaky)()
+    assert info.value.message == "unexpected error (OSError): cannot open &lt;path&gt;"
+
 
 def test_settings_from_env(space_app_module, tmp_path):
     settings = space_app_module.SpaceSettings.from_env(
