@@ -120,7 +120,8 @@ of them are missing: prompts built from the observed modalities carry knowledge 
 coordinator re-weights the modalities per utterance.
 
 Pick a conversation, untick modalities in the grid (or draw a seeded mask at a chosen missing rate), and
-compare the prediction on the masked input with the prediction from every modality.
+compare the prediction on the masked input with the prediction from every modality. Or type a conversation
+(second tab): it is predicted from its text alone, with audio and video missing.
 """
 
 SYNTHETIC_NOTE = """**Synthetic data.** The bundled checkpoint was trained by our recipe on the built-in **synthetic**

@@ -211,6 +211,21 @@ def test_without_the_package_loading_says_so_in_one_line(tiny_checkpoint, monkey
         load_checkpoint(str(tiny_checkpoint))
 
 
+def test_non_finite_outputs_are_refused(tiny, conversation, monkeypatch):
+    """Whatever gets past the input checks, a NaN/Inf output is never shown as a prediction."""
+    original = tiny.model.forward
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.logits[0, 3, 1] = float("nan")
+        return out
+
+    monkeypatch.setattr(tiny.model, "forward", poisoned)
+    mask = np.ones((conversation.num_utterances, 3), dtype=bool)
+    with pytest.raises(InputError, match=r"prediction output is not finite \(NaN or infinite\) for utterance 4"):
+        predict(tiny, conversation, mask)
+
+
 def test_revision_pins_and_hub_ids():
     from comp_space.inference import split_revision
 
