@@ -405,6 +405,9 @@ class SpaceApp:
             self.text_extractor(ckpt)
         except InputError as err:
             return f"⚠️ {html.escape(str(err), quote=False)}"
+        except Exception as err:  # noqa: BLE001 -- a status line must never break the page
+            logger.exception("text status")
+            return f"⚠️ typing a conversation is unavailable ({type(err).__name__})"
         layers = ", ".join(str(i) for i in record.get("layers", []))
         return (
             f"Text features: `{display_model_id(record.get('model_id'))}`, hidden layers [{layers}], "
