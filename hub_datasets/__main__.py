@@ -8,6 +8,7 @@ Examples::
     python -m hub_datasets info mosi --data-dir OUT/CMUMOSI
     python -m hub_datasets publish synthetic --config iemocap4 --output-dir REPO          # local parquet repo
     python -m hub_datasets publish mosei --data-dir DIR --repo-id user/repo --push --private
+    python -m hub_datasets featurize --csv transcripts.csv --output OUT.npz   # DeBERTa-large text features
 """
 
 from __future__ import annotations
@@ -94,7 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--private", action="store_true")
     publish.add_argument("--allow-iemocap", action="store_true", help="explicit opt-in for IEMOCAP-derived data")
 
+    # --- featurize (text featurization; options and logic live in hub_datasets/featurize.py) ---
+    from .featurize import add_featurize_arguments
+
+    add_featurize_arguments(sub.add_parser("featurize", help="transcripts -> utterance text features"))
+    # --- end featurize ---
+
     args = parser.parse_args(argv)
+    if args.command == "featurize":
+        from .featurize import run_featurize
+
+        return run_featurize(args)
     if args.command == "write-synthetic":
         from .synthetic import write_synthetic_corpus
 

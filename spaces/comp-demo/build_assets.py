@@ -157,7 +157,11 @@ def build_assets(
 
         staged = output_dir / "checkpoint.tmp"
         shutil.rmtree(staged, ignore_errors=True)
-        shutil.copytree(model_dir, staged)
+        # No model code beside the weights: the Space loads them through the installed comp-emotion package.
+        shutil.copytree(model_dir, staged, ignore=shutil.ignore_patterns("*.py"))
+        config = json.loads((staged / "config.json").read_text())
+        config.pop("auto_map", None)
+        (staged / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         _replace_path(staged, output_dir / "checkpoint")
 
     final = run_info.get("final", {})

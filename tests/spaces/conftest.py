@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from space_testing import load_space_app, make_tiny_model, write_examples  # noqa: E402
+from space_testing import load_space_app, make_tiny_model, make_tiny_text_encoder, write_examples  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +18,20 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """A tiny classification checkpoint saved with ``save_pretrained`` (4 emotion classes)."""
     path = tmp_path_factory.mktemp("tiny-comp") / "checkpoint"
     make_tiny_model().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_text_encoder(tmp_path_factory) -> Path:
+    """A tiny random BERT text encoder saved locally (stands in for DeBERTa-large; no download)."""
+    return make_tiny_text_encoder(tmp_path_factory.mktemp("tiny-text-encoder") / "encoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_checkpoint(tmp_path_factory, tiny_text_encoder) -> Path:
+    """A tiny checkpoint whose config records the tiny text encoder as its text extractor."""
+    path = tmp_path_factory.mktemp("tiny-comp-text") / "text-checkpoint"
+    make_tiny_model(seed=2, text_encoder=str(tiny_text_encoder)).save_pretrained(path)
     return path
 
 
@@ -48,6 +62,17 @@ def tiny_settings(space_app_module, tiny_checkpoint, tiny_examples):
         checkpoints={"tiny test checkpoint (synthetic)": str(tiny_checkpoint)},
         examples_path=tiny_examples,
         synthetic_refs={str(tiny_checkpoint)},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_text_settings(space_app_module, tiny_checkpoint, tiny_text_checkpoint, tiny_examples):
+    """Settings serving a checkpoint with a recorded text extractor (first) and one without."""
+    return space_app_module.SpaceSettings(
+        checkpoints={"tiny with text encoder": str(tiny_text_checkpoint), "tiny without": str(tiny_checkpoint)},
+        examples_path=tiny_examples,
+        synthetic_refs={str(tiny_checkpoint), str(tiny_text_checkpoint)},
+        text_offline=True,
     )
 
 

@@ -46,8 +46,57 @@ def load_space_app():
     return module
 
 
-def make_tiny_model(regression: bool = False, seed: int = 0):
-    """A randomly initialised tiny ComP model (eval mode)."""
+TEXT_WORDS = [
+    "hello",
+    "hi",
+    "there",
+    "i",
+    "am",
+    "you",
+    "are",
+    "so",
+    "sorry",
+    "fine",
+    "what",
+    "not",
+    "happy",
+    "sad",
+    "angry",
+    "okay",
+    "no",
+    "yes",
+    "it",
+    "is",
+    "that",
+    "really",
+]
+
+
+def make_tiny_text_encoder(folder: Path) -> Path:
+    """Save a randomly initialised 3-layer BERT (hidden size = the tiny text dim) and a word-piece tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TEXT_WORDS, *"abcdefghijklmnopqrstuvwxyz"]
+    vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + [",", ".", "!", "?", "'"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=TINY_DIMS["text"],
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+    )
+    BertModel(config).eval().save_pretrained(folder)
+    return folder
+
+
+def make_tiny_model(regression: bool = False, seed: int = 0, text_encoder: str | None = None):
+    """A randomly initialised tiny ComP model (eval mode); ``text_encoder`` is recorded as its text extractor."""
     import torch
 
     from modeling_comp import ComPConfig, ComPForEmotionRecognition
@@ -67,6 +116,15 @@ def make_tiny_model(regression: bool = False, seed: int = 0):
         kwargs.update(num_labels=1, problem_type="regression")
     else:
         kwargs.update(num_labels=4, problem_type="single_label_classification", id2label=dict(TINY_LABELS))
+    if text_encoder is not None:
+        kwargs["modality_features"] = {
+            "audio": {"feature": "tiny-audio", "extractor": None},
+            "text": {
+                "feature": "tiny-bert-4-UTT",
+                "extractor": {"model_id": text_encoder, "layers": [-4, -3, -2, -1], "pooling": "gcnet"},
+            },
+            "video": {"feature": "tiny-video", "extractor": None},
+        }
     torch.manual_seed(seed)
     return ComPForEmotionRecognition(ComPConfig(**kwargs)).eval()
 

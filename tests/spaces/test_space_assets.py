@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
 from comp_space.inference import load_checkpoint, predict
 from comp_space.inputs import load_examples
-from comp_space.masks import draw_mask
-from package_blocker import BLOCK_PACKAGES
 from space_testing import SPACE_DIR
+
+from hub_datasets.masks import rate_masks, utterance_keys
 
 
 ASSETS = SPACE_DIR / "assets.json"
@@ -60,8 +61,7 @@ def test_space_reproduces_the_recipes_test_accuracy(assets, bundled, examples):
     rate, seed = config["missing_rate"], config.get("mask_seed") or config["seed"]
     hits = total = 0
     for conv in examples.values():
-        mask, method = draw_mask(conv.utterance_ids, rate, seed)
-        assert method.startswith("hub_datasets")
+        mask = rate_masks(utterance_keys(conv.utterance_ids), rate, seed=seed, role="eval").astype(bool)
         prediction = predict(bundled, conv, mask)
         hits += int((prediction.masked.scores.argmax(-1) == np.asarray(conv.labels)).sum())
         total += conv.num_utterances
@@ -105,43 +105,22 @@ def test_space_folder_is_deployable():
     assert "synthetic" in text.lower()
 
 
-# a Space without the package runs the code stored in the checkpoint
-_STORED_CODE_SCRIPT = (
-    BLOCK_PACKAGES
-    + r"""
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import numpy as np
-from comp_space.inference import load_checkpoint, predict
-from comp_space.inputs import load_examples
-ckpt = load_checkpoint(sys.argv[2])
-conv = load_examples(sys.argv[3])[sys.argv[4]]
-mask = np.ones((conv.num_utterances, 3), dtype=bool)
-mask[::2, 1] = False
-print(json.dumps({"remote_code": ckpt.remote_code, "scores": predict(ckpt, conv, mask).masked.scores.tolist()}))
-"""
-)
+def test_bundled_checkpoint_holds_no_model_code(assets, bundled):
+    """One code path: the bundled weights load through the installed package; no model code sits beside them."""
+    folder = SPACE_DIR / assets["checkpoint"]
+    assert not list(folder.glob("*.py"))
+    assert "auto_map" not in json.loads((folder / "config.json").read_text())
+    assert type(bundled.model).__module__ == "modeling_comp.modeling_comp"
+    assert not list((SPACE_DIR / "comp_space").glob("masks.py"))  # masks come from hub_datasets.masks
 
 
-def test_bundled_checkpoint_code_matches_the_package(assets, bundled, examples):
-    """The model code stored in the bundled checkpoint (what runs without the package) gives the package's
-    numbers; if this fails, rebuild the assets after a model change."""
-    import os
-    import subprocess
-    import sys
+def test_requirements_pin_the_package_and_readme_numbers_come_from_assets(assets):
+    from packaging.requirements import Requirement
 
-    example = assets["examples_dialog_ids"][0]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["OMP_NUM_THREADS"] = "1"  # tiny forward passes; see the one_torch_thread fixture
-    result = subprocess.run(
-        [sys.executable, "-c", _STORED_CODE_SCRIPT, str(SPACE_DIR), str(SPACE_DIR / assets["checkpoint"]),
-         str(SPACE_DIR / assets["examples"]), example],
-        capture_output=True, text=True, env=env, timeout=240,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(result.stdout.strip().splitlines()[-1])
-    conv = examples[example]
-    mask = np.ones((conv.num_utterances, 3), dtype=bool)
-    mask[::2, 1] = False
-    assert payload["remote_code"] is True
-    np.testing.assert_allclose(payload["scores"], predict(bundled, conv, mask).masked.scores, atol=1e-6)
+    lines = [line.strip() for line in (SPACE_DIR / "requirements.txt").read_text().splitlines()]
+    (pin,) = [Requirement(line) for line in lines if line and not line.startswith("#") and "comp-emotion" in line]
+    assert str(pin.specifier).startswith("==") or (pin.url and "@" in pin.url.rsplit("/", 1)[-1])
+    readme = (SPACE_DIR / "README.md").read_text(encoding="utf-8")
+    for value in re.findall(r"(\d+\.\d) %", readme):  # every accuracy the README states is one the assets hold
+        shown = {f"{100 * v:.1f}" for v in assets["recipe"]["test_metrics_synthetic"].values() if isinstance(v, float)}
+        assert value in shown, value

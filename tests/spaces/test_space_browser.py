@@ -1,7 +1,13 @@
-"""A real headless Chromium drives the Space: pick an example, untick a modality, read the changed prediction."""
+"""A real headless Chromium drives the Space: the first page, a toggled modality, a bad upload, a typed conversation.
+
+Screenshots of each state are written to the test's temporary folder (``COMP_SCREENSHOT_DIR`` keeps them) to be
+compared by eye: predictions table on one line per row with readable headers, a legend with six swatches, slider
+at 0 with every modality present on first load, one toast for a bad upload.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +21,29 @@ from space_testing import BROWSER_ARGS, CHROMIUM, TINY_LABELS
 pytestmark = pytest.mark.browser
 
 
-def test_pick_example_toggle_modality_and_read_prediction(
-    space_app_module, tiny_settings, tiny_checkpoint, tiny_examples, tmp_path
-):
+def test_space_in_a_browser(space_app_module, tiny_text_settings, tiny_text_checkpoint, tiny_examples, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
-    demo = space_app_module.build_demo(tiny_settings)
+    shots = Path(os.environ.get("COMP_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    demo = space_app_module.build_demo(tiny_text_settings)
     demo.launch(
-        server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **space_app_module.launch_options(tiny_settings)
+        server_name="127.0.0.1",
+        prevent_thread_lock=True,
+        quiet=True,
+        **space_app_module.launch_options(tiny_text_settings),
     )
     example, n = "synthetic_test_001", 20
     conv = load_examples(tiny_examples)[example]
-    ckpt = load_checkpoint(str(tiny_checkpoint))
+    ckpt = load_checkpoint(str(tiny_text_checkpoint))
     all_on = np.ones((n, 3), dtype=bool)
     no_audio_1 = all_on.copy()
     no_audio_1[0, 0] = False
     expected_before = predict(ckpt, conv, all_on).masked.scores[0]
     expected_after = predict(ckpt, conv, no_audio_1).masked.scores[0]
     assert np.abs(expected_after - expected_before).max() > 1e-3  # the toggle must change something visible
+    wrong = tmp_path / "audio.npy"
+    np.save(wrong, np.zeros((4, 5), dtype=np.float32))  # 5 dims; the checkpoint expects 12
     try:
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
@@ -51,6 +62,16 @@ def test_pick_example_toggle_modality_and_read_prediction(
 
                 expect(page.locator("#synthetic-note")).to_contain_text("synthetic", timeout=30000)
                 expect(page.locator("#summary")).to_contain_text("Checkpoint", timeout=30000)
+                # First load: slider at 0 and every modality present, consistently.
+                expect(page.locator("#rate input[type=number]")).to_have_value("0")
+                expect(page.locator("#mask-info")).to_contain_text("missing rate 0")
+                expect(cell("grid", 0, 2).locator("input[type=checkbox]")).to_be_checked()
+                # The weight charts' legend has one swatch per modality, observed and missing.
+                expect(page.locator("#weights-swatches")).to_contain_text("audio (missing)")
+                assert page.locator("#weights-swatches span span").count() == 6
+                # Headers of the wide predictions table stay on one line (no letter-by-letter wrapping).
+                header = page.locator("#predictions th").filter(has_text="prediction: all modalities").first
+                assert header.bounding_box()["height"] < 60
                 # Pick the 20-utterance example from the selector.
                 page.locator("#example input").click()
                 page.get_by_role("option", name=example).click()
@@ -58,9 +79,9 @@ def test_pick_example_toggle_modality_and_read_prediction(
                 expect(page.locator("#summary")).to_contain_text(f"{n} utterances", timeout=30000)
                 expect(cell("predictions", 0, 2)).to_have_text("A T V", timeout=30000)
                 np.testing.assert_allclose(masked_probs(), expected_before, atol=6e-5)
+                page.screenshot(path=str(shots / "space-first.png"), full_page=True)
                 # Untick audio for utterance 1 in the present/missing grid and predict again.
                 checkbox = cell("grid", 0, 2).locator("input[type=checkbox]")
-                expect(checkbox).to_be_checked()
                 checkbox.click()
                 expect(checkbox).not_to_be_checked()
                 page.locator("#predict-btn").click()
@@ -68,13 +89,28 @@ def test_pick_example_toggle_modality_and_read_prediction(
                 expect(cell("predictions", 0, 9)).to_contain_text("(missing)")  # the audio head's column
                 expect(page.locator("#summary")).to_contain_text("drops 1 of 60 available modality slots")
                 expect(page.locator("#predictions")).to_contain_text("masked input vs all modalities) (synthetic)")
-                expect(page.locator("#weights-masked")).to_contain_text("masked input (synthetic)")
                 after = masked_probs()
                 np.testing.assert_allclose(after, expected_after, atol=6e-5)
-                assert np.abs(after - expected_before).max() > 1e-3
-                shot = tmp_path / "space-after-toggle.png"
-                page.screenshot(path=str(shot), full_page=True)
-                assert shot.stat().st_size > 10_000
+                page.screenshot(path=str(shots / "space-after-toggle.png"), full_page=True)
+                # A feature file of the wrong width: one toast, naming the problem once; old results cleared.
+                page.locator("#files input[type=file]").set_input_files(str(wrong))
+                toast = page.locator(".toast-body")
+                expect(toast.first).to_contain_text("audio has 5 (expected 12)", timeout=30000)
+                page.wait_for_timeout(1500)
+                texts = [t.inner_text() for t in toast.all()]
+                assert len(texts) == 1 and texts[0].count("audio has 5") == 1, texts
+                expect(page.locator("#summary")).not_to_contain_text("Checkpoint")
+                page.screenshot(path=str(shots / "space-bad-upload.png"), full_page=True)
+                # Type a conversation: text only, featurized with the checkpoint's recorded encoder.
+                page.get_by_role("tab", name="Type a conversation").click()
+                expect(page.locator("#text-status")).to_contain_text("Text features", timeout=30000)
+                page.locator("#typed textarea").fill("A: hello there\nB: i am so sorry\nA: what? really!")
+                page.locator("#typed-btn").click()
+                expect(page.locator("#typed-summary")).to_contain_text("3 typed utterances", timeout=30000)
+                expect(cell("typed-predictions", 0, 0)).to_have_text("1 A")
+                expect(cell("typed-predictions", 1, 4)).to_contain_text("(missing)")  # the audio head
+                page.screenshot(path=str(shots / "space-typed.png"), full_page=True)
+                assert (shots / "space-typed.png").stat().st_size > 10_000
             finally:
                 browser.close()
     finally:

@@ -1,7 +1,7 @@
-"""The Space loads its checkpoint by Hub id through ``HF_ENDPOINT`` (a local stand-in for the Hub).
+"""The Space loads its checkpoint by Hub id (optionally pinned to a revision) through ``HF_ENDPOINT``.
 
 ``tests/hub_standin.py`` stands in for the Hub's upload and download routes; the Space runs in a subprocess
-whose ``HF_ENDPOINT`` points at it, exactly as a deployed Space resolves ``COMP_CHECKPOINT=org/name``.
+whose ``HF_ENDPOINT`` points at it, exactly as a deployed Space resolves ``COMP_CHECKPOINT=org/name[@revision]``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import numpy as np
 from comp_space.inference import load_checkpoint, predict
 from comp_space.inputs import load_examples
 from hub_standin import hub_standin as serve_hub_standin
-from package_blocker import BLOCK_PACKAGES
-from space_testing import SPACE_DIR
+from space_testing import SPACE_DIR, make_tiny_model
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +38,7 @@ ckpt = app.store.get(ref)
 grid, _ = app.load(ref, app_module.SOURCE_EXAMPLE, "synthetic_test_002", None)
 grid["video"] = False
 summary, table, _, _, probs = app.predict_outputs(ref, app_module.SOURCE_EXAMPLE, "synthetic_test_002", None, grid)
-print(json.dumps({"ref": ckpt.ref, "remote_code": ckpt.remote_code, "module": type(ckpt.model).__module__,
+print(json.dumps({"ref": ckpt.ref, "name": ckpt.name, "module": type(ckpt.model).__module__,
                   "probs": probs.to_numpy()[:, 1::2].tolist()}))
 """
 
@@ -49,7 +48,8 @@ import sys
 from huggingface_hub import HfApi
 api = HfApi(token="hf_standin")   # endpoint from HF_ENDPOINT
 api.create_repo(sys.argv[1])
-api.upload_folder(repo_id=sys.argv[1], folder_path=sys.argv[2], commit_message="tiny ComP")
+for folder in sys.argv[2:]:
+    print(api.upload_folder(repo_id=sys.argv[1], folder_path=folder, commit_message="tiny ComP").oid)
 """
 
 
@@ -67,42 +67,35 @@ def _env(hub, tmp_path: Path, name: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_space_loads_checkpoint_by_hub_id(tiny_checkpoint, tiny_examples, tmp_path):
+def test_space_loads_checkpoint_by_hub_id_and_revision(tiny_checkpoint, tiny_examples, tmp_path):
     conv = load_examples(tiny_examples)["synthetic_test_002"]
     mask = np.ones((conv.num_utterances, 3), dtype=bool)
     mask[:, 2] = False
-    expected = predict(load_checkpoint(str(tiny_checkpoint)), conv, mask).masked.scores
+    second = tmp_path / "second"
+    make_tiny_model(seed=5).save_pretrained(second)
+    expected = {
+        "first": predict(load_checkpoint(str(tiny_checkpoint)), conv, mask).masked.scores,
+        "latest": predict(load_checkpoint(str(second)), conv, mask).masked.scores,
+    }
+    assert np.abs(expected["first"] - expected["latest"]).max() > 1e-3
 
     with serve_hub_standin() as hub:
         pushed = subprocess.run(
-            [sys.executable, "-c", _PUSH_SCRIPT, REPO_ID, str(tiny_checkpoint)],
+            [sys.executable, "-c", _PUSH_SCRIPT, REPO_ID, str(tiny_checkpoint), str(second)],
             capture_output=True,
             text=True,
             env=_env(hub, tmp_path, "push"),
             timeout=240,
         )
         assert pushed.returncode == 0, pushed.stderr[-3000:]
-        assert {"config.json", "model.safetensors", "modeling_comp.py", "configuration_comp.py"} <= set(
-            hub.list_files(REPO_ID)
-        )
-        for mode in ("package", "no-package"):
+        first_commit = pushed.stdout.split()[0]
+        assert {"config.json", "model.safetensors"} <= set(hub.list_files(REPO_ID))
+        for mode, ref in (("latest", REPO_ID), ("first", f"{REPO_ID}@{first_commit}")):
             env = _env(
-                hub,
-                tmp_path,
-                mode,
-                COMP_CHECKPOINT=REPO_ID,
-                COMP_EXAMPLES=str(tiny_examples),
-                PYTHONPATH=str(REPO_ROOT) if mode == "package" else "",
+                hub, tmp_path, mode, COMP_CHECKPOINT=ref, COMP_EXAMPLES=str(tiny_examples), PYTHONPATH=str(REPO_ROOT)
             )
             result = subprocess.run(
-                # without the package (as if comp-emotion were not installed) the model code comes from the Hub
-                [
-                    sys.executable,
-                    "-c",
-                    (BLOCK_PACKAGES if mode == "no-package" else "") + _SPACE_SCRIPT,
-                    str(SPACE_DIR),
-                    mode,
-                ],
+                [sys.executable, "-c", _SPACE_SCRIPT, str(SPACE_DIR), mode],
                 capture_output=True,
                 text=True,
                 env=env,
@@ -111,13 +104,7 @@ def test_space_loads_checkpoint_by_hub_id(tiny_checkpoint, tiny_examples, tmp_pa
             )
             assert result.returncode == 0, result.stderr[-3000:]
             payload = json.loads(result.stdout.strip().splitlines()[-1])
-            assert payload["ref"] == REPO_ID
-            assert payload["remote_code"] is (mode == "no-package")
-            if mode == "no-package":
-                assert payload["module"].startswith("transformers_modules.")
-            else:
-                assert payload["module"] == "modeling_comp.modeling_comp"
-            np.testing.assert_allclose(payload["probs"], expected, atol=6e-5)
+            assert payload["ref"] == ref and payload["name"] == ref
+            assert payload["module"] == "modeling_comp.modeling_comp"  # the installed package, never Hub code
+            np.testing.assert_allclose(payload["probs"], expected[mode], atol=6e-5)
             assert list((tmp_path / f"hf-home-{mode}").rglob("model.safetensors")), "weights came from the cache"
-        served = [path for method, path in hub.requests if method == "GET" and path.endswith("model.safetensors")]
-        assert len(served) == 2  # one download per fresh HF_HOME

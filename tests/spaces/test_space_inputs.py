@@ -16,7 +16,6 @@ from comp_space.inputs import (
     parse_feature_files,
     validate_for_model,
 )
-from comp_space.masks import draw_mask, draw_rate_mask, keep_probability, realised_missing_rate
 from space_testing import TINY_DIMS, TINY_MAX_UTTERANCES
 
 
@@ -248,8 +247,7 @@ def test_validation_against_checkpoint(tmp_path):
     conv = parse_feature_files(_save_npy(tmp_path, {**arrays, "audio": arrays["audio"][:, :10]}))
     with pytest.raises(
         InputError,
-        match=r"audio features have 10 dims per utterance, but checkpoint 'tiny' "
-        r"expects audio_dim = 12",
+        match=r"feature dims per utterance do not fit checkpoint 'tiny': audio has 10 \(expected 12\)",
     ):
         _validate(conv)
     long = _features(TINY_MAX_UTTERANCES + 1)
@@ -268,7 +266,7 @@ def test_validation_against_checkpoint(tmp_path):
 # ------------------------------------------------------------------------------------------------------ grid
 def test_grid_roundtrip_and_client_formats(tiny_examples):
     conv = load_examples(tiny_examples)["synthetic_test_000"]
-    mask = draw_rate_mask(conv.num_utterances, 0.5, seed=3)
+    mask = np.random.default_rng(3).random((conv.num_utterances, 3)) < 0.5
     grid = grid_from_mask(conv, mask)
     assert list(grid.columns) == list(GRID_COLUMNS)
     np.testing.assert_array_equal(mask_from_grid(grid, conv.num_utterances), mask)
@@ -294,30 +292,71 @@ def test_grid_errors():
         mask_from_grid(None, 2)
 
 
-# ----------------------------------------------------------------------------------------------------- masks
-def test_rate_mask_protocol():
-    first, again = draw_rate_mask(50, 0.4, seed=7), draw_rate_mask(50, 0.4, seed=7)
-    np.testing.assert_array_equal(first, again)
-    assert not np.array_equal(first, draw_rate_mask(50, 0.4, seed=8))
-    assert draw_rate_mask(30, 0.0, seed=0).all()
-    one_each = draw_rate_mask(500, 0.7, seed=0)
-    assert (one_each.sum(axis=1) == 1).all()
-    assert realised_missing_rate(one_each) == pytest.approx(2 / 3)
-    big = draw_rate_mask(30000, 0.3, seed=1)
-    assert big.any(axis=1).all()
-    assert realised_missing_rate(big) == pytest.approx(0.3, abs=0.01)
-    assert keep_probability(0.5) == pytest.approx(0.25)
-    with pytest.raises(ValueError, match=r"missing rate must be a number in \[0, 1\), got 1\.5"):
-        draw_rate_mask(3, 1.5, seed=0)
+# ------------------------------------------------------------------------------------------- hostile uploads
+def test_parquet_bomb_is_refused_from_its_footer(tmp_path):
+    """A few KB of dictionary/RLE-encoded parquet that would decode to millions of rows or values."""
+    rows = pa.table({"audio": pa.array([[0.0] * 12] * 200_000, type=pa.list_(pa.float32()))})
+    pq.write_table(rows, tmp_path / "rows.parquet", compression="zstd", use_dictionary=True)
+    assert (tmp_path / "rows.parquet").stat().st_size < 200_000
+    with pytest.raises(InputError, match=r"rows\.parquet: declares 200,000 rows, over the limit"):
+        parse_feature_files([tmp_path / "rows.parquet"])
+    wide = pa.table({"audio": pa.array([[[1.0] * 4000] * 2000], type=pa.list_(pa.list_(pa.float32())))})
+    pq.write_table(wide, tmp_path / "wide.parquet", compression="zstd", use_dictionary=True)
+    assert (tmp_path / "wide.parquet").stat().st_size < 100_000
+    with pytest.raises(InputError, match=r"wide\.parquet: would decode to at least 30\.5 MiB, over the 4\.0 MiB"):
+        parse_feature_files([tmp_path / "wide.parquet"], max_file_bytes=1 << 20)
 
 
-def test_draw_mask_matches_the_datasets_evaluation_masks():
-    from hub_datasets import masks
+@pytest.mark.parametrize("value", [1e30, 3e38, -2e4])
+def test_huge_finite_values_are_refused(tmp_path, value):
+    arrays = _features(4)
+    arrays["video"][2, 5] = value
+    with pytest.raises(
+        InputError,
+        match=r"dialog7_video\.npy: 1 value\(s\) exceed 10000 in magnitude \(first at "
+        r"utterance 3, dim 5",
+    ):
+        parse_feature_files(_save_npy(tmp_path, arrays))
 
-    ids = [f"synth_dialog_{i:03d}" for i in range(200)]
-    mask, method = draw_mask(ids, 0.5, seed=2)
-    assert method.startswith("hub_datasets")
-    expected = masks.rate_masks(masks.utterance_keys(ids), 0.5, seed=2, role="eval").astype(bool)
-    np.testing.assert_array_equal(mask, expected)
-    assert mask.any(axis=1).all()
-    assert realised_missing_rate(mask) == pytest.approx(0.5, abs=0.06)
+
+def test_uploaded_ids_are_escaped(tmp_path):
+    arrays = _features(2)
+    np.savez(tmp_path / "conv.npz", **arrays, utterance_ids=np.array(["<img src=x onerror=alert(1)>", "ok"]))
+    conv = parse_feature_files([tmp_path / "conv.npz"])
+    assert conv.utterance_ids == ["&lt;img src=x onerror=alert(1)&gt;", "ok"]
+
+
+def test_wrong_dims_are_all_named_in_one_message(tmp_path):
+    arrays = _features(3)
+    arrays["audio"] = arrays["audio"][:, :5]
+    arrays["video"] = arrays["video"][:, :3]
+    conv = parse_feature_files(_save_npy(tmp_path, arrays))
+    with pytest.raises(InputError, match=r"audio has 5 \(expected 12\); video has 3 \(expected 8\)"):
+        _validate(conv)
+
+
+# --------------------------------------------------------------------------------------------- typed text
+def test_typed_conversation_parsing(tmp_path):
+    from comp_space.text import parse_conversation_text, read_transcript_file
+
+    typed = parse_conversation_text("\n A: Hello there.\nB:   I'm fine: really\nno speaker here\n\n", max_utterances=3)
+    assert typed.texts == ["Hello there.", "I'm fine: really", "no speaker here"]
+    assert typed.speakers == ["A", "B", ""]
+    for text, message in [
+        ("", "type a conversation first"),
+        ("a\n\nb", "line 2 is empty"),
+        ("A: hi\nB:   ", r"line 2 \(B:\) has a speaker but no words"),
+        ("x\n" * 4, r"4 utterances, more than the checkpoint's max_utterances = 3"),
+        ("x" * 1001, "line 1 has 1,001 characters"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            parse_conversation_text(text, max_utterances=3)
+    (tmp_path / "t.txt").write_bytes(b"A: hi\x00there")
+    with pytest.raises(InputError, match=r"t\.txt: holds binary data"):
+        read_transcript_file(tmp_path / "t.txt")
+    (tmp_path / "u.txt").write_bytes(b"A: caf\xe9")
+    with pytest.raises(InputError, match=r"u\.txt: not UTF-8 text"):
+        read_transcript_file(tmp_path / "u.txt")
+    (tmp_path / "a.npy").write_bytes(b"x")
+    with pytest.raises(InputError, match=r"a\.npy: expected a plain-text transcript"):
+        read_transcript_file(tmp_path / "a.npy")

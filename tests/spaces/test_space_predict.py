@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import gradio as gr
@@ -13,10 +11,10 @@ import pytest
 import torch
 from comp_space.inference import CheckpointStore, load_checkpoint, predict, run_model
 from comp_space.inputs import InputError, load_examples
-from comp_space.masks import draw_mask
 from comp_space.report import WEIGHT_COLOURS, coordinator_frame, prediction_table, probability_table, summary_markdown
-from package_blocker import BLOCK_PACKAGES
-from space_testing import SPACE_DIR, TINY_LABELS
+from space_testing import TINY_LABELS
+
+from hub_datasets.masks import rate_masks, utterance_keys
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +32,7 @@ def test_checkpoint_properties(tiny, tiny_checkpoint):
     assert tiny.dims == {"audio": 12, "text": 16, "video": 8}
     assert tiny.max_utterances == 24 and tiny.training_stage == 2
     assert tiny.label_names == list(TINY_LABELS.values())
-    assert not tiny.is_regression and not tiny.remote_code  # the package is importable here
+    assert not tiny.is_regression and tiny.name == tiny_checkpoint.name  # never the server-side path
     assert not tiny.model.training
 
 
@@ -158,11 +156,12 @@ def test_handlers_and_error_wrapping(space_app_module, tiny_settings, tiny_check
     assert "Does not fit the selected checkpoint" in text and "text has 15 dims (checkpoint: 16)" in text
     guarded = space_app_module._guard(app.predict_outputs)
     with pytest.raises(
-        gr.Error,
-        match=r"text features have 15 dims per utterance, but checkpoint .* expects "
-        r"text_dim = 16",
+        gr.Error, match=r"do not fit checkpoint 'tiny test checkpoint \(synthetic\)': text has 15 \(expected 16\)"
     ):
         guarded(ref, space_app_module.SOURCE_FILES, None, paths, grid)
+    # No server-side path anywhere a visitor reads.
+    where = str(tiny_checkpoint.parent)
+    assert where not in app.checkpoint_info(ref) and where not in outputs[0]
     # Messages are shown as HTML: file names are escaped.
     evil = tmp_path / "<img src=x onerror=alert(1)>.npy"
     np.save(evil, np.zeros((2, 2), dtype=np.float32))
@@ -172,6 +171,13 @@ def test_handlers_and_error_wrapping(space_app_module, tiny_settings, tiny_check
     # Anything unexpected still becomes a gr.Error (the server keeps serving).
     with pytest.raises(gr.Error, match=r"unexpected error \(ZeroDivisionError\)"):
         space_app_module._guard(lambda: 1 / 0)()
+
+    def leaky():
+        raise OSError(f"cannot open {tmp_path}/secret/file.bin")
+
+    with pytest.raises(gr.Error) as info:
+        space_app_module._guard(leaky)()
+    assert info.value.message == "unexpected error (OSError): cannot open &lt;path&gt;"
 
 
 def test_settings_from_env(space_app_module, tmp_path):
@@ -192,49 +198,43 @@ def test_settings_from_env(space_app_module, tmp_path):
     assert "synthetic" in label and ref in bundled.synthetic_refs
     with pytest.raises(ValueError, match=r"COMP_MAX_FILE_MB='-1': expected a positive number"):
         space_app_module.SpaceSettings.from_env({"COMP_MAX_FILE_MB": "-1"})
-    with pytest.raises(ValueError, match=r"COMP_TRUST_REMOTE_CODE='maybe'"):
-        space_app_module.SpaceSettings.from_env({"COMP_TRUST_REMOTE_CODE": "maybe"})
+    with pytest.raises(ValueError, match=r"COMP_TEXT_OFFLINE='maybe'"):
+        space_app_module.SpaceSettings.from_env({"COMP_TEXT_OFFLINE": "maybe"})
+    local = space_app_module.SpaceSettings.from_env({"COMP_CHECKPOINT": str(tmp_path)})
+    assert list(local.checkpoints) == [f"local: {tmp_path.name}"]  # the selector never shows server paths
 
 
-# as if comp-emotion were not installed
-_NO_PACKAGE_SCRIPT = (
-    BLOCK_PACKAGES
-    + r"""
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import numpy as np
-from comp_space.inference import load_checkpoint, predict
-from comp_space.inputs import load_examples
-ckpt = load_checkpoint(sys.argv[2])
-conv = load_examples(sys.argv[3])["synthetic_test_001"]
-mask = np.ones((conv.num_utterances, 3), dtype=bool)
-mask[:, 2] = False
-pred = predict(ckpt, conv, mask)
-print(json.dumps({"remote_code": ckpt.remote_code, "module": type(ckpt.model).__module__,
-                  "scores": pred.masked.scores.tolist()}))
-"""
-)
+def test_without_the_package_loading_says_so_in_one_line(tiny_checkpoint, monkeypatch):
+    """The Space runs the installed comp-emotion package only: no code stored in a checkpoint ever runs."""
+    monkeypatch.setitem(sys.modules, "modeling_comp", None)  # `import modeling_comp` now fails
+    with pytest.raises(InputError, match=r"^the comp-emotion package is not installed on this server"):
+        load_checkpoint(str(tiny_checkpoint))
 
 
-def test_loads_with_remote_code_when_the_package_is_missing(tiny, tiny_checkpoint, tiny_examples, conversation):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["OMP_NUM_THREADS"] = "1"  # tiny forward passes; see the one_torch_thread fixture
-    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    result = subprocess.run(
-        [sys.executable, "-c", _NO_PACKAGE_SCRIPT, str(SPACE_DIR), str(tiny_checkpoint), str(tiny_examples)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tiny_checkpoint.parent,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert payload["remote_code"] is True
-    assert payload["module"].startswith("transformers_modules.")  # the code stored in the checkpoint ran
+def test_non_finite_outputs_are_refused(tiny, conversation, monkeypatch):
+    """Whatever gets past the input checks, a NaN/Inf output is never shown as a prediction."""
+    original = tiny.model.forward
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.logits[0, 3, 1] = float("nan")
+        return out
+
+    monkeypatch.setattr(tiny.model, "forward", poisoned)
     mask = np.ones((conversation.num_utterances, 3), dtype=bool)
-    mask[:, 2] = False
-    np.testing.assert_allclose(payload["scores"], predict(tiny, conversation, mask).masked.scores, atol=1e-6)
+    with pytest.raises(InputError, match=r"prediction output is not finite \(NaN or infinite\) for utterance 4"):
+        predict(tiny, conversation, mask)
+
+
+def test_revision_pins_and_hub_ids():
+    from comp_space.inference import split_revision
+
+    assert split_revision("org/name@v1.0") == ("org/name", "v1.0")
+    assert split_revision("org/name") == ("org/name", None)
+    with pytest.raises(InputError, match=r"revision '\.\./x' is not a branch"):
+        split_revision("org/name@../x")
+    store = CheckpointStore({"a": "org/a"}, allow_custom_hub_ids=True)
+    assert store.resolve("org/b@0123abc") == ("org/b@0123abc", False)
 
 
 def test_stage1_checkpoint_has_no_coordinator(tmp_path, conversation):
@@ -264,7 +264,8 @@ def test_drawn_mask_respects_missing_files(space_app_module, tiny_settings, tmp_
     for rate in (0.0, 0.4, 0.7):
         grid, note = app.draw_mask(space_app_module.SOURCE_FILES, None, paths, rate, 1)
         mask = grid[["audio", "text", "video"]].to_numpy(dtype=bool)
-        drawn, _ = draw_mask([str(i + 1) for i in range(12)], rate, 1)  # uploaded files: ids "1".."12"
+        ids = [str(i + 1) for i in range(12)]  # uploaded files: ids "1".."12"
+        drawn = rate_masks(utterance_keys(ids), rate, seed=1, role="eval").astype(bool)
         expected = drawn.copy()
         expected[:, 2] = False  # no video file
         orphans = ~expected.any(axis=1)
@@ -274,5 +275,5 @@ def test_drawn_mask_respects_missing_files(space_app_module, tiny_settings, tmp_
     assert orphans.any()  # at 0.7 (one modality per utterance) some rows drew only video
     with pytest.raises(InputError, match=r"seed must be a non-negative whole number, got -1"):
         app.draw_mask(space_app_module.SOURCE_FILES, None, paths, 0.5, -1)
-    with pytest.raises(InputError, match=r"missing rate must be a number in \[0, 1\), got 1\.0"):
+    with pytest.raises(InputError, match=r"missing_rate must be in \[0, 1\) .*got 1\.0"):
         app.draw_mask(space_app_module.SOURCE_FILES, None, paths, 1.0, 0)

@@ -1,17 +1,15 @@
 """Loading ComP checkpoints and predicting one conversation, masked and with every modality.
 
-Checkpoints load through ``transformers.AutoModel.from_pretrained``. When the ``modeling_comp`` package is
-importable it registers the ComP classes and no remote code runs; without it, checkpoints the operator
-configured (``COMP_CHECKPOINT`` / ``COMP_CHECKPOINTS``) load with ``trust_remote_code=True`` from the model
-files that ``save_pretrained`` copied into them. Hub ids typed by a visitor never run remote code.
+Checkpoints load through ``transformers.AutoModel.from_pretrained`` with the ComP classes of the installed
+``comp-emotion`` package (``modeling_comp`` registers them); no code stored in a checkpoint ever runs. A checkpoint
+is a Hub id (``org/name``, optionally pinned as ``org/name@revision``) or, for the operator, a local folder.
 
 Every prediction runs one conversation per forward pass, so a served prediction never depends on what else is
-being served.
+being served. :func:`model_inputs` is the one place where a conversation becomes model inputs.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 import threading
 from collections import OrderedDict
@@ -31,22 +29,30 @@ __all__ = [
     "LoadedCheckpoint",
     "ModelRun",
     "Prediction",
-    "has_comp_package",
     "load_checkpoint",
+    "model_inputs",
     "predict",
     "run_model",
+    "split_revision",
 ]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 
 
-def has_comp_package() -> bool:
-    """Whether ``modeling_comp`` is importable (importing it registers the ComP Auto classes)."""
-    try:
-        importlib.import_module("modeling_comp")
-    except ImportError:
-        return False
-    return True
+def split_revision(ref: str) -> tuple[str, str | None]:
+    """Split ``org/name@revision`` into ``(org/name, revision)`` (``revision`` is ``None`` when not pinned).
+
+    Raises:
+        InputError: on an empty or malformed revision.
+    """
+    ref = str(ref).strip()
+    if "@" not in ref:
+        return ref, None
+    repo, _, revision = ref.rpartition("@")
+    if not _REVISION.match(revision) or ".." in revision:
+        raise InputError(f"checkpoint revision {revision!r} is not a branch, tag or commit hash")
+    return repo, revision
 
 
 @dataclass
@@ -54,18 +60,39 @@ class LoadedCheckpoint:
     """A ComP model ready to serve.
 
     Attributes:
-        ref: the Hub id or local path it was loaded from.
+        ref: the Hub id (with ``@revision`` when pinned) or local path it was loaded from (server-side only).
         model: the model, in eval mode.
         synthetic: whether it was trained on the synthetic corpus (then the UI says so).
-        remote_code: whether it was loaded with ``trust_remote_code=True``.
         run_info: the training recipe's ``comp_run.json`` (configuration, provenance, final metrics), if any.
+        name: what visitors see: the Hub id, or the operator's label of a local folder (never a path).
     """
 
     ref: str
     model: Any
     synthetic: bool = False
-    remote_code: bool = False
     run_info: dict[str, Any] | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = self.ref if _HUB_ID.match(split_revision(self.ref)[0]) else Path(self.ref).name
+
+    @property
+    def modality_features(self) -> dict[str, Any]:
+        """The features the checkpoint was trained on, per modality (``{}`` when it records none).
+
+        Read from ``config.modality_features``: ``{"audio"|"text"|"video": {"feature": str, "extractor":
+        {"model_id", "layers", "pooling"} | None}}``.
+        """
+        value = getattr(self.config, "modality_features", None)
+        return dict(value) if isinstance(value, Mapping) else {}
+
+    @property
+    def text_extractor(self) -> dict[str, Any] | None:
+        """The recorded text extractor record (``None`` when the checkpoint records none)."""
+        entry = self.modality_features.get("text")
+        extractor = entry.get("extractor") if isinstance(entry, Mapping) else None
+        return dict(extractor) if isinstance(extractor, Mapping) else None
 
     @property
     def test_metrics(self) -> dict[str, Any] | None:
@@ -126,7 +153,7 @@ def _says_synthetic(value: Any) -> bool:
     return False
 
 
-def _read_run_info(ref: str, local_dir: Path | None) -> dict[str, Any] | None:
+def _read_run_info(ref: str, local_dir: Path | None, revision: str | None = None) -> dict[str, Any] | None:
     """The checkpoint's ``comp_run.json`` if it has one (``None`` otherwise or when unreadable)."""
     import json
 
@@ -137,7 +164,7 @@ def _read_run_info(ref: str, local_dir: Path | None) -> dict[str, Any] | None:
         try:
             from huggingface_hub import hf_hub_download
 
-            path = Path(hf_hub_download(ref, RUN_INFO_FILE))
+            path = Path(hf_hub_download(ref, RUN_INFO_FILE, revision=revision))
         except Exception:  # noqa: BLE001 -- optional file: absent, offline, gated ... all mean "no run info"
             return None
     try:
@@ -149,49 +176,72 @@ def _read_run_info(ref: str, local_dir: Path | None) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
-def load_checkpoint(ref: str, *, trust_remote_code: bool | None = None) -> LoadedCheckpoint:
-    """Load a ComP checkpoint by Hub id or local path through ``AutoModel.from_pretrained``.
+def load_checkpoint(ref: str, *, name: str | None = None, local_files_only: bool | None = None) -> LoadedCheckpoint:
+    """Load a ComP checkpoint by Hub id (``org/name`` or ``org/name@revision``) or local folder.
 
     Args:
-        ref: Hub repo id (``org/name``) or a local directory written by ``save_pretrained``.
-        trust_remote_code: ``None`` = use the installed package when there is one, otherwise the model code
-            stored in the checkpoint; ``False`` = never run code from the checkpoint; ``True`` = always use
-            the checkpoint's code.
+        ref: Hub repo id, optionally with ``@revision``, or a local directory written by ``save_pretrained``.
+        name: what visitors see instead of ``ref`` (default: the Hub id, or the folder's base name).
+        local_files_only: passed to ``from_pretrained``.
 
     Returns:
         The loaded checkpoint, in eval mode.
 
     Raises:
-        InputError: if the checkpoint cannot be found or read, or is not a ComP model.
+        InputError: if the checkpoint cannot be found or read, or is not a ComP model. Messages name the
+            checkpoint by ``name``, never by a server-side path.
     """
     from transformers import AutoConfig, AutoModel
 
     ref = str(ref).strip()
     if not ref:
         raise InputError("no checkpoint given; choose one in the checkpoint selector")
-    package = has_comp_package()
-    remote = (not package) if trust_remote_code is None else bool(trust_remote_code)
-    local_dir = Path(ref).expanduser() if Path(ref).expanduser().is_dir() else None
-    target = str(local_dir) if local_dir is not None else ref
     try:
-        config = AutoConfig.from_pretrained(target, trust_remote_code=remote)
+        import modeling_comp  # noqa: F401 -- registers the ComP Auto classes
+    except ImportError:
+        raise InputError(
+            "the comp-emotion package is not installed on this server (see the Space's requirements.txt)"
+        ) from None
+    local_dir = Path(ref).expanduser() if not _HUB_ID.match(ref.partition("@")[0]) else None
+    if local_dir is not None and not local_dir.is_dir():
+        local_dir = None
+    kwargs: dict[str, Any] = {"trust_remote_code": False}
+    if local_files_only is not None:
+        kwargs["local_files_only"] = local_files_only
+    if local_dir is not None:
+        target = str(local_dir)
+        shown = name or local_dir.name
+    else:
+        target, revision = split_revision(ref)
+        if revision:
+            kwargs["revision"] = revision
+        shown = name or ref
+    try:
+        config = AutoConfig.from_pretrained(target, **kwargs)
     except Exception as err:  # noqa: BLE001 -- report any loading failure to the visitor
-        hint = "" if package or remote else " (the modeling_comp package is not installed and remote code is off)"
-        raise InputError(f"cannot load checkpoint {ref!r}: {type(err).__name__}: {err}{hint}") from None
+        raise InputError(f"cannot load checkpoint {shown!r} ({_reason(err, target)})") from None
     if getattr(config, "model_type", None) != "comp":
         raise InputError(
-            f"checkpoint {ref!r} is a {getattr(config, 'model_type', 'unknown')!r} model, not a ComP ('comp') model"
+            f"checkpoint {shown!r} is a {getattr(config, 'model_type', 'unknown')!r} model, not a ComP ('comp') model"
         )
     try:
-        model = AutoModel.from_pretrained(target, trust_remote_code=remote)
+        model = AutoModel.from_pretrained(target, **kwargs)
     except Exception as err:  # noqa: BLE001
-        raise InputError(f"cannot load the weights of checkpoint {ref!r}: {type(err).__name__}: {err}") from None
+        raise InputError(f"cannot load the weights of checkpoint {shown!r} ({_reason(err, target)})") from None
     model.eval()
-    run_info = _read_run_info(target, local_dir)
+    run_info = _read_run_info(target, local_dir, kwargs.get("revision"))
     synthetic = _says_synthetic(run_info) or any(
         _says_synthetic(getattr(config, attr, None)) for attr in ("provenance", "dataset_provenance")
     )
-    return LoadedCheckpoint(ref=ref, model=model, synthetic=synthetic, remote_code=remote, run_info=run_info)
+    return LoadedCheckpoint(ref=ref, model=model, synthetic=synthetic, run_info=run_info, name=shown)
+
+
+def _reason(err: BaseException, target: str) -> str:
+    """The first line of an exception, with the server-side location removed."""
+    text = str(err).splitlines()[0] if str(err) else ""
+    text = text.replace(target, "<checkpoint>")
+    text = re.sub(r"(/[^\s'\"]+)+", "<path>", text)
+    return f"{type(err).__name__}: {text[:300]}"
 
 
 class CheckpointStore:
@@ -199,9 +249,8 @@ class CheckpointStore:
 
     Args:
         configured: display name -> Hub id or local path, chosen by the operator; the first is the default.
-        allow_custom_hub_ids: whether visitors may type another Hub id (``org/name``; never a local path, and
-            never loaded with remote code).
-        trust_remote_code: passed to :func:`load_checkpoint` for configured checkpoints.
+        allow_custom_hub_ids: whether visitors may type another Hub id (``org/name`` or ``org/name@revision``;
+            never a local path).
         synthetic: refs known to be trained on the synthetic corpus (labelled so even without provenance).
         max_cached: how many models to keep in memory.
     """
@@ -211,13 +260,11 @@ class CheckpointStore:
         configured: Mapping[str, str],
         *,
         allow_custom_hub_ids: bool = False,
-        trust_remote_code: bool | None = None,
         synthetic: set[str] | frozenset[str] = frozenset(),
         max_cached: int = 3,
     ) -> None:
         self.configured = dict(configured)
         self.allow_custom_hub_ids = allow_custom_hub_ids
-        self.trust_remote_code = trust_remote_code
         self.synthetic = set(synthetic)
         self.max_cached = max(1, int(max_cached))
         self._cache: OrderedDict[str, LoadedCheckpoint] = OrderedDict()
@@ -248,8 +295,8 @@ class CheckpointStore:
             raise InputError(
                 f"checkpoint {choice!r} is not one this Space serves; choose one of: {', '.join(self.configured)}"
             )
-        if not _HUB_ID.match(choice):
-            raise InputError(f"checkpoint {choice!r} is not a Hub model id of the form 'org/name'")
+        if not _HUB_ID.match(split_revision(choice)[0]):
+            raise InputError(f"checkpoint {choice!r} is not a Hub model id of the form 'org/name' (or org/name@rev)")
         return choice, False
 
     def get(self, choice: str | None) -> LoadedCheckpoint:
@@ -268,7 +315,8 @@ class CheckpointStore:
             with self._lock:
                 if ref in self._cache:
                     return self._cache[ref]
-            loaded = load_checkpoint(ref, trust_remote_code=self.trust_remote_code if configured else False)
+            label = next((k for k, v in self.configured.items() if v == ref), None) if configured else None
+            loaded = load_checkpoint(ref, name=label)
             if ref in self.synthetic:
                 loaded.synthetic = True
             with self._lock:
@@ -305,10 +353,43 @@ class Prediction:
     full: ModelRun
 
 
-def run_model(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.ndarray) -> ModelRun:
-    """Run the model once on one conversation.
+def model_inputs(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.ndarray) -> dict[str, Any]:
+    """The keyword arguments of one forward pass on one conversation (batch of one, no padding).
 
-    Features of modalities marked missing are zeroed before the call (the model zeroes them as well).
+    This is the Space's only conversation -> tensors step; a ``ComPProcessor`` call can replace its body.
+    Features of modalities marked missing are replaced by zeros (selected out, so whatever the data holds
+    there cannot matter).
+
+    Args:
+        checkpoint: the loaded checkpoint.
+        conversation: a conversation already checked by :func:`validate_for_model`.
+        mask: bool ``[n, 3]``.
+
+    Returns:
+        ``audio``/``text``/``video`` ``[1, n, dim]``, ``modality_mask`` ``[1, n, 3]``, ``attention_mask`` ``[1, n]``.
+    """
+    import torch
+
+    model = checkpoint.model
+    n = conversation.num_utterances
+    dtype = next(model.parameters()).dtype
+    mask_np = np.asarray(mask, dtype=bool)
+    inputs: dict[str, Any] = {}
+    for j, modality in enumerate(MODALITIES):
+        values = conversation.features[modality]
+        dim = checkpoint.dims[modality]
+        if values is None:
+            array = np.zeros((n, dim), dtype=np.float32)
+        else:
+            array = np.where(mask_np[:, j : j + 1], values, np.float32(0.0))
+        inputs[modality] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(dtype)[None]
+    inputs["modality_mask"] = torch.from_numpy(mask_np.astype(np.float32))[None]
+    inputs["attention_mask"] = torch.ones(1, n, dtype=torch.long)
+    return inputs
+
+
+def run_model(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.ndarray) -> ModelRun:
+    """Run the model once on one conversation (inputs from :func:`model_inputs`).
 
     Args:
         checkpoint: the loaded checkpoint.
@@ -317,34 +398,34 @@ def run_model(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np
 
     Returns:
         The outputs as NumPy arrays.
+
+    Raises:
+        InputError: if the model's outputs are not finite (inputs far outside what it was trained on).
     """
     import torch
 
-    model = checkpoint.model
     n = conversation.num_utterances
-    dtype = next(model.parameters()).dtype
     mask_np = np.asarray(mask, dtype=bool)
-    inputs: dict[str, torch.Tensor] = {}
-    for j, modality in enumerate(MODALITIES):
-        values = conversation.features[modality]
-        dim = checkpoint.dims[modality]
-        array = np.zeros((n, dim), dtype=np.float32) if values is None else values * mask_np[:, j : j + 1]
-        inputs[modality] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(dtype)[None]
-    inputs["modality_mask"] = torch.from_numpy(mask_np.astype(np.float32))[None]
-    inputs["attention_mask"] = torch.ones(1, n, dtype=torch.long)
     with torch.inference_mode():
-        out = model(**inputs)
+        out = checkpoint.model(**model_inputs(checkpoint, conversation, mask_np))
     logits = out.logits[0].float()
     modality_logits = out.modality_logits[0].float()
+    weights_t = getattr(out, "coordinator_weights", None)
+    for name, tensor in (("prediction", logits), ("modality heads", modality_logits), ("weights", weights_t)):
+        if tensor is not None and not bool(torch.isfinite(tensor).all()):
+            bad = ~torch.isfinite(tensor.reshape(n, -1)).all(dim=-1)
+            first = int(torch.nonzero(bad)[0, 0]) + 1
+            raise InputError(
+                f"the model's {name} output is not finite (NaN or infinite) for utterance {first}; the input "
+                "features are far outside the range this checkpoint was trained on"
+            )
     if checkpoint.is_regression:
         scores = logits.reshape(n).numpy()
         modality_scores = modality_logits.reshape(n, 3).numpy()
     else:
         scores = torch.softmax(logits, dim=-1).numpy()
         modality_scores = torch.softmax(modality_logits, dim=-1).numpy()
-    weights = None
-    if getattr(out, "coordinator_weights", None) is not None:
-        weights = out.coordinator_weights[0].float().numpy()
+    weights = None if weights_t is None else weights_t[0].float().numpy()
     return ModelRun(mask=mask_np.copy(), scores=scores, modality_scores=modality_scores, weights=weights)
 
 
@@ -367,7 +448,7 @@ def predict(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.n
         mask,
         dims=checkpoint.dims,
         max_utterances=checkpoint.max_utterances,
-        checkpoint=f"checkpoint {checkpoint.ref!r}",
+        checkpoint=f"checkpoint {checkpoint.name!r}",
     )
     masked = run_model(checkpoint, conversation, mask)
     full_mask = conversation.available

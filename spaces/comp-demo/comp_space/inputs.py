@@ -18,6 +18,7 @@ was expected; the Space shows that message to the visitor.
 
 from __future__ import annotations
 
+import html
 import math
 import os
 import re
@@ -40,6 +41,7 @@ __all__ = [
     "load_examples",
     "mask_from_grid",
     "parse_feature_files",
+    "display_text",
     "validate_for_model",
 ]
 
@@ -51,6 +53,11 @@ GRID_COLUMNS: tuple[str, ...] = ("#", "utterance", *MODALITIES)
 MAX_FILE_BYTES_DEFAULT = 16 * 1024 * 1024
 #: Decompressed data may be at most this many times the file size limit (guards against zip bombs).
 _DECOMPRESSED_FACTOR = 4
+#: Largest accepted |feature value|: real utterance features (wav2vec, DeBERTa, MA-Net) stay far below it; beyond
+#: it a float32 forward pass overflows into NaN.
+MAX_ABS_FEATURE = 1e4
+#: Most rows a parquet upload may declare (one conversation; far above any checkpoint's max_utterances).
+MAX_PARQUET_ROWS = 10_000
 _SUFFIXES = (".npy", ".npz", ".parquet", ".pq")
 
 _ALIASES: dict[str, frozenset[str]] = {
@@ -105,6 +112,14 @@ class Conversation:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def display_text(value: Any, limit: int = 80) -> str:
+    """A visitor-supplied string made safe to render anywhere: HTML-escaped, one line, at most ``limit`` chars."""
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return html.escape(text, quote=True)
+
+
 def _modality_of(name: str) -> str | None:
     """Map a file stem, npz key or column name to a modality, ``None`` if it names none.
 
@@ -139,6 +154,13 @@ def _as_matrix(value: Any, where: str) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         out = arr.astype(np.float32)
     _check_finite(out, where + " (after conversion to float32)")
+    big = np.abs(out) > MAX_ABS_FEATURE
+    if big.any():
+        row, col = (int(i) for i in np.argwhere(big)[0])
+        raise InputError(
+            f"{where}: {int(big.sum())} value(s) exceed {MAX_ABS_FEATURE:g} in magnitude (first at utterance "
+            f"{row + 1}, dim {col}: {float(out[row, col]):g}); expected features of a sane magnitude"
+        )
     return out
 
 
@@ -281,12 +303,17 @@ def _read_parquet(path: Path, display: str, out: _Parsed, max_bytes: int) -> Non
     try:
         pf = pq.ParquetFile(path)
         meta = pf.metadata
-        total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        rows, total = _parquet_decoded_bound(meta)
     except Exception as err:  # noqa: BLE001 -- any parser failure is a bad upload, reported as such
         raise InputError(f"{display}: unreadable as a parquet file ({type(err).__name__}: {err})") from None
+    if rows > MAX_PARQUET_ROWS:
+        raise InputError(
+            f"{display}: declares {rows:,} rows, over the limit of {MAX_PARQUET_ROWS:,} (one conversation)"
+        )
     if total > _DECOMPRESSED_FACTOR * max_bytes:
         raise InputError(
-            f"{display}: decompresses to {_human(total)}, over the {_human(_DECOMPRESSED_FACTOR * max_bytes)} limit"
+            f"{display}: would decode to at least {_human(total)}, over the "
+            f"{_human(_DECOMPRESSED_FACTOR * max_bytes)} limit"
         )
     try:
         table = pf.read()
@@ -362,6 +389,36 @@ def _read_parquet(path: Path, display: str, out: _Parsed, max_bytes: int) -> Non
         out.ids = (table.column(name).to_pylist(), f"{display}[{name!r}]")
     if (name := field_of(("transcript", "transcripts"))) is not None:
         out.transcripts = ["" if v is None else str(v) for v in table.column(name).to_pylist()]
+
+
+_PHYSICAL_BYTES = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
+
+
+def _parquet_decoded_bound(meta: Any) -> tuple[int, int]:
+    """``(rows, bytes)`` a parquet file decodes to at least, from its footer alone (nothing is decoded).
+
+    Dictionary and run-length encodings make the stored sizes tiny for huge tables, so the bound counts values:
+    every column chunk's ``num_values`` (leaf values, nulls included) times the width of its physical type. For
+    variable-length values (strings, binary) stored plainly, the chunk's uncompressed size; stored through a
+    dictionary, ``num_values`` times the chunk's uncompressed size (no value can be longer than its dictionary).
+    """
+    rows = int(meta.num_rows)
+    total = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        rows = max(rows, int(group.num_rows))
+        for c in range(group.num_columns):
+            column = group.column(c)
+            kind = str(column.physical_type)
+            values = int(column.num_values)
+            if kind in _PHYSICAL_BYTES:
+                size = values * _PHYSICAL_BYTES[kind]
+            else:  # BYTE_ARRAY / FIXED_LEN_BYTE_ARRAY
+                stored = int(column.total_uncompressed_size)
+                dictionary = any("DICTIONARY" in str(e) for e in column.encodings)
+                size = max(values * 5, values * stored if dictionary else stored)
+            total += size + int(group.num_rows) * 8  # + list offsets per row
+    return rows, total
 
 
 # ------------------------------------------------------------------------------------------------ public
@@ -447,7 +504,7 @@ def parse_feature_files(
         labels = _as_vector(parsed.labels[0], n, parsed.labels[1])
     ids = [str(i + 1) for i in range(n)]
     if parsed.ids is not None:
-        ids = [str(v) for v in _as_vector(parsed.ids[0], n, parsed.ids[1])]
+        ids = [display_text(v) for v in _as_vector(parsed.ids[0], n, parsed.ids[1])]
     transcripts = parsed.transcripts
     if transcripts is not None and len(transcripts) != n:
         transcripts = None
@@ -621,13 +678,13 @@ def validate_for_model(
             f"the conversation has {n} utterances, more than {checkpoint}'s max_utterances = {max_utterances}; "
             f"split it into parts of at most {max_utterances}"
         )
-    for modality in MODALITIES:
-        have = conversation.dims[modality]
-        if have is not None and have != int(dims[modality]):
-            raise InputError(
-                f"{modality} features have {have} dims per utterance, but {checkpoint} expects "
-                f"{modality}_dim = {int(dims[modality])}"
-            )
+    wrong = [
+        f"{modality} has {conversation.dims[modality]} (expected {int(dims[modality])})"
+        for modality in MODALITIES
+        if conversation.dims[modality] is not None and conversation.dims[modality] != int(dims[modality])
+    ]
+    if wrong:
+        raise InputError(f"feature dims per utterance do not fit {checkpoint}: {'; '.join(wrong)}")
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != (n, 3):
         raise InputError(f"the present/missing mask has shape {tuple(mask.shape)}, expected ({n}, 3)")

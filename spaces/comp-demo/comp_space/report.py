@@ -6,13 +6,17 @@ from typing import Any
 
 import numpy as np
 
+from hub_datasets.masks import realised_missing_rate
+
 from .inference import LoadedCheckpoint, Prediction
 from .inputs import MODALITIES, Conversation
-from .masks import realised_missing_rate
 
 
 __all__ = [
     "MISSING_MARK",
+    "column_widths",
+    "typed_summary",
+    "typed_table",
     "WEIGHT_COLOURS",
     "coordinator_frame",
     "is_synthetic",
@@ -137,7 +141,7 @@ def summary_markdown(prediction: Prediction) -> str:
     lines = []
     trained = " — trained on the **synthetic** corpus (made-up data, not real emotions)" if ckpt.synthetic else ""
     task = "sentiment regression" if ckpt.is_regression else f"{len(ckpt.label_names)} classes"
-    lines.append(f"**Checkpoint** `{ckpt.ref}`{trained}; {task}; training stage {ckpt.training_stage}.")
+    lines.append(f"**Checkpoint** `{ckpt.name}`{trained}; {task}; training stage {ckpt.training_stage}.")
     source = conv.source + (" (synthetic data)" if conv.synthetic and "synthetic" not in conv.source else "")
     dropped = int((~masked.mask & conv.available).sum())
     lines.append(
@@ -164,8 +168,6 @@ def summary_markdown(prediction: Prediction) -> str:
             lines.append(f"Agreement with the {kind}: all modalities {hits_full}/{n}, masked {hits_masked}/{n}.")
     if masked.weights is None:
         lines.append("This checkpoint has no coordinator (stage-1 checkpoint or coordinator ablated): no weights.")
-    if prediction.checkpoint.remote_code:
-        lines.append("Loaded with `trust_remote_code=True` (the modeling_comp package is not installed).")
     return "\n\n".join(lines)
 
 
@@ -212,3 +214,85 @@ WEIGHT_COLOURS: dict[str, str] = {
     **dict(zip(MODALITIES, _COLOURS, strict=True)),
     **{m + MISSING_MARK: c for m, c in zip(MODALITIES, ("#B7C7E3", "#F1CDB3", "#BBDDC3"), strict=True)},
 }
+
+
+def column_widths(frame: Any, *, char_px: int = 8, pad_px: int = 28, max_px: int = 260) -> list[str]:
+    """Pixel widths that fit every column's header and cells on one line (so no header wraps letter by letter).
+
+    Args:
+        frame: the ``pandas.DataFrame`` about to be shown.
+
+    Returns:
+        One CSS width per column (``"123px"``).
+    """
+    widths = []
+    for name in frame.columns:
+        longest = max([len(str(name)), *(len(str(v)) for v in frame[name].tolist())])
+        widths.append(f"{min(max_px, pad_px + char_px * longest)}px")
+    return widths
+
+
+def typed_table(prediction: Prediction, added: bool) -> Any:
+    """Per-utterance results of a typed conversation: text-only prediction, heads, weights, and with the upload.
+
+    Args:
+        prediction: ``masked`` = text only, ``full`` = with the uploaded audio/video.
+        added: whether audio/video were uploaded.
+
+    Returns:
+        A ``pandas.DataFrame``, one row per utterance (transcripts and speakers already HTML-escaped).
+    """
+    import pandas as pd
+
+    ckpt, conv = prediction.checkpoint, prediction.conversation
+    masked, full = prediction.masked, prediction.full
+    names = ckpt.label_names
+    rows: dict[str, list[Any]] = {
+        "utterance": list(conv.utterance_ids),
+        "text": list(conv.transcripts or [""] * conv.num_utterances),
+    }
+    if ckpt.is_regression:
+        rows["score: text only"] = [round(float(v), 3) for v in masked.scores]
+        heads = [[f"{float(masked.modality_scores[i, j]):+.2f}" for j in range(3)] for i in range(conv.num_utterances)]
+    else:
+        top = masked.scores.argmax(-1)
+        rows["prediction: text only"] = [names[k] for k in top]
+        rows["p"] = [round(float(masked.scores[i, k]), 3) for i, k in enumerate(top)]
+        heads = [[names[k] for k in masked.modality_scores[i].argmax(-1)] for i in range(conv.num_utterances)]
+    for j, modality in enumerate(MODALITIES):
+        rows[f"{modality} head"] = [
+            heads[i][j] + ("" if masked.mask[i, j] else MISSING_MARK) for i in range(conv.num_utterances)
+        ]
+    if masked.weights is not None:
+        for j, modality in enumerate(MODALITIES):
+            rows[f"weight {modality}"] = [round(float(w), 3) for w in masked.weights[:, j]]
+    if added:
+        label = "+ " + "/".join(m for j, m in enumerate(MODALITIES) if full.mask[:, j].any() and m != "text")
+        if ckpt.is_regression:
+            rows[f"score {label}"] = [round(float(v), 3) for v in full.scores]
+        else:
+            top = full.scores.argmax(-1)
+            rows[f"prediction {label}"] = [names[k] for k in top]
+            rows[f"p ({label})"] = [round(float(full.scores[i, k]), 3) for i, k in enumerate(top)]
+    return pd.DataFrame(rows)
+
+
+def typed_summary(prediction: Prediction, added: bool) -> str:
+    """A few lines about a typed conversation's prediction."""
+    ckpt, conv = prediction.checkpoint, prediction.conversation
+    n = conv.num_utterances
+    trained = " — trained on the **synthetic** corpus (made-up data, not real emotions)" if ckpt.synthetic else ""
+    lines = [
+        f"**Checkpoint** `{ckpt.name}`{trained}.",
+        f"**Conversation**: {n} typed utterances, text only (audio and video missing).",
+    ]
+    if added:
+        if ckpt.is_regression:
+            delta = float(np.abs(prediction.masked.scores - prediction.full.scores).mean())
+            lines.append(f"**Adding your uploaded features** changes the score by {delta:.3f} on average.")
+        else:
+            changed = int((prediction.masked.scores.argmax(-1) != prediction.full.scores.argmax(-1)).sum())
+            lines.append(f"**Adding your uploaded features** changes {changed} of {n} predictions.")
+    if prediction.masked.weights is None:
+        lines.append("This checkpoint has no coordinator (stage-1 checkpoint or coordinator ablated): no weights.")
+    return "\n\n".join(lines)
