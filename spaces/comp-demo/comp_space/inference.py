@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import MODALITIES, Conversation, InputError, validate_for_model
+from .inputs import MAX_ABS_FEATURE, MODALITIES, Conversation, InputError, validate_for_model
 
 
 __all__ = [
@@ -356,9 +356,9 @@ class Prediction:
 def model_inputs(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.ndarray) -> dict[str, Any]:
     """The keyword arguments of one forward pass on one conversation (batch of one, no padding).
 
-    This is the Space's only conversation -> tensors step; a ``ComPProcessor`` call can replace its body.
-    Features of modalities marked missing are replaced by zeros (selected out, so whatever the data holds
-    there cannot matter).
+    This is the Space's only conversation -> tensors step, and it is the library's: the model's
+    :class:`modeling_comp.ComPProcessor` pads, masks and checks (what a modality marked missing holds is never
+    read, so it cannot matter).
 
     Args:
         checkpoint: the loaded checkpoint.
@@ -367,24 +367,24 @@ def model_inputs(checkpoint: LoadedCheckpoint, conversation: Conversation, mask:
 
     Returns:
         ``audio``/``text``/``video`` ``[1, n, dim]``, ``modality_mask`` ``[1, n, 3]``, ``attention_mask`` ``[1, n]``.
+
+    Raises:
+        InputError: the processor's one-line message when it refuses the conversation.
     """
-    import torch
+    from modeling_comp import ComPProcessor
 
     model = checkpoint.model
-    n = conversation.num_utterances
     dtype = next(model.parameters()).dtype
-    mask_np = np.asarray(mask, dtype=bool)
-    inputs: dict[str, Any] = {}
-    for j, modality in enumerate(MODALITIES):
-        values = conversation.features[modality]
-        dim = checkpoint.dims[modality]
-        if values is None:
-            array = np.zeros((n, dim), dtype=np.float32)
-        else:
-            array = np.where(mask_np[:, j : j + 1], values, np.float32(0.0))
-        inputs[modality] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(dtype)[None]
-    inputs["modality_mask"] = torch.from_numpy(mask_np.astype(np.float32))[None]
-    inputs["attention_mask"] = torch.ones(1, n, dtype=torch.long)
+    processor = ComPProcessor.from_model_config(model.config, max_abs_value=MAX_ABS_FEATURE)
+    row: dict[str, Any] = {modality: conversation.features[modality] for modality in MODALITIES}
+    row["modality_mask"] = np.asarray(mask, dtype=bool)
+    try:
+        batch = processor(row)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    inputs: dict[str, Any] = {m: batch[m].to(dtype) for m in MODALITIES}
+    inputs["modality_mask"] = batch["modality_mask"]
+    inputs["attention_mask"] = batch["attention_mask"]
     return inputs
 
 
