@@ -13,6 +13,7 @@ from .configuration_comp import (
     ATTENTION_MASK,
     AUDIO,
     AUTO_MAP,
+    CORPUS_MODALITY_FEATURES,
     LABELS,
     MODALITIES,
     MODALITY_MASK,
@@ -23,10 +24,13 @@ from .configuration_comp import (
 )
 from .modeling_comp import (
     ComPForEmotionRecognition,
+    ComPGradientModulator,
     ComPModel,
     ComPModelOutput,
     ComPOutput,
     ComPPreTrainedModel,
+    load_comp_checkpoint,
+    utterance_index_from_attention_mask,
 )
 
 
@@ -50,6 +54,7 @@ __all__ = [
     "ATTENTION_MASK",
     "AUDIO",
     "AUTO_MAP",
+    "CORPUS_MODALITY_FEATURES",
     "LABELS",
     "MODALITIES",
     "MODALITY_MASK",
@@ -58,8 +63,11 @@ __all__ = [
     "VIDEO",
     "ComPConfig",
     "ComPForEmotionRecognition",
+    "ComPGradientModulator",
     "ComPModel",
     "ComPModelOutput",
     "ComPOutput",
     "ComPPreTrainedModel",
+    "load_comp_checkpoint",
+    "utterance_index_from_attention_mask",
 ]

@@ -60,8 +60,15 @@ def main() -> None:
     # 1. a model saved with save_pretrained (stage 1 stored in its config, as a stage-1 checkpoint of the recipe)
     torch.manual_seed(7)
     config = ComPConfig(
-        **{f"{m}_dim": d for m, d in DIMS.items()}, hidden_size=16, num_layers=2, num_attention_heads=2,
-        prompt_dim=4, num_prototypes=3, max_utterances=12, num_labels=4, hidden_dropout_prob=0.0,
+        **{f"{m}_dim": d for m, d in DIMS.items()},
+        hidden_size=16,
+        num_layers=2,
+        num_attention_heads=2,
+        prompt_dim=4,
+        num_prototypes=3,
+        max_utterances=12,
+        num_labels=4,
+        hidden_dropout_prob=0.0,
     )
     model = ComPForEmotionRecognition(config)
     record(model, batch, labels, "saved", tensors)
@@ -70,8 +77,14 @@ def main() -> None:
 
     # 2. the converter's output for a released-layout state_dict (reference_compat, depth 4)
     ref_config = ComPConfig(
-        **{f"{m}_dim": d for m, d in DIMS.items()}, hidden_size=16, num_layers=4, num_attention_heads=2,
-        prompt_dim=4, num_prototypes=5, max_utterances=12, num_labels=4,
+        **{f"{m}_dim": d for m, d in DIMS.items()},
+        hidden_size=16,
+        num_layers=4,
+        num_attention_heads=2,
+        prompt_dim=4,
+        num_prototypes=5,
+        max_utterances=12,
+        num_labels=4,
     )
     g = torch.Generator().manual_seed(11)
     state = {k: torch.randn(s, generator=g) / s[-1] ** 0.5 for k, s in released_state_dict_keys(ref_config).items()}

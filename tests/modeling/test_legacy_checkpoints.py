@@ -23,9 +23,9 @@ def test_legacy_checkpoint_loads_with_identical_outputs(name):
     config = model.config
     assert config.num_hidden_layers == (2 if name == "saved" else 4)
     assert "training_stage" not in config.to_dict()
-    # a stage-1 checkpoint of the old code stored its stage in the config: the model starts in that stage
-    assert model.training_stage == (1 if name == "saved" else 2)
-    model.set_training_stage(2)
+    # the old code stored the stage in the config ("saved" holds training_stage=1): it is ignored now, and a
+    # model starts in stage 2 (inference)
+    assert model.training_stage == 2
     with torch.no_grad():
         out = model(**batch)
         tol = {"atol": 1e-5, "rtol": 1e-5}
