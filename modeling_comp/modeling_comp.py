@@ -175,10 +175,32 @@ class ComPMlp(nn.Module):
         return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(hidden)))))
 
 
+class _StackParameters(torch.autograd.Function):
+    """`torch.stack` of same-shaped parameters whose backward is one `unbind` of a contiguous gradient (instead of a
+    `select` per parameter, and a copy per parameter when the gradient is not contiguous): each parameter then
+    receives a contiguous slice, which autograd accumulates without a copy."""
+
+    @staticmethod
+    def forward(*tensors: torch.Tensor) -> torch.Tensor:
+        return torch.stack(tensors)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad.contiguous().unbind(0)
+
+
+def _stack(tensors) -> torch.Tensor:
+    return _StackParameters.apply(*tensors)
+
+
 def _stacked(linears) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights `[G, out, in]` and biases `[G, 1, out]` of `G` same-shaped linear layers (one operator each)."""
-    weight = torch.stack([layer.weight for layer in linears])
-    bias = torch.stack([layer.bias for layer in linears]).unsqueeze(1)
+    """Weights `[G, out, in]` and biases `[G, 1, out]` of `G` same-shaped linear layers."""
+    weight = _stack([layer.weight for layer in linears])
+    bias = _stack([layer.bias for layer in linears]).unsqueeze(1)
     return weight, bias
 
 
@@ -226,11 +248,12 @@ class _AttentionMasks:
     """Per-forward masks of the attention layers: for each group, which keys may be attended to."""
 
     def __init__(self, key_mask: torch.Tensor):  # [G, B, T] bool
-        has_key = key_mask.any(dim=-1, keepdim=True)  # [G, B, 1]
+        key_mask = key_mask.flatten(0, 1)  # [G * B, T]
+        no_key = ~key_mask.any(dim=-1, keepdim=True)  # [G * B, 1]
         # Conversations without any observed key: the released code's softmax gives NaN, then 0. We let every key
         # through for them (so the kernel sees no empty row) and zero their output afterwards.
-        self.attn_mask = (key_mask | ~has_key)[:, :, None, None, :]  # [G, B, 1, 1, T]
-        self.has_key = has_key[..., None, None]  # [G, B, 1, 1, 1]
+        self.attn_mask = (key_mask | no_key)[:, None, None, :]  # [G * B, 1, 1, T]
+        self.no_key = no_key[..., None, None]  # [G * B, 1, 1, 1]
 
 
 class ComPAttention(nn.Module):
@@ -281,25 +304,26 @@ def _attention_layer(
     groups, dim = hidden.shape[0], hidden.shape[-1]
     heads = config.num_attention_heads
     # q, k and v of every group in one batched product (the parameters stay separate, as in the checkpoints)
-    weight = torch.stack([p for m in modules for p in (m.q.weight, m.k.weight, m.v.weight)]).view(groups, 3 * dim, dim)
-    bias = torch.stack([p for m in modules for p in (m.q.bias, m.k.bias, m.v.bias)]).view(groups, 1, 3 * dim)
+    weight = _stack([p for m in modules for p in (m.q.weight, m.k.weight, m.v.weight)]).view(groups, 3 * dim, dim)
+    bias = _stack([p for m in modules for p in (m.q.bias, m.k.bias, m.v.bias)]).view(groups, 1, 3 * dim)
     qkv = packer.unpack(torch.baddbmm(bias, hidden, weight.transpose(1, 2)), dim=1)  # [G, B, T, 3D]
-    qkv = qkv.view(groups, packer.batch, packer.length, 3, heads, dim // heads).permute(3, 0, 1, 4, 2, 5)
-    query, key, value = qkv.unbind(0)  # [G, B, H, T, hd]
+    qkv = qkv.view(groups * packer.batch, packer.length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+    query, key, value = qkv.unbind(0)  # [G * B, H, T, hd]
     dropout = config.attention_dropout_prob if training else 0.0
     scale = (dim // heads) ** -0.5
     probs = None
     if eager:
         scores = (query @ key.transpose(-1, -2)) * scale
         probs = torch.softmax(scores.masked_fill(~masks.attn_mask, float("-inf")), dim=-1)
-        probs = torch.where(masks.has_key, probs, 0.0)
+        probs = probs.masked_fill(masks.no_key, 0.0)
         attended = _dropout(probs, dropout, training) @ value
+        probs = probs.unflatten(0, (groups, packer.batch))
     else:
         attended = F.scaled_dot_product_attention(
             query, key, value, attn_mask=masks.attn_mask, dropout_p=dropout, scale=scale
         )
-        attended = torch.where(masks.has_key, attended, 0.0)
-    attended = packer.pack(attended.transpose(2, 3).reshape(groups, packer.batch, packer.length, dim), dim=1)
+        attended = attended.masked_fill(masks.no_key, 0.0)
+    attended = packer.pack(attended.transpose(1, 2).reshape(groups, packer.batch, packer.length, dim), dim=1)
     mlp = _batched_mlp(attended, [m.mlp for m in modules], config.hidden_dropout_prob, training)
     return hidden + attended + mlp, probs
 
@@ -685,7 +709,7 @@ class ComPModel(ComPPreTrainedModel):
             torch.cat([shared, private], dim=-1), [self.decoders[m] for m in MODALITIES], drop, training
         )
         key_mask = observed.permute(2, 0, 1)  # [3, B, T]
-        row_mask = mask_rows.T[..., None]  # [3, N, 1]
+        row_missing = missing_rows.T[..., None]  # [3, N, 1]
 
         hidden_states: list[torch.Tensor] | None = [] if output_hidden_states else None
         attentions: list[torch.Tensor] | None = [] if output_attentions else None
@@ -710,10 +734,10 @@ class ComPModel(ComPPreTrainedModel):
             streams = hidden[:3]
             if with_private:
                 private_streams = hidden[3:]
-            fused_streams = torch.where(row_mask, streams, 0.0)  # missing rows are zeroed before concatenation
+            fused_streams = streams.masked_fill(row_missing, 0.0)  # missing rows are zeroed before concatenation
         else:
             streams, coordinator_weights = self._propagate(
-                shared, key_mask, row_mask, observed, packer, eager, hidden_states, attentions
+                shared, key_mask, row_missing, observed, packer, eager, hidden_states, attentions
             )
             # In stage 2 the rows of missing modalities are not zeroed (released behaviour): after knowledge
             # propagation they hold what the other modalities reconstructed for them.
@@ -776,7 +800,7 @@ class ComPModel(ComPPreTrainedModel):
                 attentions.append(probs[:3])
         return hidden
 
-    def _prototypes(self, shared, row_mask, packer) -> torch.Tensor:
+    def _prototypes(self, shared, row_missing, packer) -> torch.Tensor:
         """Compress each conversation's utterances (rows `[3, N, D]`) into `K` prototypes `[3, B, K, D]`.
 
         Only the first `T` columns of the `[K, max_utterances]` first layer are used: with the rows of padded
@@ -787,9 +811,9 @@ class ComPModel(ComPPreTrainedModel):
         if not config.reference_compat:
             # Deviation (default mode): missing utterances do not feed the prototypes (the intent of Eq. 7's
             # mask), and padded ones are zeros. The released code feeds both (padded rows carry the biases).
-            shared = torch.where(row_mask, shared, 0.0)
-        weight = torch.stack([layer.fc1.weight for layer in layers])[:, :, : packer.length]  # [3, K, T]
-        bias = torch.stack([layer.fc1.bias for layer in layers])[:, None, None, :]  # [3, 1, 1, K]
+            shared = shared.masked_fill(row_missing, 0.0)
+        weight = _stack([layer.fc1.weight for layer in layers])[:, :, : packer.length]  # [3, K, T]
+        bias = _stack([layer.fc1.bias for layer in layers])[:, None, None, :]  # [3, 1, 1, K]
         transposed = packer.unpack(shared, dim=1).transpose(2, 3)  # [3, B, D, T]
         hidden = _dropout(
             F.gelu(transposed @ weight.transpose(1, 2)[:, None] + bias), config.hidden_dropout_prob, self.training
@@ -834,7 +858,7 @@ class ComPModel(ComPPreTrainedModel):
         )
         return prompts + residual
 
-    def _propagate(self, shared, key_mask, row_mask, observed, packer, eager, hidden_states, attentions):
+    def _propagate(self, shared, key_mask, row_missing, observed, packer, eager, hidden_states, attentions):
         """Stage 2: prompt generation, two knowledge-propagation stages with momentum, and the coordinator."""
         config = self.config
         dim = config.hidden_size
@@ -844,7 +868,7 @@ class ComPModel(ComPPreTrainedModel):
         others = torch.tensor(_OTHERS, device=shared.device)
         masks = _AttentionMasks(key_mask)
 
-        prototypes = self._prototypes(shared, row_mask, packer) if config.use_prompt_generation else None
+        prototypes = self._prototypes(shared, row_missing, packer) if config.use_prompt_generation else None
         released = observed.permute(2, 0, 1) if config.reference_compat else None
         prompts = self._prompts(first_generators, shared, prototypes, packer, released)  # [3, N, p]
 
