@@ -240,7 +240,7 @@ class _Packer:
         if self.index is not None:
             shape = list(packed.shape)
             shape[dim] = self.batch * self.length
-            packed = packed.new_zeros(shape).index_copy(dim, self.index, packed)
+            packed = packed.new_zeros(shape).index_copy_(dim, self.index, packed)  # in place: no extra copy
         return packed.unflatten(dim, (self.batch, self.length))
 
 
