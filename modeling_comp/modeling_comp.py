@@ -197,23 +197,26 @@ def _stack(tensors) -> torch.Tensor:
     return _StackParameters.apply(*tensors)
 
 
-def _stacked(linears) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights `[G, out, in]` and biases `[G, 1, out]` of `G` same-shaped linear layers."""
+def _stacked(linears, repeat: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights `[G, out, in]` and biases `[G, 1, out]` of `G` same-shaped linear layers, the `G` repeated
+    `repeat` times (e.g. the same weights for the shared and the private branch of a modality)."""
     weight = _stack([layer.weight for layer in linears])
     bias = _stack([layer.bias for layer in linears]).unsqueeze(1)
+    if repeat > 1:
+        weight, bias = weight.repeat(repeat, 1, 1), bias.repeat(repeat, 1, 1)
     return weight, bias
 
 
-def _batched_linear(hidden: torch.Tensor, linears) -> torch.Tensor:
-    """`G` linear layers on `[G, N, in]` in one batched product -> `[G, N, out]`."""
-    weight, bias = _stacked(linears)
+def _batched_linear(hidden: torch.Tensor, linears, repeat: int = 1) -> torch.Tensor:
+    """`G` linear layers (repeated `repeat` times) on `[G * repeat, N, in]` in one batched product."""
+    weight, bias = _stacked(linears, repeat)
     return torch.baddbmm(bias, hidden, weight.transpose(1, 2))
 
 
-def _batched_mlp(hidden: torch.Tensor, mlps, p: float, training: bool) -> torch.Tensor:
-    """`G` `ComPMlp`s on `[G, N, in]` -> `[G, N, out]`."""
-    hidden = _dropout(F.gelu(_batched_linear(hidden, [m.fc1 for m in mlps])), p, training)
-    return _dropout(_batched_linear(hidden, [m.fc2 for m in mlps]), p, training)
+def _batched_mlp(hidden: torch.Tensor, mlps, p: float, training: bool, repeat: int = 1) -> torch.Tensor:
+    """`G` `ComPMlp`s (repeated `repeat` times) on `[G * repeat, N, in]` -> `[G * repeat, N, out]`."""
+    hidden = _dropout(F.gelu(_batched_linear(hidden, [m.fc1 for m in mlps], repeat)), p, training)
+    return _dropout(_batched_linear(hidden, [m.fc2 for m in mlps], repeat), p, training)
 
 
 class _Packer:
@@ -299,13 +302,17 @@ def _attention_layer(
     training: bool,
     eager: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One attention layer for `G` groups of packed rows `[G, N, D]`; returns `hidden + O + MLP(O)` and, with
-    `eager`, the attention probabilities `[G, B, H, T, T]`."""
+    """One attention layer for `G` groups of packed rows `[G, N, D]` (the `modules`, cycled when `G` is a
+    multiple of their number); returns `hidden + O + MLP(O)` and, with `eager`, the attention probabilities
+    `[G, B, H, T, T]`."""
     groups, dim = hidden.shape[0], hidden.shape[-1]
+    repeat = groups // len(modules)
     heads = config.num_attention_heads
     # q, k and v of every group in one batched product (the parameters stay separate, as in the checkpoints)
-    weight = _stack([p for m in modules for p in (m.q.weight, m.k.weight, m.v.weight)]).view(groups, 3 * dim, dim)
-    bias = _stack([p for m in modules for p in (m.q.bias, m.k.bias, m.v.bias)]).view(groups, 1, 3 * dim)
+    weight = _stack([p for m in modules for p in (m.q.weight, m.k.weight, m.v.weight)]).view(-1, 3 * dim, dim)
+    bias = _stack([p for m in modules for p in (m.q.bias, m.k.bias, m.v.bias)]).view(-1, 1, 3 * dim)
+    if repeat > 1:
+        weight, bias = weight.repeat(repeat, 1, 1), bias.repeat(repeat, 1, 1)
     qkv = packer.unpack(torch.baddbmm(bias, hidden, weight.transpose(1, 2)), dim=1)  # [G, B, T, 3D]
     qkv = qkv.view(groups * packer.batch, packer.length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
     query, key, value = qkv.unbind(0)  # [G * B, H, T, hd]
@@ -324,7 +331,7 @@ def _attention_layer(
         )
         attended = attended.masked_fill(masks.no_key, 0.0)
     attended = packer.pack(attended.transpose(1, 2).reshape(groups, packer.batch, packer.length, dim), dim=1)
-    mlp = _batched_mlp(attended, [m.mlp for m in modules], config.hidden_dropout_prob, training)
+    mlp = _batched_mlp(attended, [m.mlp for m in modules], config.hidden_dropout_prob, training, repeat)
     return hidden + attended + mlp, probs
 
 
@@ -703,7 +710,7 @@ class ComPModel(ComPPreTrainedModel):
             [self.shared_encoders[m] for m in MODALITIES] + [self.private_encoders[m] for m in MODALITIES],
             drop,
             training,
-        )
+        )  # [6, N, D]: shared a, t, v, private a, t, v
         shared, private = encoded[:3], encoded[3:]
         reconstructed = _batched_mlp(
             torch.cat([shared, private], dim=-1), [self.decoders[m] for m in MODALITIES], drop, training
@@ -786,9 +793,8 @@ class ComPModel(ComPPreTrainedModel):
 
     def _stack(self, hidden, stack, masks, packer, eager, hidden_states, attentions) -> torch.Tensor:
         """One propagation stack on `G` groups `[G, N, D]` (groups cycle through audio, text, video)."""
-        groups = hidden.shape[0]
         for layer in stack.layers:
-            modules = [layer.modalities[MODALITIES[g % 3]] for g in range(groups)]
+            modules = [layer.modalities[m] for m in MODALITIES]
             args = (hidden, modules, masks, packer, self.config, self.training, eager)
             if self.gradient_checkpointing and self.training:
                 hidden, probs = self._gradient_checkpointing_func(_attention_layer, *args)
