@@ -19,6 +19,7 @@ from .configuration_comp import (
     MODALITY_MASK,
     MODEL_INPUT_NAMES,
     TEXT,
+    UTTERANCE_INDEX,
     VIDEO,
     ComPConfig,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "MODALITY_MASK",
     "MODEL_INPUT_NAMES",
     "TEXT",
+    "UTTERANCE_INDEX",
     "VIDEO",
     "ComPConfig",
     "ComPForEmotionRecognition",

@@ -13,6 +13,9 @@ MODALITIES = (AUDIO, TEXT, VIDEO)
 MODALITY_MASK = "modality_mask"
 ATTENTION_MASK = "attention_mask"
 LABELS = "labels"
+# Optional model input: flat positions of the real utterances, computed on the host by the collator
+# (`modeling_comp.utterance_index_from_attention_mask`) so the model's forward needs no host synchronisation.
+UTTERANCE_INDEX = "utterance_index"
 MODEL_INPUT_NAMES = (AUDIO, TEXT, VIDEO, MODALITY_MASK, ATTENTION_MASK)
 
 # The Auto classes a saved checkpoint declares in `config.auto_map`, so that a process without this package
@@ -380,6 +383,7 @@ __all__ = [
     "MODALITY_MASK",
     "MODEL_INPUT_NAMES",
     "TEXT",
+    "UTTERANCE_INDEX",
     "VIDEO",
     "ComPConfig",
     "validate_modality_features",
