@@ -22,6 +22,7 @@ they must not import anything from the rest of the project.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -936,14 +937,20 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         self._hook_prototype_layers()
 
     def _hook_prototype_layers(self) -> None:
-        """Register the modulator's gradient hooks on the three prototype-layer weights (once per parameter
-        object: loading may replace the parameters, so an armed forward checks again)."""
+        """Register the modulator's gradient hooks on the three prototype-layer weights, once per (parameter,
+        modulator) pair: loading may replace the parameters and a deep copy copies the hooks of the original, so an
+        armed forward checks again and replaces a hook that belongs to another modulator."""
         modulator = self.gradient_modulator
         for i, m in enumerate(MODALITIES):
             weight = self.comp.prompt_generators[0][m].prototype_layer.fc1.weight
-            if getattr(weight, "_comp_modulator", None) is not modulator:
-                weight.register_hook(lambda grad, i=i: modulator._scale_gradient(i, grad))
-                weight._comp_modulator = modulator
+            if getattr(weight, "_comp_modulator_id", None) == id(modulator):
+                continue
+            stale = getattr(weight, "_comp_modulator_hook", None)
+            if stale is not None and weight._backward_hooks is not None:
+                weight._backward_hooks.pop(stale, None)
+            handle = weight.register_hook(functools.partial(modulator._scale_gradient, i))
+            weight._comp_modulator_id = id(modulator)
+            weight._comp_modulator_hook = handle.id
 
     def set_training_stage(self, stage: int) -> None:
         """Switch between stage 1 (unimodal paths) and stage 2 (the full model, also used for inference). The

@@ -2,6 +2,7 @@
 checkpointing, torch.compile), the host-synchronisation-free forward, and hardening against bad inputs."""
 
 import collections
+import copy
 import json
 
 import pytest
@@ -286,3 +287,16 @@ def test_backbone_alone_loads_and_runs(tmp_path):
     base = ComPModel.from_pretrained(tmp_path).eval()
     batch = without_labels(make_batch())
     torch.testing.assert_close(base(**batch).last_hidden_state, model.comp(**batch).last_hidden_state)
+
+
+def test_a_deep_copy_modulates_with_its_own_modulator():
+    original = make_model(seed=3).train()
+    copied, fresh = copy.deepcopy(original), make_model(seed=3).train()
+    original(**make_batch(seed=1))  # arms the original's modulator with another batch (no backward)
+    batch = make_batch(seed=2)
+    copied(**batch).loss.backward()
+    fresh(**batch).loss.backward()
+    name = "comp.prompt_generators.0.audio.prototype_layer.fc1.weight"
+    torch.testing.assert_close(
+        dict(copied.named_parameters())[name].grad, dict(fresh.named_parameters())[name].grad, rtol=0, atol=0
+    )
