@@ -74,8 +74,10 @@ class ComPConfig(PreTrainedConfig):
             Width `D` of every per-modality stream (the released `--hidden`).
         num_hidden_layers (`int`, *optional*, defaults to 4):
             The released `--depth`: the two knowledge-propagation stages each hold `num_hidden_layers // 2` masked
-            self-attention layers per modality. Must be even. (`num_layers`, its former name, is still read from
-            older config.json files and stays readable as an alias.)
+            self-attention layers per modality. Must be even.
+        num_layers (`int`, *optional*):
+            Former name of `num_hidden_layers` (version 0.1), still accepted (and read from older config.json
+            files); `config.num_layers` reads `num_hidden_layers`. It is not saved.
         num_attention_heads (`int`, *optional*, defaults to 2):
             Attention heads; must divide `hidden_size`.
         prompt_dim (`int`, *optional*, defaults to 16):
@@ -188,6 +190,7 @@ class ComPConfig(PreTrainedConfig):
         modulation_eps: float = 1e-6,
         initializer_range: float | None = None,
         modality_features: dict | None = None,
+        num_layers: int | None = None,
         **kwargs,
     ):
         model_type = kwargs.pop("model_type", self.model_type)
@@ -195,8 +198,13 @@ class ComPConfig(PreTrainedConfig):
             raise ValueError(
                 f"ComPConfig: this config has model_type {model_type!r}; a ComP config.json has model_type 'comp'"
             )
-        if "num_layers" in kwargs:  # the field's name in configs saved by version 0.1
-            num_hidden_layers = kwargs.pop("num_layers")
+        if num_layers is not None:  # the field's name in version 0.1 (its configs and callers)
+            if num_hidden_layers not in (4, num_layers):
+                raise ValueError(
+                    f"ComPConfig: num_layers={num_layers!r} (the former name of num_hidden_layers) and "
+                    f"num_hidden_layers={num_hidden_layers!r} disagree; pass num_hidden_layers only"
+                )
+            num_hidden_layers = num_layers
         kwargs.pop("training_stage", None)  # version 0.1 stored the training stage in the config: now the model's
         if "num_labels" not in kwargs and "id2label" not in kwargs:  # a saved config stores only id2label
             kwargs["num_labels"] = 4
