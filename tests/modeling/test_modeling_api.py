@@ -104,6 +104,8 @@ def test_num_hidden_layers_is_the_depth_and_num_layers_an_alias(tmp_path):
     assert config.num_hidden_layers == 4 and config.num_layers == 4
     assert "num_hidden_layers" in config.to_dict() and "num_layers" not in config.to_dict()
     assert ComPConfig(num_layers=6).num_hidden_layers == 6  # former name, as in configs saved by version 0.1
+    with pytest.raises(ValueError, match="num_hidden_layers must be even.*3"):
+        ComPConfig(num_layers=3)
     model = ComPForEmotionRecognition(config)
     assert len(model.comp.propagation_stacks[0].layers) == 2
 

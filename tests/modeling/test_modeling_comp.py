@@ -468,7 +468,10 @@ def test_golden_tensors():
     ("overrides", "message"),
     [
         ({"num_hidden_layers": 3}, "num_hidden_layers must be even.*3"),
-        ({"num_layers": 3}, "num_hidden_layers must be even.*3"),  # the former name is still read
+        (
+            {"num_layers": 4},
+            "num_layers=4 \\(the former name of num_hidden_layers\\) and num_hidden_layers=2 disagree",
+        ),
         ({"hidden_size": 10, "num_attention_heads": 4}, "hidden_size \\(10\\).*num_attention_heads \\(4\\)"),
         ({"prompt_momentum": 1.5}, "prompt_momentum must be a number in \\[0, 1\\], got 1.5"),
         ({"hidden_dropout_prob": -0.1}, "hidden_dropout_prob.*-0.1"),
