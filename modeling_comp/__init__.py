@@ -13,20 +13,25 @@ from .configuration_comp import (
     ATTENTION_MASK,
     AUDIO,
     AUTO_MAP,
+    CORPUS_MODALITY_FEATURES,
     LABELS,
     MODALITIES,
     MODALITY_MASK,
     MODEL_INPUT_NAMES,
     TEXT,
+    UTTERANCE_INDEX,
     VIDEO,
     ComPConfig,
 )
 from .modeling_comp import (
     ComPForEmotionRecognition,
+    ComPGradientModulator,
     ComPModel,
     ComPModelOutput,
     ComPOutput,
     ComPPreTrainedModel,
+    load_comp_checkpoint,
+    utterance_index_from_attention_mask,
 )
 
 
@@ -50,18 +55,23 @@ __all__ = [
     "ATTENTION_MASK",
     "AUDIO",
     "AUTO_MAP",
+    "CORPUS_MODALITY_FEATURES",
     "LABELS",
     "MODALITIES",
     "MODALITY_MASK",
     "MODEL_INPUT_NAMES",
     "TEXT",
+    "UTTERANCE_INDEX",
     "VIDEO",
     "ComPConfig",
     "ComPForEmotionRecognition",
+    "ComPGradientModulator",
     "ComPModel",
     "ComPModelOutput",
     "ComPOutput",
     "ComPPreTrainedModel",
+    "load_comp_checkpoint",
+    "utterance_index_from_attention_mask",
 ]
 
 

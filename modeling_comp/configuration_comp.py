@@ -1,5 +1,7 @@
 """Configuration of ComP (Cross-modal Prompting for incomplete multimodal emotion recognition)."""
 
+import math
+
 from transformers import PreTrainedConfig
 
 
@@ -11,6 +13,9 @@ MODALITIES = (AUDIO, TEXT, VIDEO)
 MODALITY_MASK = "modality_mask"
 ATTENTION_MASK = "attention_mask"
 LABELS = "labels"
+# Optional model input: flat positions of the real utterances, computed on the host by the collator
+# (`modeling_comp.utterance_index_from_attention_mask`) so the model's forward needs no host synchronisation.
+UTTERANCE_INDEX = "utterance_index"
 MODEL_INPUT_NAMES = (AUDIO, TEXT, VIDEO, MODALITY_MASK, ATTENTION_MASK)
 
 # The Auto classes a saved checkpoint declares in `config.auto_map`, so that a process without this package
@@ -21,6 +26,28 @@ AUTO_MAP = {
     "AutoModelForTokenClassification": "modeling_comp.ComPForEmotionRecognition",
 }
 
+
+# The features of the four corpora of the paper (the feature folders of the preprocessed releases), in the schema
+# of `ComPConfig.modality_features`: per modality the feature name and, when the extractor is a public checkpoint,
+# how to recompute it (`layers`: the hidden layers used, negative = counted from the last; `pooling`: how token
+# vectors become one utterance vector). Audio (wav2vec-large context features) and video (MA-Net face features)
+# have no public extraction recipe here, hence `extractor: None`.
+_TEXT_DEBERTA = {
+    "feature": "deberta-large-4-UTT",
+    "extractor": {"model_id": "microsoft/deberta-large", "layers": [-4, -3, -2, -1], "pooling": "mean"},
+}
+_FOUR_CORPUS_FEATURES = {
+    AUDIO: {"feature": "wav2vec-large-c-UTT", "extractor": None},
+    TEXT: _TEXT_DEBERTA,
+    VIDEO: {"feature": "manet_UTT", "extractor": None},
+}
+CORPUS_MODALITY_FEATURES = {
+    corpus: {
+        m: {**spec, "extractor": None if spec["extractor"] is None else {**spec["extractor"]}}
+        for m, spec in _FOUR_CORPUS_FEATURES.items()
+    }
+    for corpus in ("iemocap4", "iemocap6", "mosi", "mosei")
+}
 
 _PROBLEM_TYPES = ("single_label_classification", "regression")
 _PROTOTYPE_SCOPES = ("dialogue", "batch")
@@ -45,9 +72,12 @@ class ComPConfig(PreTrainedConfig):
             Dimension of the per-utterance face features (MA-Net in the paper).
         hidden_size (`int`, *optional*, defaults to 256):
             Width `D` of every per-modality stream (the released `--hidden`).
-        num_layers (`int`, *optional*, defaults to 4):
-            The released `--depth`: the two knowledge-propagation stages each hold `num_layers // 2` masked
+        num_hidden_layers (`int`, *optional*, defaults to 4):
+            The released `--depth`: the two knowledge-propagation stages each hold `num_hidden_layers // 2` masked
             self-attention layers per modality. Must be even.
+        num_layers (`int`, *optional*):
+            Former name of `num_hidden_layers` (version 0.1), still accepted (and read from older config.json
+            files); `config.num_layers` reads `num_hidden_layers`. It is not saved.
         num_attention_heads (`int`, *optional*, defaults to 2):
             Attention heads; must divide `hidden_size`.
         prompt_dim (`int`, *optional*, defaults to 16):
@@ -69,9 +99,6 @@ class ComPConfig(PreTrainedConfig):
             Number of emotion classes; 1 for sentiment regression.
         problem_type (`str`, *optional*, defaults to `"single_label_classification"`):
             `"single_label_classification"` (cross-entropy, IEMOCAP) or `"regression"` (MSE, CMU-MOSI/MOSEI).
-        training_stage (`int`, *optional*, defaults to 2):
-            1 trains the unimodal paths only (no prompts, no coordinator); 2 is the full model. Inference uses
-            stage 2. Change it with `ComPForEmotionRecognition.set_training_stage`.
         fused_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the fused-head task loss (stage 2).
         modality_loss_weight (`float`, *optional*, defaults to 2.0):
@@ -106,10 +133,21 @@ class ComPConfig(PreTrainedConfig):
         use_gradient_modulation (`bool`, *optional*, defaults to `True`):
             Ablation "w/o GM": the dynamic gradient modulator of Eq. 10-11 is not applied.
         modulation_eps (`float`, *optional*, defaults to 1e-6):
-            Guard of the modulator: a relative-error sum with magnitude below this gives weight 1.
+            Guard of the modulator: a relative-error sum with magnitude below this (times `max(1, Σ|w|)`) gives
+            weight 1. Finite and > 0.
         initializer_range (`float`, *optional*, defaults to `None`):
             If set, linear weights are drawn from N(0, initializer_range); `None` keeps PyTorch's default
             `nn.Linear` initialisation, as the released code does.
+        modality_features (`dict`, *optional*, defaults to `None`):
+            Which features the checkpoint was trained on, so that a user can compute matching inputs: `None`
+            (unknown), or a dict with keys `"audio"`, `"text"`, `"video"`, each `{"feature": str, "extractor":
+            dict | None}`, where `extractor` is `{"model_id": str, "layers": list[int], "pooling": str}` (the
+            feature extractor's checkpoint, the hidden layers used, and the pooling over an utterance's frames or
+            tokens). `CORPUS_MODALITY_FEATURES` holds the value for each corpus of the paper.
+
+    The training stage (1: unimodal paths; 2: the full model, also used for inference) is held by the model
+    (`ComPForEmotionRecognition.set_training_stage`), not by the config; a `training_stage` entry of a config
+    saved by version 0.1 is ignored on loading.
 
     Example:
     ```python
@@ -120,6 +158,7 @@ class ComPConfig(PreTrainedConfig):
     """
 
     model_type = "comp"
+    attribute_map = {"num_layers": "num_hidden_layers"}
 
     def __init__(
         self,
@@ -127,7 +166,7 @@ class ComPConfig(PreTrainedConfig):
         text_dim: int = 1024,
         video_dim: int = 1024,
         hidden_size: int = 256,
-        num_layers: int = 4,
+        num_hidden_layers: int = 4,
         num_attention_heads: int = 2,
         prompt_dim: int = 16,
         num_prototypes: int = 10,
@@ -135,7 +174,6 @@ class ComPConfig(PreTrainedConfig):
         prompt_momentum: float = 0.3,
         hidden_dropout_prob: float = 0.5,
         attention_dropout_prob: float = 0.0,
-        training_stage: int = 2,
         fused_loss_weight: float = 1.0,
         modality_loss_weight: float = 2.0,
         stage1_modality_loss_weight: float = 1.0,
@@ -151,8 +189,23 @@ class ComPConfig(PreTrainedConfig):
         use_gradient_modulation: bool = True,
         modulation_eps: float = 1e-6,
         initializer_range: float | None = None,
+        modality_features: dict | None = None,
+        num_layers: int | None = None,
         **kwargs,
     ):
+        model_type = kwargs.pop("model_type", self.model_type)
+        if model_type != self.model_type:
+            raise ValueError(
+                f"ComPConfig: this config has model_type {model_type!r}; a ComP config.json has model_type 'comp'"
+            )
+        if num_layers is not None:  # the field's name in version 0.1 (its configs and callers)
+            if num_hidden_layers not in (4, num_layers):
+                raise ValueError(
+                    f"ComPConfig: num_layers={num_layers!r} (the former name of num_hidden_layers) and "
+                    f"num_hidden_layers={num_hidden_layers!r} disagree; pass num_hidden_layers only"
+                )
+            num_hidden_layers = num_layers
+        kwargs.pop("training_stage", None)  # version 0.1 stored the training stage in the config: now the model's
         if "num_labels" not in kwargs and "id2label" not in kwargs:  # a saved config stores only id2label
             kwargs["num_labels"] = 4
         kwargs.setdefault("problem_type", "single_label_classification")
@@ -161,7 +214,7 @@ class ComPConfig(PreTrainedConfig):
         self.text_dim = text_dim
         self.video_dim = video_dim
         self.hidden_size = hidden_size
-        self.num_layers = num_layers
+        self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
         self.prompt_dim = prompt_dim
         self.num_prototypes = num_prototypes
@@ -169,7 +222,6 @@ class ComPConfig(PreTrainedConfig):
         self.prompt_momentum = prompt_momentum
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_dropout_prob = attention_dropout_prob
-        self.training_stage = training_stage
         self.fused_loss_weight = fused_loss_weight
         self.modality_loss_weight = modality_loss_weight
         self.stage1_modality_loss_weight = stage1_modality_loss_weight
@@ -185,6 +237,7 @@ class ComPConfig(PreTrainedConfig):
         self.use_gradient_modulation = use_gradient_modulation
         self.modulation_eps = modulation_eps
         self.initializer_range = initializer_range
+        self.modality_features = modality_features
         self.validate()
 
     @property
@@ -214,17 +267,17 @@ class ComPConfig(PreTrainedConfig):
             "text_dim",
             "video_dim",
             "hidden_size",
-            "num_layers",
+            "num_hidden_layers",
             "num_attention_heads",
             "prompt_dim",
             "num_prototypes",
             "max_utterances",
         ):
             positive_int(name)
-        if self.num_layers % 2:
+        if self.num_hidden_layers % 2:
             raise ValueError(
-                f"ComPConfig.num_layers must be even (two propagation stages of num_layers // 2 attention "
-                f"layers each), got {self.num_layers!r}"
+                f"ComPConfig.num_hidden_layers must be even (two propagation stages of num_hidden_layers // 2 "
+                f"attention layers each), got {self.num_hidden_layers!r}"
             )
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
@@ -233,7 +286,7 @@ class ComPConfig(PreTrainedConfig):
             )
         for name in ("prompt_momentum", "hidden_dropout_prob", "attention_dropout_prob"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:  # NaN fails
                 raise ValueError(f"ComPConfig.{name} must be a number in [0, 1], got {value!r}")
         if self.hidden_dropout_prob == 1.0 or self.attention_dropout_prob == 1.0:
             raise ValueError("ComPConfig dropout probabilities must be < 1 (1.0 would zero every activation)")
@@ -245,13 +298,17 @@ class ComPConfig(PreTrainedConfig):
             "disentangle_loss_weight",
             "reconstruction_loss_weight",
             "private_noise_std",
-            "modulation_eps",
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"ComPConfig.{name} must be a non-negative number, got {value!r}")
-        if self.training_stage not in (1, 2):
-            raise ValueError(f"ComPConfig.training_stage must be 1 or 2, got {self.training_stage!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value >= 0)
+            ):
+                raise ValueError(f"ComPConfig.{name} must be a finite non-negative number, got {value!r}")
+        eps = self.modulation_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps > 0):
+            raise ValueError(f"ComPConfig.modulation_eps must be a finite number > 0, got {eps!r}")
         if self.problem_type not in _PROBLEM_TYPES:
             raise ValueError(f"ComPConfig.problem_type must be one of {_PROBLEM_TYPES}, got {self.problem_type!r}")
         if self.problem_type == "regression" and self.num_labels != 1:
@@ -271,14 +328,62 @@ class ComPConfig(PreTrainedConfig):
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ComPConfig.{name} must be True or False, got {getattr(self, name)!r}")
-        if self.initializer_range is not None and not (
-            isinstance(self.initializer_range, (int, float)) and self.initializer_range > 0
+        std = self.initializer_range
+        if std is not None and (
+            isinstance(std, bool) or not isinstance(std, (int, float)) or not (math.isfinite(std) and std > 0)
         ):
-            raise ValueError(f"ComPConfig.initializer_range must be None or > 0, got {self.initializer_range!r}")
+            raise ValueError(f"ComPConfig.initializer_range must be None or a finite number > 0, got {std!r}")
+        validate_modality_features(self.modality_features)
+
+
+def validate_modality_features(value) -> None:
+    """Check the schema of `ComPConfig.modality_features`; raise a one-line `ValueError` naming the bad entry."""
+    if value is None:
+        return
+    where = "ComPConfig.modality_features"
+    if not isinstance(value, dict) or set(value) != set(MODALITIES):
+        got = sorted(value) if isinstance(value, dict) else type(value).__name__
+        raise ValueError(f"{where} must be None or a dict with keys {list(MODALITIES)}, got {got!r}")
+    for modality in MODALITIES:
+        entry = value[modality]
+        if not isinstance(entry, dict) or set(entry) != {"feature", "extractor"}:
+            got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+            raise ValueError(f"{where}[{modality!r}] must be a dict with keys ['extractor', 'feature'], got {got!r}")
+        if not isinstance(entry["feature"], str) or not entry["feature"]:
+            raise ValueError(f"{where}[{modality!r}]['feature'] must be a non-empty string, got {entry['feature']!r}")
+        extractor = entry["extractor"]
+        if extractor is None:
+            continue
+        if not isinstance(extractor, dict) or set(extractor) != {"model_id", "layers", "pooling"}:
+            got = sorted(extractor) if isinstance(extractor, dict) else type(extractor).__name__
+            raise ValueError(
+                f"{where}[{modality!r}]['extractor'] must be None or a dict with keys "
+                f"['layers', 'model_id', 'pooling'], got {got!r}"
+            )
+        if not isinstance(extractor["model_id"], str) or not extractor["model_id"]:
+            raise ValueError(
+                f"{where}[{modality!r}]['extractor']['model_id'] must be a non-empty string, got "
+                f"{extractor['model_id']!r}"
+            )
+        layers = extractor["layers"]
+        if (
+            not isinstance(layers, list)
+            or not layers
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers)
+        ):
+            raise ValueError(
+                f"{where}[{modality!r}]['extractor']['layers'] must be a non-empty list of integers, got {layers!r}"
+            )
+        if not isinstance(extractor["pooling"], str) or not extractor["pooling"]:
+            raise ValueError(
+                f"{where}[{modality!r}]['extractor']['pooling'] must be a non-empty string, got "
+                f"{extractor['pooling']!r}"
+            )
 
 
 __all__ = [
     "AUTO_MAP",
+    "CORPUS_MODALITY_FEATURES",
     "AUDIO",
     "ATTENTION_MASK",
     "LABELS",
@@ -286,6 +391,8 @@ __all__ = [
     "MODALITY_MASK",
     "MODEL_INPUT_NAMES",
     "TEXT",
+    "UTTERANCE_INDEX",
     "VIDEO",
     "ComPConfig",
+    "validate_modality_features",
 ]

@@ -1,10 +1,15 @@
 """Convert a `state_dict` saved by the authors' released ComP code into a comp-emotion checkpoint.
 
-The released model (github.com/WenjueHE/2026-AAAI-ComP, parameter names in COMP_SPEC B §3.6) maps one-to-one
-onto `ComPForEmotionRecognition`; the modules it never trains or calls (`prop_former_*_2.proj_n`,
-`prop_proj_rev_*_2`) are dropped. The result has `reference_compat=True`, so its evaluation forward is the
+The released model (github.com/WenjueHE/2026-AAAI-ComP; its parameter names are listed by
+`released_state_dict_keys`) maps one-to-one onto `ComPForEmotionRecognition`; the modules it defines but never
+calls (`prop_former_*_2.proj_n`, `prop_proj_rev_*_2`) are dropped. The result has `reference_compat=True`, so its evaluation forward is the
 released one. Every hyper-parameter is read from the tensor shapes except those that leave no trace in them
-(attention heads, prompt momentum λ, the task type when it is ambiguous), which are options.
+(attention heads, prompt momentum λ, the task type when it is ambiguous), which are options. The converted
+config records the input features (`modality_features`): those of the paper's four corpora (`--corpus`), filled
+automatically when the feature dimensions are theirs (audio 512, text 1024, video 1024).
+
+Every shape is checked against sane bounds and against the shapes the other tensors imply before anything is
+allocated, so a malformed `.pth` (e.g. stride-0 tensors claiming huge shapes) is refused with one line.
 
     python -m modeling_comp.convert_original_checkpoint --checkpoint best.pth --output comp-mosi \\
         --num_attention_heads 2 --prompt_momentum 0.3 --problem_type regression
@@ -15,6 +20,7 @@ The `.pth` is read with `torch.load(weights_only=True)`: a file that needs arbit
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from collections.abc import Mapping
@@ -22,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .configuration_comp import ComPConfig
+from .configuration_comp import CORPUS_MODALITY_FEATURES, ComPConfig
 from .modeling_comp import ComPForEmotionRecognition
 
 
@@ -57,7 +63,7 @@ _RULES: list[tuple[str, str]] = [
         "comp.prompt_generators.{s0}.{M}.residual_projection.{p}",
     ),
 ]
-# Released modules that are never called (COMP_SPEC B §3.6): dropped on conversion.
+# Released modules that are defined but never called by the released forward: dropped on conversion.
 _NEVER_USED = [
     r"prop_former_[atv]_2\.proj_n\.fc[12]\.(weight|bias)",
     r"prop_proj_rev_[atv]_2\.fc[12]\.(weight|bias)",
@@ -90,10 +96,25 @@ def map_key(name: str) -> str | None:
     raise KeyError(name)
 
 
-def _shape(state: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
+# Bounds on what a released checkpoint's shapes may claim (far above the released sizes: hidden 256, features
+# 1024, seq_len 150, depth 4), checked before any allocation.
+_MAX_DIM = 65_536
+_MAX_DEPTH = 64
+_MAX_PARAMETERS = 200_000_000
+# feature dimensions of the preprocessed features of the paper's corpora (CORPUS_MODALITY_FEATURES)
+_RELEASED_FEATURE_DIMS = (512, 1024, 1024)
+
+
+def _shape(state: Mapping[str, torch.Tensor], key: str, ndim: int = 2) -> tuple[int, ...]:
     if key not in state:
         raise ConversionError(f"the checkpoint has no `{key}`, needed to read the model's dimensions")
-    return tuple(state[key].shape)
+    shape = tuple(state[key].shape)
+    if len(shape) != ndim:
+        raise ConversionError(f"`{key}` has shape {shape}; a {ndim}-D tensor was expected")
+    for size in shape:
+        if not 0 < size <= _MAX_DIM:
+            raise ConversionError(f"`{key}` has shape {shape}: every size must be in [1, {_MAX_DIM}]")
+    return shape
 
 
 def config_from_state_dict(state: Mapping[str, torch.Tensor], **overrides) -> ComPConfig:
@@ -107,12 +128,17 @@ def config_from_state_dict(state: Mapping[str, torch.Tensor], **overrides) -> Co
     layer_ids = {int(m.group(1)) for k in state if (m := re.match(r"block1\.blocks\.(\d+)\.", k))}
     if not layer_ids:
         raise ConversionError("the checkpoint has no `block1.blocks.*` attention layers")
+    if max(layer_ids) >= _MAX_DEPTH:
+        raise ConversionError(f"the checkpoint claims attention layer {max(layer_ids)}; at most {_MAX_DEPTH} expected")
+    features = None
+    if (audio_dim, text_dim, video_dim) == _RELEASED_FEATURE_DIMS:
+        features = CORPUS_MODALITY_FEATURES["mosi"]  # the four corpora share the same features
     kwargs = {
         "audio_dim": audio_dim,
         "text_dim": text_dim,
         "video_dim": video_dim,
         "hidden_size": hidden,
-        "num_layers": 2 * (max(layer_ids) + 1),
+        "num_hidden_layers": 2 * (max(layer_ids) + 1),
         "prompt_dim": prompt_dim,
         "num_prototypes": num_prototypes,
         "max_utterances": max_utterances,
@@ -120,9 +146,35 @@ def config_from_state_dict(state: Mapping[str, torch.Tensor], **overrides) -> Co
         "problem_type": "regression" if num_labels == 1 else "single_label_classification",
         "reference_compat": True,
         "prototype_scope": "batch",
+        "modality_features": features,
     }
+    corpus = overrides.pop("corpus", None)
+    if corpus is not None:
+        if corpus not in CORPUS_MODALITY_FEATURES:
+            raise ConversionError(f"unknown corpus {corpus!r}; expected one of {sorted(CORPUS_MODALITY_FEATURES)}")
+        kwargs["modality_features"] = CORPUS_MODALITY_FEATURES[corpus]
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
-    return ComPConfig(**kwargs)
+    config = ComPConfig(**kwargs)
+    _check_shapes(state, config)
+    return config
+
+
+def _check_shapes(state: Mapping[str, torch.Tensor], config: ComPConfig) -> None:
+    """Before a model is allocated: the parameter count `config` implies, and every tensor's claimed shape, must
+    stay within bounds (a stride-0 tensor may claim a huge shape from a tiny file). Shapes that merely disagree
+    with the configuration are listed afterwards, with the other problems, by `convert_state_dict`."""
+    expected = released_state_dict_keys(config)
+    total = sum(math.prod(shape) for shape in expected.values())
+    if total > _MAX_PARAMETERS:
+        raise ConversionError(
+            f"the checkpoint's shapes imply {total:,} parameters (more than {_MAX_PARAMETERS:,}): refused"
+        )
+    for name, tensor in state.items():
+        shape = tuple(tensor.shape)
+        if len(shape) > 2 or any(not 0 <= size <= _MAX_DIM for size in shape):
+            raise ConversionError(
+                f"`{name}` claims shape {shape}: at most 2 dimensions of at most {_MAX_DIM} each were expected"
+            )
 
 
 def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -155,7 +207,10 @@ def convert_state_dict(
     Raises:
         ConversionError: listing every unmapped, missing or mis-shaped key.
     """
-    config = config if config is not None else config_from_state_dict(state, **overrides)
+    if config is None:
+        config = config_from_state_dict(state, **overrides)
+    else:
+        _check_shapes(state, config)
     model = ComPForEmotionRecognition(config)
     ours = model.state_dict()
     converted: dict[str, torch.Tensor] = {}
@@ -223,7 +278,7 @@ def released_state_dict_keys(config: ComPConfig) -> dict[str, tuple[int, ...]]:
     for m in "atv":
         mlp(f"dec_{m}", 2 * dim, dim, dim)
     for s in (1, 2):
-        for i in range(config.num_layers // 2):
+        for i in range(config.num_hidden_layers // 2):
             for m in "atv":
                 base = f"block{s}.blocks.{i}.Transformer_{m}"
                 for w in ("q", "k", "v", "mlp.fc1", "mlp.fc2"):
@@ -262,6 +317,13 @@ def main(argv: list[str] | None = None) -> int:
         help="default: regression when the head has one output, classification otherwise",
     )
     parser.add_argument("--hidden_dropout_prob", type=float, default=None, help="released --drop_rate")
+    parser.add_argument(
+        "--corpus",
+        choices=sorted(CORPUS_MODALITY_FEATURES),
+        default=None,
+        help="record this corpus's input features in the config (default: the paper's features when the "
+        "dimensions match them)",
+    )
     args = parser.parse_args(argv)
     try:
         model = convert_checkpoint(
@@ -271,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             prompt_momentum=args.prompt_momentum,
             problem_type=args.problem_type,
             hidden_dropout_prob=args.hidden_dropout_prob,
+            corpus=args.corpus,
         )
     except (ConversionError, ValueError) as err:
         print(f"comp-convert: error: {err}", file=sys.stderr)

@@ -9,14 +9,24 @@ By default the model implements the paper's method with the released code's defe
 config switch and `ComPConfig.reference_compat=True` restores the released evaluation forward. Every place
 where the two differ carries a comment starting with "Deviation".
 
+Computation layout: the parameters are stored per modality (the checkpoint layout), but the three modalities
+(and, in stage 1, the shared and private branches) run as one batched computation: the per-modality weights
+of a layer are stacked on the fly and applied with one batched matrix product to a `[groups, rows, features]`
+tensor. Position-wise layers run on the packed rows of the real utterances (`[3, N, D]`); only the attention and
+the prototype layer see the `[batch, T]` layout. Nothing in the forward or backward synchronises with the host
+when the caller passes `utterance_index` (see `utterance_index_from_attention_mask`).
+
 This file and `configuration_comp.py` are copied into every saved checkpoint for `trust_remote_code` users:
 they must not import anything from the rest of the project.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -32,37 +42,57 @@ try:  # transformers >= 5: initialisers that respect the "already loaded" flags 
 except ImportError:  # pragma: no cover - older transformers
     _init = None
 
-# The pairs of the disentanglement loss, in the released order: (a, t), (a, v), (t, v).
-_MODALITY_PAIRS = ((AUDIO, TEXT), (AUDIO, VIDEO), (TEXT, VIDEO))
+# For modality m (audio, text, video), the two others in `MODALITIES` order: the prompts m receives.
+# Row i of the stacked `[3, ...]` tensors is modality i; `_OTHERS` lists (first other of each m, second other of each m).
+_OTHERS = (1, 0, 0, 2, 2, 1)
 
 
-def _others(modality: str) -> tuple[str, str]:
-    """The two other modalities, in `MODALITIES` order (the prompts a modality receives)."""
-    return tuple(m for m in MODALITIES if m != modality)  # type: ignore[return-value]
+def utterance_index_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """The optional `utterance_index` input of the ComP models, computed on the host from `attention_mask`.
+
+    Returns a 1-D `torch.long` tensor of the flat positions `b * T + t` (row-major over `[batch, T]`) of the real
+    utterances (`attention_mask != 0`), in increasing order. A data collator computes it on the CPU batch and
+    moves it to the device with the other tensors; the model then packs and unpacks rows without a host
+    synchronisation (without it the model computes the same thing itself, which costs one `nonzero`).
+    """
+    if attention_mask.dim() != 2:
+        raise ValueError(f"`attention_mask` must have shape [batch, utterances], got {tuple(attention_mask.shape)}")
+    return torch.nonzero(attention_mask.reshape(-1) != 0).squeeze(1)
 
 
 @dataclass
 class ComPModelOutput(ModelOutput):
-    """Output of [`ComPModel`].
+    """Output of [`ComPModel`]. Tensors are `[batch_size, num_utterances, ...]`; padded positions hold zeros.
 
     Args:
-        fused_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3 * hidden_size)`):
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3 * hidden_size)`):
             The fused representation handed to the fusion tail: the coordinator-weighted concatenation of the
-            three streams (stage 2), or their plain concatenation with missing/padded rows zeroed (stage 1).
+            three streams (stage 2), or their plain concatenation with missing rows zeroed (stage 1).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+            `num_hidden_layers + 1` tensors of shape `(batch_size, num_utterances, 3, hidden_size)`: the three
+            modality streams entering the first attention layer (the shared features in stage 1; the
+            prompt-fused features in stage 2), then the output of every attention layer (both stacks).
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+            `num_hidden_layers` tensors of shape `(batch_size, 3, num_attention_heads, num_utterances,
+            num_utterances)`: each layer's attention probabilities per modality (keys of missing or padded
+            utterances get 0).
         modality_hidden_states (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3, hidden_size)`):
             The output `Z̄^u` of each modality's last propagation stage (audio, text, video).
         coordinator_weights (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3)`, *optional*):
             The coordinator's per-utterance modality weights (stage 2 only).
         projected_features, reconstructed_features, shared_features, private_features (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3, hidden_size)`):
-            Inputs projections, their decoder reconstructions, and the shared / private encoder outputs
-            (used by the reconstruction and disentanglement losses).
+            Inputs projections, their decoder reconstructions, and the shared / private encoder outputs.
         modality_mask (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3)`):
             The effective mask: observed modality of a real utterance.
         attention_mask (`torch.FloatTensor` of shape `(batch_size, num_utterances)`):
             Real utterances.
+        packed (`ComPPackedState`, *optional*, returned when `return_packed=True`):
+            The same quantities as rows of the computed utterances (used by the head's losses).
     """
 
-    fused_hidden_state: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
     modality_hidden_states: torch.FloatTensor | None = None
     coordinator_weights: torch.FloatTensor | None = None
     projected_features: torch.FloatTensor | None = None
@@ -71,15 +101,21 @@ class ComPModelOutput(ModelOutput):
     private_features: torch.FloatTensor | None = None
     modality_mask: torch.FloatTensor | None = None
     attention_mask: torch.FloatTensor | None = None
+    packed: ComPPackedState | None = None
+
+    @property
+    def fused_hidden_state(self) -> torch.FloatTensor | None:
+        """Former name of `last_hidden_state` (read-only alias, kept for code written against version 0.1)."""
+        return self.last_hidden_state
 
 
 @dataclass
 class ComPOutput(ModelOutput):
-    """Output of [`ComPForEmotionRecognition`].
+    """Output of [`ComPForEmotionRecognition`]. Padded positions hold zeros.
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
-            The loss of the current training stage (see `ComPConfig.training_stage`).
+            The loss of the current training stage (see `ComPForEmotionRecognition.set_training_stage`).
         logits (`torch.FloatTensor` of shape `(batch_size, num_utterances, num_labels)`):
             Fused predictions; `(batch_size, num_utterances)` sentiment scores for regression.
         modality_logits (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3, num_labels)`):
@@ -89,11 +125,14 @@ class ComPOutput(ModelOutput):
             Per-utterance modality weights of the coordinator (stage 2; `None` in stage 1, which has none).
         loss_terms (`dict[str, torch.FloatTensor]`, *optional*):
             Each weighted loss term, detached, for logging.
-        hidden_states (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3 * hidden_size)`):
-            The fused representation after the residual fusion tail.
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_utterances, 3 * hidden_size)`):
+            The fused representation after the residual fusion tail (the classifier's input).
+        hidden_states, attentions (`tuple(torch.FloatTensor)`, *optional*):
+            The backbone's per-layer streams and attention probabilities, when `output_hidden_states=True` /
+            `output_attentions=True` (see [`ComPModelOutput`]).
         modulation_weights (`torch.FloatTensor` of shape `(3, num_utterances)`, *optional*):
             The gradient modulator's per-position weights for the prototype layers of audio, text and video
-            (stage-2 training only).
+            (stage-2 training with labels only).
     """
 
     loss: torch.FloatTensor | None = None
@@ -101,22 +140,27 @@ class ComPOutput(ModelOutput):
     modality_logits: torch.FloatTensor | None = None
     coordinator_weights: torch.FloatTensor | None = None
     loss_terms: dict | None = None
-    hidden_states: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
     modulation_weights: torch.FloatTensor | None = None
 
 
-class ComPDropout(nn.Dropout):
-    """Inverted dropout (same distribution and scaling as `nn.Dropout`) drawn as `rand >= p`.
+# -- batched building blocks -----------------------------------------------------------------------------------
+def _dropout(hidden: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout (the distribution and scaling of `nn.Dropout`) drawn as `rand >= p`: on CPU several times
+    faster than `F.dropout`'s Bernoulli sampling, and four operators."""
+    if not training or p == 0.0:
+        return hidden
+    keep = torch.rand_like(hidden).ge_(p).mul_(1.0 / (1.0 - p))
+    return hidden * keep
 
-    On CPU this is several times faster than `torch.nn.functional.dropout`, whose Bernoulli sampling was a
-    quarter of a training step at the released sizes; there are ~70 dropout calls per stage-2 step.
-    """
+
+class ComPDropout(nn.Dropout):
+    """`nn.Dropout` computed by `_dropout` (same distribution and scaling)."""
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return hidden
-        keep = torch.rand_like(hidden) >= self.p
-        return hidden * keep.to(hidden.dtype) * (1.0 / (1.0 - self.p))
+        return _dropout(hidden, self.p, self.training)
 
 
 class ComPMlp(nn.Module):
@@ -132,35 +176,92 @@ class ComPMlp(nn.Module):
         return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(hidden)))))
 
 
-class _Packer:
-    """Moves between padded `[B, T, ...]` tensors and the packed rows `[N, ...]` that are actually computed.
+class _StackParameters(torch.autograd.Function):
+    """`torch.stack` of same-shaped parameters whose backward is one `unbind` of a contiguous gradient (instead of a
+    `select` per parameter, and a copy per parameter when the gradient is not contiguous): each parameter then
+    receives a contiguous slice, which autograd accumulates without a copy."""
 
-    Every position-wise layer (projections, encoders, decoders, MLPs, heads: nearly all of the compute) runs on
-    the `N` real utterances only; only the attention and the prototype layer see the `[B, T]` layout. In
-    reference mode every (padded) position is a row, as in the released code, and packing is a reshape.
+    @staticmethod
+    def forward(*tensors: torch.Tensor) -> torch.Tensor:
+        return torch.stack(tensors)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad.contiguous().unbind(0)
+
+
+def _stack(tensors) -> torch.Tensor:
+    return _StackParameters.apply(*tensors)
+
+
+def _stacked(linears, repeat: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights `[G, out, in]` and biases `[G, 1, out]` of `G` same-shaped linear layers, the `G` repeated
+    `repeat` times (e.g. the same weights for the shared and the private branch of a modality)."""
+    weight = _stack([layer.weight for layer in linears])
+    bias = _stack([layer.bias for layer in linears]).unsqueeze(1)
+    if repeat > 1:
+        weight, bias = weight.repeat(repeat, 1, 1), bias.repeat(repeat, 1, 1)
+    return weight, bias
+
+
+def _batched_linear(hidden: torch.Tensor, linears, repeat: int = 1) -> torch.Tensor:
+    """`G` linear layers (repeated `repeat` times) on `[G * repeat, N, in]` in one batched product."""
+    weight, bias = _stacked(linears, repeat)
+    return torch.baddbmm(bias, hidden, weight.transpose(1, 2))
+
+
+def _batched_mlp(hidden: torch.Tensor, mlps, p: float, training: bool, repeat: int = 1) -> torch.Tensor:
+    """`G` `ComPMlp`s (repeated `repeat` times) on `[G * repeat, N, in]` -> `[G * repeat, N, out]`."""
+    hidden = _dropout(F.gelu(_batched_linear(hidden, [m.fc1 for m in mlps], repeat)), p, training)
+    return _dropout(_batched_linear(hidden, [m.fc2 for m in mlps], repeat), p, training)
+
+
+class _Packer:
+    """Moves between padded `[G, B, T, ...]` tensors and packed rows `[G, N, ...]` (the real utterances).
+
+    `index` holds the flat positions `b * T + t` of the packed rows; `None` means every position is a row (no
+    padding in the batch, or reference mode), and packing is a reshape.
     """
 
-    def __init__(self, rows: torch.Tensor | None, batch: int, length: int, device: torch.device):
+    def __init__(self, index: torch.Tensor | None, batch: int, length: int, device: torch.device):
         self.batch, self.length = batch, length
-        self.full = rows is None
-        flat = torch.arange(batch * length, device=device) if rows is None else rows
-        self.rows = flat
-        self.position = flat % length
+        self.index = index
+        self.rows = batch * length if index is None else index.shape[0]
+        flat = torch.arange(batch * length, device=device) if index is None else index
+        self.position = flat % length  # utterance position of each row
 
-    def pack(self, padded: torch.Tensor) -> torch.Tensor:
-        flat = padded.reshape(self.batch * self.length, *padded.shape[2:])
-        return flat if self.full else flat.index_select(0, self.rows)
+    def pack(self, padded: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """`[..., B, T, ...]` (batch axis at `dim`) -> `[..., N, ...]`."""
+        flat = padded.flatten(dim, dim + 1)
+        return flat if self.index is None else flat.index_select(dim, self.index)
 
-    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
-        shape = (self.batch, self.length, *packed.shape[1:])
-        if self.full:
-            return packed.reshape(shape)
-        out = packed.new_zeros((self.batch * self.length, *packed.shape[1:]))
-        return out.index_copy(0, self.rows, packed).view(shape)
+    def unpack(self, packed: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """`[..., N, ...]` (rows at `dim`) -> `[..., B, T, ...]` with zeros at the positions not computed."""
+        if self.index is not None:
+            shape = list(packed.shape)
+            shape[dim] = self.batch * self.length
+            packed = packed.new_zeros(shape).index_copy_(dim, self.index, packed)  # in place: no extra copy
+        return packed.unflatten(dim, (self.batch, self.length))
+
+
+class _AttentionMasks:
+    """Per-forward masks of the attention layers: for each group, which keys may be attended to."""
+
+    def __init__(self, key_mask: torch.Tensor):  # [G, B, T] bool
+        key_mask = key_mask.flatten(0, 1)  # [G * B, T]
+        no_key = ~key_mask.any(dim=-1, keepdim=True)  # [G * B, 1]
+        # Conversations without any observed key: the released code's softmax gives NaN, then 0. We let every key
+        # through for them (so the kernel sees no empty row) and zero their output afterwards.
+        self.attn_mask = (key_mask | no_key)[:, None, None, :]  # [G * B, 1, 1, T]
+        self.no_key = no_key[..., None, None]  # [G * B, 1, 1, 1]
 
 
 class ComPAttention(nn.Module):
-    """One masked self-attention layer of one modality (COMP_SPEC B §3.2).
+    """One masked self-attention layer of one modality (the parameters; the computation is `_attention_layer`).
 
     Keys of missing or padded utterances are masked, queries are not: a missing utterance receives context from
     the observed utterances of the same modality in its conversation. A conversation with no observed key gets
@@ -171,39 +272,10 @@ class ComPAttention(nn.Module):
     def __init__(self, config: ComPConfig):
         super().__init__()
         dim = config.hidden_size
-        self.num_heads = config.num_attention_heads
-        self.head_dim = dim // self.num_heads
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
         self.v = nn.Linear(dim, dim)
         self.mlp = ComPMlp(dim, dim, dim, config.hidden_dropout_prob)
-        self.attention_dropout = config.attention_dropout_prob
-
-    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor, packer: _Packer) -> torch.Tensor:
-        """`hidden`: packed rows `[N, D]`; `key_mask`: `[B, T]` observed keys. Returns packed `[N, D]`."""
-        batch, length = key_mask.shape
-
-        # q, k and v in one matrix product and one scatter to the [B, T] layout (the parameters stay separate, as
-        # in the released checkpoints)
-        weight = torch.cat([self.q.weight, self.k.weight, self.v.weight])
-        bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])
-        qkv = packer.unpack(F.linear(hidden, weight, bias)).view(batch, length, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        # Conversations without any observed key: the released code's softmax gives NaN, then 0. We let every
-        # key through for them (so the kernel sees no empty row) and zero their output afterwards.
-        has_key = key_mask.any(dim=-1)
-        safe_mask = key_mask | ~has_key[:, None]
-        attended = F.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=safe_mask[:, None, None, :],
-            dropout_p=self.attention_dropout if self.training else 0.0,
-            scale=self.head_dim**-0.5,
-        )
-        attended = attended * has_key[:, None, None, None].to(attended.dtype)
-        attended = packer.pack(attended.transpose(1, 2).reshape(batch, length, -1))
-        return attended + self.mlp(attended)
 
 
 class ComPAttentionLayer(nn.Module):
@@ -215,49 +287,141 @@ class ComPAttentionLayer(nn.Module):
 
 
 class ComPPropagationStack(nn.Module):
-    """`num_layers // 2` residual attention layers per modality (the released `block1` / `block2`)."""
+    """`num_hidden_layers // 2` residual attention layers per modality (the released `block1` / `block2`)."""
 
     def __init__(self, config: ComPConfig):
         super().__init__()
-        self.layers = nn.ModuleList([ComPAttentionLayer(config) for _ in range(config.num_layers // 2)])
-
-    def forward(self, hidden: torch.Tensor, modality: str, key_mask: torch.Tensor, packer: _Packer) -> torch.Tensor:
-        for layer in self.layers:
-            hidden = hidden + layer.modalities[modality](hidden, key_mask, packer)
-        return hidden
+        self.layers = nn.ModuleList([ComPAttentionLayer(config) for _ in range(config.num_hidden_layers // 2)])
 
 
-class _ScaleColumnsGrad(torch.autograd.Function):
-    """Identity whose backward multiplies the gradient of a `[K, T]` weight column-wise by `holder['scale']`.
+def _attention_layer(
+    hidden: torch.Tensor,
+    modules: list[ComPAttention],
+    masks: _AttentionMasks,
+    packer: _Packer,
+    config: ComPConfig,
+    training: bool,
+    eager: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One attention layer for `G` groups of packed rows `[G, N, D]` (the `modules`, cycled when `G` is a
+    multiple of their number); returns `hidden + O + MLP(O)` and, with `eager`, the attention probabilities
+    `[G, B, H, T, T]`."""
+    groups, dim = hidden.shape[0], hidden.shape[-1]
+    repeat = groups // len(modules)
+    heads = config.num_attention_heads
+    # q, k and v of every group in one batched product (the parameters stay separate, as in the checkpoints)
+    weight = _stack([p for m in modules for p in (m.q.weight, m.k.weight, m.v.weight)]).view(-1, 3 * dim, dim)
+    bias = _stack([p for m in modules for p in (m.q.bias, m.k.bias, m.v.bias)]).view(-1, 1, 3 * dim)
+    if repeat > 1:
+        weight, bias = weight.repeat(repeat, 1, 1), bias.repeat(repeat, 1, 1)
+    qkv = packer.unpack(torch.baddbmm(bias, hidden, weight.transpose(1, 2)), dim=1)  # [G, B, T, 3D]
+    qkv = qkv.view(groups * packer.batch, packer.length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+    query, key, value = qkv.unbind(0)  # [G * B, H, T, hd]
+    dropout = config.attention_dropout_prob if training else 0.0
+    scale = (dim // heads) ** -0.5
+    probs = None
+    if eager:
+        scores = (query @ key.transpose(-1, -2)) * scale
+        probs = torch.softmax(scores.masked_fill(~masks.attn_mask, float("-inf")), dim=-1)
+        probs = probs.masked_fill(masks.no_key, 0.0)
+        attended = _dropout(probs, dropout, training) @ value
+        probs = probs.unflatten(0, (groups, packer.batch))
+    else:
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=masks.attn_mask, dropout_p=dropout, scale=scale
+        )
+        attended = attended.masked_fill(masks.no_key, 0.0)
+    attended = packer.pack(attended.transpose(1, 2).reshape(groups, packer.batch, packer.length, dim), dim=1)
+    mlp = _batched_mlp(attended, [m.mlp for m in modules], config.hidden_dropout_prob, training, repeat)
+    return hidden + attended + mlp, probs
 
-    The scale is filled in after the forward has produced the unimodal predictions it depends on (the gradient
-    modulator of Eq. 10-11); if it was never filled the gradient passes unchanged.
+
+class ComPGradientModulator(nn.Module):
+    """Dynamic gradient modulator (Eq. 10-11 of the paper), a submodule of [`ComPForEmotionRecognition`].
+
+    Armed by the head's forward in stage-2 training with labels: from the unimodal predictions it computes, per
+    modality u, `E^u = 1 − softmax(z^u)_y` (classification) or `|ŷ^u − y|` (regression) over the real utterances,
+    for each other modality v `w = E^u − E^v`, `g_i = (Σw − w_i) / Σw` (1 where `|Σw|` is below `modulation_eps`
+    times `max(1, Σ|w|)`), `W^u = ½ (g(u, v1) + g(u, v2))`, and averages `W^u` per utterance position over the
+    batch (the prototype layer's weight `[K, T]` is shared by every conversation) into `scales` `[3, T]`.
+
+    The following `backward()` multiplies the gradient of each modality's prototype-layer first weight
+    column-wise by its row of `scales`, through gradient hooks on those three parameters (registered once by the
+    head). Run the backward of an armed forward before the next forward of the head, as every training loop does:
+    each forward of the head re-arms or disarms the modulator. All of it runs on the device, without a host
+    synchronisation, and under `torch.compile` (the hooks run in the eager autograd engine).
     """
 
-    @staticmethod
-    def forward(ctx, weight: torch.Tensor, holder: dict) -> torch.Tensor:
-        ctx.holder = holder
-        return weight.view_as(weight)
+    def __init__(self, config: ComPConfig):
+        super().__init__()
+        self.eps = config.modulation_eps
+        self.is_regression = config.is_regression
+        self.scales: torch.Tensor | None = None
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        scale = ctx.holder.get("scale")
-        if scale is not None:
-            grad = grad * scale.to(grad.dtype)[None, :]
-        return grad, None
+    def disarm(self) -> None:
+        self.scales = None
+
+    @torch.no_grad()
+    def forward(
+        self,
+        modality_logits: torch.Tensor,
+        targets: torch.Tensor,
+        valid: torch.Tensor,
+        positions: torch.Tensor,
+        length: int,
+    ) -> torch.Tensor:
+        """`modality_logits` `[3, N, C]` (or `[3, N]`), `targets` `[N]`, `valid` `[N]` bool, `positions` `[N]`
+        (utterance position of each row) -> `scales` `[3, length]`, kept for the next backward."""
+        if self.is_regression:
+            errors = (modality_logits.float() - targets.float()).abs()  # [3, N]
+        else:
+            probs = torch.softmax(modality_logits.float(), dim=-1)  # [3, N, C]
+            index = targets.clamp_min(0)[None, :, None].expand(3, -1, 1)
+            errors = 1.0 - probs.gather(-1, index).squeeze(-1)
+        self.scales = _modulation_from_errors(errors.T, positions, length, self.eps, valid)
+        return self.scales
+
+    def _scale_gradient(self, modality: int, grad: torch.Tensor) -> torch.Tensor:
+        scales = self.scales
+        if scales is None:
+            return grad
+        # the weight is [K, max_utterances]; the forward used its first T columns
+        scale = F.pad(scales[modality], (0, grad.shape[1] - scales.shape[1]), value=1.0)
+        return grad * scale.to(grad.dtype)
+
+
+def _modulation_from_errors(
+    errors: torch.Tensor, positions: torch.Tensor, length: int, eps: float, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Eq. 10 on per-row errors `[N, 3]` of the `valid` rows, averaged per utterance position -> `[3, length]`
+    (1 where no valid row). Selection by `torch.where`, no host synchronisation."""
+    errors = errors.float()
+    if valid is None:
+        valid = torch.ones(errors.shape[0], dtype=torch.bool, device=errors.device)
+    # diff[n, u, v] = E^u - E^v on the valid rows, 0 elsewhere
+    diff = torch.where(valid[:, None, None], errors[:, :, None] - errors[:, None, :], 0.0)
+    total = diff.sum(0)  # [3, 3]
+    guard = total.abs() <= eps * diff.abs().sum(0).clamp_min(1.0)
+    per_pair = torch.where(guard, 1.0, (total - diff) / torch.where(guard, 1.0, total))  # [N, 3, 3]
+    # the u == v pair has diff 0, total 0 and weight 1: W^u = ½ (Σ_v g(u, v) − 1)
+    row_weights = torch.nan_to_num(0.5 * (per_pair.sum(-1) - 1.0), nan=1.0, posinf=1.0, neginf=1.0)  # [N, 3]
+    row_weights = torch.where(valid[:, None], row_weights, 0.0)
+    sums = row_weights.new_zeros(length, 3).index_add_(0, positions, row_weights)
+    counts = row_weights.new_zeros(length).index_add_(0, positions, valid.float())
+    return torch.where(counts > 0, sums.T / counts.clamp_min(1.0), 1.0)
 
 
 class ComPPromptGenerator(nn.Module):
-    """Prompt generation (Eq. 6-9, COMP_SPEC B §3.4) for one modality and one propagation stage.
+    """Prompt generation (Eq. 6-9 of the paper) for one modality and one propagation stage (the parameters).
 
     The first stage's generator owns the prototype layer (`prototype_layer`, an MLP over the utterance axis
     mapping `max_utterances` positions to `num_prototypes` prototypes); the second stage reuses the first
-    stage's prototypes, as the released code does.
+    stage's prototypes, as the released code does. A prompt is `prompt_projection(softmax(cos(z, prototypes))
+    · prototypes) + residual_projection(z)`.
     """
 
     def __init__(self, config: ComPConfig, with_prototype_layer: bool):
         super().__init__()
-        self.config = config
         if with_prototype_layer:
             self.prototype_layer = ComPMlp(
                 config.max_utterances, config.num_prototypes, config.num_prototypes, config.hidden_dropout_prob
@@ -266,64 +430,6 @@ class ComPPromptGenerator(nn.Module):
             config.hidden_size, config.prompt_dim, config.prompt_dim, config.hidden_dropout_prob
         )
         self.residual_projection = nn.Linear(config.hidden_size, config.prompt_dim)
-
-    def prototypes(
-        self, hidden: torch.Tensor, row_mask: torch.Tensor | None, holder: dict | None, packer: _Packer
-    ) -> torch.Tensor:
-        """Compress each conversation's utterances (packed rows `[N, D]`) into `K` prototypes `[B, K, D]`.
-
-        Only the first `T` columns of the `[K, max_utterances]` first layer are used: with the rows of padded
-        (and, by default, missing) utterances zeroed, the other columns would only ever multiply zeros.
-        """
-        layer = self.prototype_layer
-        if row_mask is not None:
-            # Deviation (default mode): missing utterances do not feed the prototypes (the intent of Eq. 7's
-            # mask), and padded ones are zeros. The released code feeds both (padded rows carry the biases).
-            hidden = hidden * row_mask[:, None]
-        weight = layer.fc1.weight[:, : packer.length]
-        if holder is not None:
-            weight = _ScaleColumnsGrad.apply(weight, holder)
-        transposed = packer.unpack(hidden).transpose(1, 2)  # [B, D, T]
-        hidden_protos = layer.dropout(F.gelu(F.linear(transposed, weight, layer.fc1.bias)))
-        protos = layer.dropout(layer.fc2(hidden_protos))  # [B, D, K]
-        return protos.transpose(1, 2)
-
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        prototypes: torch.Tensor | None,
-        batch_scope: bool,
-        packer: _Packer,
-        released_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Prompts `[N, p]` for the packed utterances `hidden` `[N, D]` given prototypes `[B, K, D]`.
-
-        `released_mask` (`[B, T]`, reference mode only) reproduces the released code's similarity mask bit for
-        bit: it is a no-op mathematically, but `cos - 10000` rounds in float32.
-        """
-        residual = self.residual_projection(hidden)
-        if prototypes is None:  # ablation "w/o PG": the prompts are not built from prototypes
-            return residual
-        dim = hidden.shape[-1]
-        queries = F.normalize(hidden, dim=-1)
-        keys = F.normalize(prototypes, dim=-1)
-        # Eq. 7's mask is constant along each row of the similarity matrix, so it cannot change a row softmax
-        # (the released code's mask is a no-op as well); the default mode omits it.
-        if batch_scope:
-            # Released behaviour: every utterance attends to the prototypes of every conversation in the batch,
-            # so a prediction depends on the rest of the batch.
-            similarity = queries @ keys.reshape(-1, dim).T  # [N, B*K]
-            if released_mask is not None:
-                # the released mask is read in (utterance, conversation) order against (conversation, utterance)
-                # rows; only its float32 rounding has an effect
-                similarity = similarity + ((1.0 - released_mask.transpose(0, 1).reshape(-1)) * -10000.0)[:, None]
-            aggregated = torch.softmax(similarity, dim=-1) @ prototypes.reshape(-1, dim)
-        else:
-            # Deviation (default, prototype_scope="dialogue"): only the conversation's own prototypes. Computed in
-            # the [B, T] layout with batched products (a per-row gather of the prototypes has a slow backward).
-            similarity = packer.unpack(queries) @ keys.transpose(1, 2)  # [B, T, K]
-            aggregated = packer.pack(torch.softmax(similarity, dim=-1) @ prototypes)  # [N, D]
-        return self.prompt_projection(aggregated) + residual
 
 
 class ComPPreTrainedModel(PreTrainedModel):
@@ -334,8 +440,9 @@ class ComPPreTrainedModel(PreTrainedModel):
     base_model_prefix = "comp"
     main_input_name = TEXT
     input_modalities = ("audio", "text", "video")
-    supports_gradient_checkpointing = False
-    _no_split_modules = ["ComPAttention"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["ComPAttentionLayer"]
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, declaring every supported Auto class in `config.auto_map` (the
@@ -364,37 +471,61 @@ class ComPPreTrainedModel(PreTrainedModel):
         source = _init if _init is not None else nn.init
         getattr(source, f"{kind}_")(tensor, **kwargs)
 
+    def _attention_is_eager(self, output_attentions: bool) -> bool:
+        implementation = getattr(self.config, "_attn_implementation", None) or "sdpa"
+        if implementation not in ("sdpa", "eager"):
+            raise ValueError(
+                f"ComP implements attn_implementation 'sdpa' (default) and 'eager', got {implementation!r}"
+            )
+        return output_attentions or implementation == "eager"
+
 
 @dataclass
-class _PackedState:
-    """Internal result of `ComPModel._forward_packed`: per-row tensors of the computed utterances."""
+class ComPPackedState:
+    """Per-row tensors of the computed utterances (rows in `packer` order), for the head's losses.
+
+    Stacked tensors are `[3, N, ...]` (audio, text, video first)."""
 
     packer: _Packer
     length: int  # the caller's number of utterance positions
     fused: torch.Tensor  # [N, 3D]
-    streams: torch.Tensor  # [N, 3, D]
+    streams: torch.Tensor  # [3, N, D]
     coordinator_weights: torch.Tensor | None  # [N, 3]
-    private_streams: torch.Tensor | None  # [N, 3, D]
-    projected: torch.Tensor  # [N, 3, D]
-    reconstructed: torch.Tensor  # [N, 3, D]
-    shared: torch.Tensor  # [N, 3, D]
-    private: torch.Tensor  # [N, 3, D]
-    modality_mask: torch.Tensor  # [N, 3]
-    real: torch.Tensor  # [N] 1 for real utterances (0 for padded rows, which exist in reference mode only)
+    private_streams: torch.Tensor | None  # [3, N, D]
+    projected: torch.Tensor  # [3, N, D]
+    reconstructed: torch.Tensor  # [3, N, D]
+    shared: torch.Tensor  # [3, N, D]
+    private: torch.Tensor  # [3, N, D]
+    modality_mask: torch.Tensor  # [N, 3] bool
+    real: torch.Tensor  # [N] bool: real utterances (padded rows exist in reference mode only)
+
+    def unpack(self, packed: torch.Tensor | None, dim: int = 0) -> torch.Tensor | None:
+        """Padded `[B, T, ...]` view of rows (at `dim`), cut back to the caller's `T` (reference mode pads to L)."""
+        if packed is None:
+            return None
+        padded = self.packer.unpack(packed, dim)
+        return padded if self.packer.length == self.length else padded.narrow(dim + 1, 0, self.length)
 
 
 class ComPModel(ComPPreTrainedModel):
     """The ComP backbone: from the three feature streams up to the fused (coordinator-weighted) representation.
 
-    Shape contract (see `docs/interfaces.md`): `audio`, `text`, `video` `[batch, T, dim_m]` with
-    `T <= config.max_utterances`; `modality_mask` `[batch, T, 3]` (1 = observed); `attention_mask` `[batch, T]`
-    (1 = real utterance). Masked features are zeroed here, whatever the caller passed.
+    Inputs: `audio`, `text`, `video` `[batch, T, dim_m]` with `1 <= T <= config.max_utterances` (floating point;
+    cast to the model's dtype); `modality_mask` `[batch, T, 3]` (non-zero = observed); `attention_mask`
+    `[batch, T]` (non-zero = real utterance); optional `utterance_index` (see
+    `utterance_index_from_attention_mask`). What a feature holds where it is masked (missing or padded) cannot
+    change any output, even NaN or Inf: the model selects zeros there.
+
+    The training stage (1: unimodal paths; 2: the full model, also used for inference) is held by the model
+    (`training_stage`, default 2), not by the config.
     """
 
     def __init__(self, config: ComPConfig):
         super().__init__(config)
         dim, prompt = config.hidden_size, config.prompt_dim
         drop = config.hidden_dropout_prob
+        self.training_stage = 2
+        self.gradient_checkpointing = False
         self.input_projections = nn.ModuleDict({m: nn.Linear(config.modality_dims[m], dim) for m in MODALITIES})
         self.input_dropout = ComPDropout(drop)
         self.shared_encoders = nn.ModuleDict({m: ComPMlp(dim, dim, dim, drop) for m in MODALITIES})
@@ -416,35 +547,53 @@ class ComPModel(ComPPreTrainedModel):
         self.coordinator = ComPMlp(3 * dim, dim, 3, drop)
         self.post_init()
 
-    def _validate_inputs(self, audio, text, video, modality_mask, attention_mask):
+    def set_training_stage(self, stage: int) -> None:
+        """1 trains the unimodal paths only (no prompts, no coordinator); 2 is the full model (and inference)."""
+        if stage not in (1, 2):
+            raise ValueError(f"training stage must be 1 or 2, got {stage!r}")
+        self.training_stage = stage
+
+    # -- inputs --------------------------------------------------------------------------------------------------
+    def _validate_inputs(self, audio, text, video, modality_mask, attention_mask, utterance_index):
+        config = self.config
         features = {AUDIO: audio, TEXT: text, VIDEO: video}
+        dtype = self.input_projections[AUDIO].weight.dtype
         batch, length = None, None
         for name, tensor in features.items():
             if tensor is None:
                 raise ValueError(f"ComP needs all three feature tensors; `{name}` is None (pass zeros and mask it)")
+            if not isinstance(tensor, torch.Tensor):
+                raise ValueError(f"`{name}` must be a torch.Tensor, got {type(tensor).__name__}")
             if tensor.dim() != 3:
                 raise ValueError(f"`{name}` must have shape [batch, utterances, dim], got {tuple(tensor.shape)}")
-            if tensor.shape[-1] != self.config.modality_dims[name]:
+            if tensor.shape[-1] != config.modality_dims[name]:
                 raise ValueError(
                     f"`{name}` has feature dimension {tensor.shape[-1]}, but this model expects "
-                    f"{name}_dim={self.config.modality_dims[name]}"
+                    f"{name}_dim={config.modality_dims[name]}"
                 )
+            if tensor.dtype == torch.bool or tensor.is_complex():
+                raise ValueError(f"`{name}` must hold real numbers, got dtype {tensor.dtype}")
             if batch is None:
                 batch, length = tensor.shape[:2]
             elif tuple(tensor.shape[:2]) != (batch, length):
                 raise ValueError(
                     f"`{name}` has shape {tuple(tensor.shape)}, expected [{batch}, {length}, dim] like `audio`"
                 )
-        if length > self.config.max_utterances:
+            features[name] = tensor.to(dtype)  # float64 / float16 / integer features: cast to the model's dtype
+        if batch == 0 or length == 0:
             raise ValueError(
-                f"conversations of {length} utterances exceed this model's max_utterances={self.config.max_utterances}"
+                f"ComP needs at least one conversation of at least one utterance position, got features of shape "
+                f"{tuple(audio.shape)}"
             )
-        dtype = self.input_projections[AUDIO].weight.dtype
+        if length > config.max_utterances:
+            raise ValueError(
+                f"conversations of {length} utterances exceed this model's max_utterances={config.max_utterances}"
+            )
         device = audio.device
         if attention_mask is None:
-            attention_mask = torch.ones(batch, length, device=device, dtype=dtype)
+            attention_mask = torch.ones(batch, length, device=device, dtype=torch.bool)
         if modality_mask is None:
-            modality_mask = torch.ones(batch, length, 3, device=device, dtype=dtype)
+            modality_mask = torch.ones(batch, length, 3, device=device, dtype=torch.bool)
         if tuple(attention_mask.shape) != (batch, length):
             raise ValueError(
                 f"`attention_mask` must have shape [{batch}, {length}], got {tuple(attention_mask.shape)}"
@@ -453,95 +602,21 @@ class ComPModel(ComPPreTrainedModel):
             raise ValueError(
                 f"`modality_mask` must have shape [{batch}, {length}, 3], got {tuple(modality_mask.shape)}"
             )
-        attention_mask = (attention_mask != 0).to(dtype)
-        modality_mask = (modality_mask != 0).to(dtype) * attention_mask[..., None]
-        return features, modality_mask, attention_mask
-
-    def _forward_packed(
-        self,
-        audio,
-        text,
-        video,
-        modality_mask=None,
-        attention_mask=None,
-        training_stage=None,
-        return_private=False,
-        modulation_holders=None,
-    ) -> _PackedState:
-        config = self.config
-        stage = training_stage if training_stage is not None else config.training_stage
-        features, modality_mask, attention_mask = self._validate_inputs(
-            audio, text, video, modality_mask, attention_mask
-        )
-        batch, length = attention_mask.shape
-        reference = config.reference_compat
-        if reference:
-            # Released behaviour: every batch is padded to the fixed length `seq_len` before the model, and every
-            # padded position is computed (and feeds the prototype layer); outputs are cut back afterwards.
-            pad = config.max_utterances - length
-            features = {m: F.pad(x, (0, 0, 0, pad)) for m, x in features.items()}
-            modality_mask = F.pad(modality_mask, (0, 0, 0, pad))
-            attention_mask = F.pad(attention_mask, (0, pad))
-            packer = _Packer(None, batch, config.max_utterances, attention_mask.device)
-        else:
-            real_rows = attention_mask.reshape(-1).nonzero().squeeze(1)
-            rows = None if real_rows.numel() == batch * length else real_rows
-            packer = _Packer(rows, batch, length, attention_mask.device)
-        key_masks = {m: modality_mask[..., i] > 0 for i, m in enumerate(MODALITIES)}
-        mask_rows = packer.pack(modality_mask)  # [N, 3]
-        row_masks = {m: mask_rows[:, i] for i, m in enumerate(MODALITIES)}
-        # the model zeroes masked features itself
-        inputs = {m: packer.pack(features[m]) * row_masks[m][:, None] for m in MODALITIES}
-
-        projected = {m: self.input_dropout(self.input_projections[m](inputs[m])) for m in MODALITIES}
-        shared = {m: self.shared_encoders[m](projected[m]) for m in MODALITIES}
-        private = {m: self.private_encoders[m](projected[m]) for m in MODALITIES}
-        reconstructed = {m: self.decoders[m](torch.cat([shared[m], private[m]], dim=-1)) for m in MODALITIES}
-
-        coordinator_weights = None
-        private_streams = None
-        first, second = self.propagation_stacks
-
-        def both_stacks(x: torch.Tensor, m: str) -> torch.Tensor:
-            return second(first(x, m, key_masks[m], packer), m, key_masks[m], packer)
-
-        if stage == 1 or not config.use_knowledge_propagation:
-            # Stage 1 (and the "w/o KP" ablation): each stream through both stacks, no prompts; missing and
-            # padded rows are zeroed before the plain concatenation.
-            streams = {m: both_stacks(shared[m], m) for m in MODALITIES}
-            if stage == 1 and return_private:
-                # Deviation (default mode): each private branch uses its own private features. The released
-                # code feeds audio's private features to the text and video branches.
-                sources = {m: private[AUDIO] if reference else private[m] for m in MODALITIES}
-                private_streams = torch.stack([both_stacks(sources[m], m) for m in MODALITIES], dim=1)
-            fused = torch.cat([streams[m] * row_masks[m][:, None] for m in MODALITIES], dim=-1)
-        else:
-            streams, coordinator_weights = self._propagate(
-                shared, key_masks, row_masks, modality_mask, packer, modulation_holders
+        if utterance_index is not None and (
+            utterance_index.dim() != 1
+            or utterance_index.dtype not in (torch.int64, torch.int32)
+            or utterance_index.shape[0] > batch * length
+        ):
+            raise ValueError(
+                f"`utterance_index` must be a 1-D integer tensor of at most {batch * length} flat positions "
+                f"(utterance_index_from_attention_mask), got dtype {utterance_index.dtype} shape "
+                f"{tuple(utterance_index.shape)}"
             )
-            stacked = torch.stack([streams[m] for m in MODALITIES], dim=1)  # [N, 3, D]
-            # In stage 2 the rows of missing modalities are not zeroed (released behaviour): after knowledge
-            # propagation they hold what the other modalities reconstructed for them.
-            fused = (stacked * coordinator_weights[..., None]).flatten(1)
+        attention = attention_mask != 0
+        observed = (modality_mask != 0) & attention[..., None]
+        return features, observed, attention
 
-        def stack(values: dict) -> torch.Tensor:
-            return torch.stack([values[m] for m in MODALITIES], dim=1)
-
-        return _PackedState(
-            packer=packer,
-            length=length,
-            fused=fused,
-            streams=stack(streams),
-            coordinator_weights=coordinator_weights,
-            private_streams=private_streams,
-            projected=stack(projected),
-            reconstructed=stack(reconstructed),
-            shared=stack(shared),
-            private=stack(private),
-            modality_mask=mask_rows,
-            real=packer.pack(attention_mask),
-        )
-
+    # -- forward -------------------------------------------------------------------------------------------------
     def forward(
         self,
         audio: torch.Tensor,
@@ -549,116 +624,304 @@ class ComPModel(ComPPreTrainedModel):
         video: torch.Tensor,
         modality_mask: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        training_stage: int | None = None,
+        utterance_index: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        return_packed: bool = False,
+        output_private_streams: bool = False,
+        training_stage: int | None = None,
+        **kwargs,
     ) -> ComPModelOutput | tuple:
         r"""
         Args:
             audio (`torch.FloatTensor` of shape `(batch_size, num_utterances, audio_dim)`):
-                Per-utterance audio features (zeros, or anything, where missing: the model masks them).
+                Per-utterance audio features (anything, even NaN, where missing or padded: the model masks them).
             text (`torch.FloatTensor` of shape `(batch_size, num_utterances, text_dim)`):
                 Per-utterance text features.
             video (`torch.FloatTensor` of shape `(batch_size, num_utterances, video_dim)`):
                 Per-utterance face features.
             modality_mask (`torch.Tensor` of shape `(batch_size, num_utterances, 3)`, *optional*):
-                1 where a modality (audio, text, video) is observed. Defaults to all observed.
+                Non-zero where a modality (audio, text, video) is observed. Defaults to all observed.
             attention_mask (`torch.Tensor` of shape `(batch_size, num_utterances)`, *optional*):
-                1 for real utterances, 0 for padding. Defaults to all real.
+                Non-zero for real utterances, 0 for padding. Defaults to all real.
+            utterance_index (`torch.LongTensor` of shape `(num_real_utterances,)`, *optional*):
+                `utterance_index_from_attention_mask(attention_mask)`, computed by the collator on the host; it
+                must agree with `attention_mask`. Without it the model computes it (one host synchronisation).
+            output_attentions (`bool`, *optional*):
+                Return each layer's attention probabilities (computed by the eager attention for that call).
+            output_hidden_states (`bool`, *optional*):
+                Return the streams entering the first attention layer and after every attention layer.
+            return_dict (`bool`, *optional*):
+                Return a [`ComPModelOutput`] (default: `config.return_dict`) instead of a tuple.
+            return_packed (`bool`, *optional*, defaults to `False`):
+                Return the per-row tensors in `packed` and skip the padded copies of the feature fields
+                (`ComPForEmotionRecognition` computes its heads and losses on rows).
+            output_private_streams (`bool`, *optional*, defaults to `False`):
+                Stage 1: also run each modality's private features through the attention stacks (in the same
+                batched pass as the shared ones), for the private-branch loss; in `packed.private_streams`.
             training_stage (`int`, *optional*):
-                Overrides `config.training_stage` for this call.
+                Overrides the model's `training_stage` for this call.
 
         Returns:
-            [`ComPModelOutput`]; padded positions hold zeros.
+            [`ComPModelOutput`] or a tuple; padded positions hold zeros.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        state = self._forward_packed(audio, text, video, modality_mask, attention_mask, training_stage)
-        unpack = _unpacker(state)
-        outputs = ComPModelOutput(
-            fused_hidden_state=unpack(state.fused),
-            modality_hidden_states=unpack(state.streams),
-            coordinator_weights=unpack(state.coordinator_weights),
-            projected_features=unpack(state.projected),
-            reconstructed_features=unpack(state.reconstructed),
-            shared_features=unpack(state.shared),
-            private_features=unpack(state.private),
-            modality_mask=unpack(state.modality_mask),
-            attention_mask=unpack(state.real),
+        config = self.config
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else config.output_hidden_states
         )
+        stage = training_stage if training_stage is not None else self.training_stage
+        if stage not in (1, 2):
+            raise ValueError(f"training stage must be 1 or 2, got {stage!r}")
+        eager = self._attention_is_eager(bool(output_attentions))
+        training = self.training
+        drop = config.hidden_dropout_prob
+        reference = config.reference_compat
+        features, observed, attention = self._validate_inputs(
+            audio, text, video, modality_mask, attention_mask, utterance_index
+        )
+        batch, length = attention.shape
+        if reference:
+            # Released behaviour: every batch is padded to the fixed length `seq_len` before the model, and every
+            # padded position is computed (and feeds the prototype layer); outputs are cut back afterwards.
+            pad = config.max_utterances - length
+            features = {m: F.pad(x, (0, 0, 0, pad)) for m, x in features.items()}
+            observed = F.pad(observed, (0, 0, 0, pad))
+            attention = F.pad(attention, (0, pad))
+            packer = _Packer(None, batch, config.max_utterances, attention.device)
+        else:
+            if utterance_index is None:
+                utterance_index = utterance_index_from_attention_mask(attention)  # the one host synchronisation
+            full = utterance_index.shape[0] == batch * length  # every position is real: no packing needed
+            packer = _Packer(None if full else utterance_index.long(), batch, length, attention.device)
+
+        mask_rows = packer.pack(observed)  # [N, 3] bool
+        missing_rows = ~mask_rows
+        # The model zeroes masked features itself, by selection: NaN or Inf there cannot leak into any output.
+        inputs = [
+            packer.pack(features[m]).masked_fill(missing_rows[:, i, None], 0.0) for i, m in enumerate(MODALITIES)
+        ]
+        projected = torch.stack([self.input_projections[m](inputs[i]) for i, m in enumerate(MODALITIES)])
+        projected = _dropout(projected, drop, training)  # [3, N, D]
+        # shared and private encoders in one batched pass over 6 groups
+        encoded = _batched_mlp(
+            projected.repeat(2, 1, 1),
+            [self.shared_encoders[m] for m in MODALITIES] + [self.private_encoders[m] for m in MODALITIES],
+            drop,
+            training,
+        )  # [6, N, D]: shared a, t, v, private a, t, v
+        shared, private = encoded[:3], encoded[3:]
+        reconstructed = _batched_mlp(
+            torch.cat([shared, private], dim=-1), [self.decoders[m] for m in MODALITIES], drop, training
+        )
+        key_mask = observed.permute(2, 0, 1)  # [3, B, T]
+        row_missing = missing_rows.T[..., None]  # [3, N, 1]
+
+        hidden_states: list[torch.Tensor] | None = [] if output_hidden_states else None
+        attentions: list[torch.Tensor] | None = [] if output_attentions else None
+        coordinator_weights, private_streams = None, None
+        if stage == 1 or not config.use_knowledge_propagation:
+            # Stage 1 (and the "w/o KP" ablation): each stream through both stacks, no prompts; with the private
+            # branches, the 3 shared and 3 private streams run as 6 groups of one pass.
+            with_private = stage == 1 and output_private_streams
+            hidden = shared
+            masks = key_mask
+            if with_private:
+                # Deviation (default mode): each private branch uses its own private features. The released
+                # code feeds audio's private features to the text and video branches.
+                sources = private[:1].expand(3, -1, -1) if reference else private
+                hidden = torch.cat([shared, sources])
+                masks = key_mask.repeat(2, 1, 1)
+            attention_masks = _AttentionMasks(masks)
+            if hidden_states is not None:
+                hidden_states.append(hidden[:3])
+            for stack in self.propagation_stacks:
+                hidden = self._stack(hidden, stack, attention_masks, packer, eager, hidden_states, attentions)
+            streams = hidden[:3]
+            if with_private:
+                private_streams = hidden[3:]
+            fused_streams = streams.masked_fill(row_missing, 0.0)  # missing rows are zeroed before concatenation
+        else:
+            streams, coordinator_weights = self._propagate(
+                shared, key_mask, row_missing, observed, packer, eager, hidden_states, attentions
+            )
+            # In stage 2 the rows of missing modalities are not zeroed (released behaviour): after knowledge
+            # propagation they hold what the other modalities reconstructed for them.
+            fused_streams = streams * coordinator_weights.T[..., None]
+        fused = fused_streams.permute(1, 0, 2).reshape(packer.rows, -1)  # [N, 3D]
+
+        state = ComPPackedState(
+            packer=packer,
+            length=length,
+            fused=fused,
+            streams=streams,
+            coordinator_weights=coordinator_weights,
+            private_streams=private_streams,
+            projected=projected,
+            reconstructed=reconstructed,
+            shared=shared,
+            private=private,
+            modality_mask=mask_rows,
+            real=packer.pack(attention),
+        )
+        unpack = state.unpack
+
+        def streams_padded(x: torch.Tensor) -> torch.Tensor:  # [3, N, D] -> [B, T, 3, D]
+            return unpack(x.transpose(0, 1))
+
+        outputs = ComPModelOutput(
+            last_hidden_state=None if return_packed else unpack(fused),
+            hidden_states=tuple(streams_padded(h) for h in hidden_states) if hidden_states is not None else None,
+            attentions=(
+                tuple(a.transpose(0, 1)[:, :, :, :length, :length] for a in attentions)
+                if attentions is not None
+                else None
+            ),
+            packed=state if return_packed else None,
+        )
+        if not return_packed:
+            outputs.modality_hidden_states = streams_padded(streams)
+            outputs.coordinator_weights = unpack(coordinator_weights)
+            outputs.projected_features = streams_padded(projected)
+            outputs.reconstructed_features = streams_padded(reconstructed)
+            outputs.shared_features = streams_padded(shared)
+            outputs.private_features = streams_padded(private)
+            outputs.modality_mask = unpack(mask_rows.to(fused.dtype))
+            outputs.attention_mask = unpack(state.real.to(fused.dtype))
         return outputs if return_dict else outputs.to_tuple()
 
-    def _propagate(self, shared, key_masks, row_masks, modality_mask, packer, modulation_holders):
+    def _stack(self, hidden, stack, masks, packer, eager, hidden_states, attentions) -> torch.Tensor:
+        """One propagation stack on `G` groups `[G, N, D]` (groups cycle through audio, text, video)."""
+        for layer in stack.layers:
+            modules = [layer.modalities[m] for m in MODALITIES]
+            args = (hidden, modules, masks, packer, self.config, self.training, eager)
+            if self.gradient_checkpointing and self.training:
+                hidden, probs = self._gradient_checkpointing_func(_attention_layer, *args)
+            else:
+                hidden, probs = _attention_layer(*args)
+            if hidden_states is not None:
+                hidden_states.append(hidden[:3])
+            if attentions is not None:
+                attentions.append(probs[:3])
+        return hidden
+
+    def _prototypes(self, shared, row_missing, packer) -> torch.Tensor:
+        """Compress each conversation's utterances (rows `[3, N, D]`) into `K` prototypes `[3, B, K, D]`.
+
+        Only the first `T` columns of the `[K, max_utterances]` first layer are used: with the rows of padded
+        (and, by default, missing) utterances zeroed, the other columns would only ever multiply zeros.
+        """
+        config = self.config
+        layers = [self.prompt_generators[0][m].prototype_layer for m in MODALITIES]
+        if not config.reference_compat:
+            # Deviation (default mode): missing utterances do not feed the prototypes (the intent of Eq. 7's
+            # mask), and padded ones are zeros. The released code feeds both (padded rows carry the biases).
+            shared = shared.masked_fill(row_missing, 0.0)
+        weight = _stack([layer.fc1.weight for layer in layers])[:, :, : packer.length]  # [3, K, T]
+        bias = _stack([layer.fc1.bias for layer in layers])[:, None, None, :]  # [3, 1, 1, K]
+        transposed = packer.unpack(shared, dim=1).transpose(2, 3)  # [3, B, D, T]
+        hidden = _dropout(
+            F.gelu(transposed @ weight.transpose(1, 2)[:, None] + bias), config.hidden_dropout_prob, self.training
+        )
+        weight2, bias2 = _stacked([layer.fc2 for layer in layers])
+        protos = hidden @ weight2.transpose(1, 2)[:, None] + bias2[:, None]  # [3, B, D, K]
+        return _dropout(protos, config.hidden_dropout_prob, self.training).transpose(2, 3)
+
+    def _prompts(self, generators, hidden, prototypes, packer, released_mask) -> torch.Tensor:
+        """Prompts `[3, N, p]` for the rows `hidden` `[3, N, D]` given prototypes `[3, B, K, D]`.
+
+        `released_mask` (`[3, B, L]`, reference mode only) reproduces the released code's similarity mask bit for
+        bit: it is a no-op mathematically, but `cos - 10000` rounds in float32.
+        """
+        config = self.config
+        modules = [generators[m] for m in MODALITIES]
+        residual = _batched_linear(hidden, [g.residual_projection for g in modules])
+        if prototypes is None:  # ablation "w/o PG": the prompts are not built from prototypes
+            return residual
+        groups, _, dim = hidden.shape
+        queries = F.normalize(hidden, dim=-1)
+        keys = F.normalize(prototypes, dim=-1)
+        # Eq. 7's mask is constant along each row of the similarity matrix, so it cannot change a row softmax
+        # (the released code's mask is a no-op as well); the default mode omits it.
+        if config.reference_compat or config.prototype_scope == "batch":
+            # Released behaviour: every utterance attends to the prototypes of every conversation in the batch,
+            # so a prediction depends on the rest of the batch.
+            similarity = queries @ keys.reshape(groups, -1, dim).transpose(1, 2)  # [3, N, B*K]
+            if released_mask is not None:
+                # the released mask is read in (utterance, conversation) order against (conversation, utterance)
+                # rows; only its float32 rounding has an effect
+                offset = (1.0 - released_mask.transpose(1, 2).reshape(groups, -1).to(similarity.dtype)) * -10000.0
+                similarity = similarity + offset[..., None]
+            aggregated = torch.softmax(similarity, dim=-1) @ prototypes.reshape(groups, -1, dim)
+        else:
+            # Deviation (default, prototype_scope="dialogue"): only the conversation's own prototypes, in the
+            # [B, T] layout with batched products.
+            similarity = packer.unpack(queries, dim=1) @ keys.transpose(2, 3)  # [3, B, T, K]
+            aggregated = packer.pack(torch.softmax(similarity, dim=-1) @ prototypes, dim=1)  # [3, N, D]
+        prompts = _batched_mlp(
+            aggregated, [g.prompt_projection for g in modules], config.hidden_dropout_prob, self.training
+        )
+        return prompts + residual
+
+    def _propagate(self, shared, key_mask, row_missing, observed, packer, eager, hidden_states, attentions):
         """Stage 2: prompt generation, two knowledge-propagation stages with momentum, and the coordinator."""
         config = self.config
-        dim, prompt = config.hidden_size, config.prompt_dim
-        batch_scope = config.reference_compat or config.prototype_scope == "batch"
+        dim = config.hidden_size
+        drop = config.hidden_dropout_prob
         first_generators, second_generators = self.prompt_generators
         stacks = self.propagation_stacks
+        others = torch.tensor(_OTHERS, device=shared.device)
+        masks = _AttentionMasks(key_mask)
 
-        prototypes = {}
-        for m in MODALITIES:
-            if config.use_prompt_generation:
-                holder = None if modulation_holders is None else modulation_holders.get(m)
-                row_mask = None if config.reference_compat else row_masks[m]
-                prototypes[m] = first_generators[m].prototypes(shared[m], row_mask, holder, packer)
-            else:
-                prototypes[m] = None
-        released = {m: modality_mask[..., i] if config.reference_compat else None for i, m in enumerate(MODALITIES)}
+        prototypes = self._prototypes(shared, row_missing, packer) if config.use_prompt_generation else None
+        released = observed.permute(2, 0, 1) if config.reference_compat else None
+        prompts = self._prompts(first_generators, shared, prototypes, packer, released)  # [3, N, p]
 
-        def generate(generators, hidden: dict) -> dict:
-            return {m: generators[m](hidden[m], prototypes[m], batch_scope, packer, released[m]) for m in MODALITIES}
-
-        prompts = generate(first_generators, shared)
+        def received(prompts: torch.Tensor) -> torch.Tensor:
+            """For each modality, the prompts of its two others, concatenated: [3, N, 2p]."""
+            chosen = prompts.index_select(0, others).unflatten(0, (2, 3))
+            return torch.cat([chosen[0], chosen[1]], dim=-1)
 
         # Knowledge propagation, stage 1: a stream is concatenated with the prompts of the two others.
-        split_streams, received = {}, {}
-        for m in MODALITIES:
-            o1, o2 = _others(m)
-            hidden = self.prompt_fusions[0][m](torch.cat([shared[m], prompts[o1], prompts[o2]], dim=-1))
-            hidden = self.prompt_splits[m](stacks[0](hidden, m, key_masks[m], packer))
-            split_streams[m] = hidden[..., :dim]
-            received[m] = {o1: hidden[..., dim : dim + prompt], o2: hidden[..., dim + prompt :]}
+        fusions = [self.prompt_fusions[0][m] for m in MODALITIES]
+        hidden = _batched_linear(torch.cat([shared, received(prompts)], dim=-1), fusions)
+        if hidden_states is not None:
+            hidden_states.append(hidden)
+        hidden = self._stack(hidden, stacks[0], masks, packer, eager, hidden_states, attentions)
+        split = _batched_mlp(hidden, [self.prompt_splits[m] for m in MODALITIES], drop, self.training)
+        split_streams = split[..., :dim]
 
-        # Prompt generation, stage 2 (reusing the first stage's prototypes) and momentum updating.
-        new_prompts = generate(second_generators, split_streams)
+        # Prompt generation, stage 2 (reusing the first stage's prototypes) and momentum updating:
+        # P = λ·(prompts received from the first stack) + (1 − λ)·(new prompts of the others).
+        new_prompts = self._prompts(second_generators, split_streams, prototypes, packer, released)
         lam = config.prompt_momentum
-        streams = {}
-        for m in MODALITIES:
-            o1, o2 = _others(m)
-            p1 = lam * received[m][o1] + (1.0 - lam) * new_prompts[o1]
-            p2 = lam * received[m][o2] + (1.0 - lam) * new_prompts[o2]
-            hidden = self.prompt_fusions[1][m](torch.cat([split_streams[m], p1, p2], dim=-1))
-            streams[m] = stacks[1](hidden, m, key_masks[m], packer)
+        momentum = lam * split[..., dim:] + (1.0 - lam) * received(new_prompts)
+        fusions = [self.prompt_fusions[1][m] for m in MODALITIES]
+        hidden = _batched_linear(torch.cat([split_streams, momentum], dim=-1), fusions)
+        streams = self._stack(hidden, stacks[1], masks, packer, eager, hidden_states, attentions)
 
         if config.use_coordinator:
-            weights = torch.softmax(self.coordinator(torch.cat([streams[m] for m in MODALITIES], dim=-1)), dim=-1)
+            concatenated = streams.permute(1, 0, 2).reshape(packer.rows, -1)
+            weights = torch.softmax(self.coordinator(concatenated), dim=-1)
         else:  # ablation "w/o Cr": equal weights
-            weights = shared[AUDIO].new_full((shared[AUDIO].shape[0], 3), 1.0 / 3.0)
+            weights = shared.new_full((packer.rows, 3), 1.0 / 3.0)
         return streams, weights
 
 
-def _unpacker(state: _PackedState):
-    """Padded `[B, T, ...]` views of packed rows, cut back to the caller's `T` (reference mode pads to L)."""
-
-    def unpack(packed: torch.Tensor | None) -> torch.Tensor | None:
-        if packed is None:
-            return None
-        return state.packer.unpack(packed)[:, : state.length]
-
-    return unpack
-
-
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`Σ mask·values / Σ mask` (the released MaskedCELoss / MaskedMSELoss normalisation)."""
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+# -- the model with heads and losses ---------------------------------------------------------------------------
+_STAGE1_TERMS = ("audio_task", "text_task", "video_task", "audio_private", "text_private", "video_private")
+_STAGE2_TERMS = ("fused_task", "audio_task", "text_task", "video_task", "reconstruction")
 
 
 class ComPForEmotionRecognition(ComPPreTrainedModel):
     """ComP with its unimodal heads, fusion tail and fused head: per-utterance emotion classification
     (IEMOCAP) or sentiment regression (CMU-MOSI/MOSEI), for every utterance of a conversation.
 
-    The losses of the current training stage (COMP_SPEC B §4) are computed in `forward` when `labels` are
-    given, and in stage-2 training the dynamic gradient modulator (Eq. 10-11) scales the gradient of the
-    prototype layers during the following `backward()`: any training loop gets the full method.
+    With `labels`, `forward` returns the loss of the current training stage, and in stage-2 training arms the
+    gradient modulator (`gradient_modulator`, Eq. 10-11), which scales the gradient of the prototype layers
+    during the following `backward()`: any training loop gets the full method.
     """
 
     def __init__(self, config: ComPConfig):
@@ -669,22 +932,38 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         self.fusion = nn.Linear(3 * dim, 3 * dim)
         self.fusion_dropout = ComPDropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(3 * dim, num_labels)
+        self.gradient_modulator = ComPGradientModulator(config)
         self.post_init()
+        self._hook_prototype_layers()
+
+    def _hook_prototype_layers(self) -> None:
+        """Register the modulator's gradient hooks on the three prototype-layer weights, once per (parameter,
+        modulator) pair: loading may replace the parameters and a deep copy copies the hooks of the original, so an
+        armed forward checks again and replaces a hook that belongs to another modulator."""
+        modulator = self.gradient_modulator
+        for i, m in enumerate(MODALITIES):
+            weight = self.comp.prompt_generators[0][m].prototype_layer.fc1.weight
+            if getattr(weight, "_comp_modulator_id", None) == id(modulator):
+                continue
+            stale = getattr(weight, "_comp_modulator_hook", None)
+            if stale is not None and weight._backward_hooks is not None:
+                weight._backward_hooks.pop(stale, None)
+            handle = weight.register_hook(functools.partial(modulator._scale_gradient, i))
+            weight._comp_modulator_id = id(modulator)
+            weight._comp_modulator_hook = handle.id
 
     def set_training_stage(self, stage: int) -> None:
-        """Switch between stage 1 (unimodal paths) and stage 2 (the full model); stored in the config."""
-        if stage not in (1, 2):
-            raise ValueError(f"training stage must be 1 or 2, got {stage!r}")
-        self.config.training_stage = stage
-        self.comp.config.training_stage = stage
+        """Switch between stage 1 (unimodal paths) and stage 2 (the full model, also used for inference). The
+        stage is held by the backbone (`model.comp.training_stage`), not stored in the config."""
+        self.comp.set_training_stage(stage)
 
     @property
     def training_stage(self) -> int:
-        return self.config.training_stage
+        return self.comp.training_stage
 
     def _heads(self, streams: torch.Tensor) -> torch.Tensor:
-        """Unimodal heads on `[N, 3, D]` -> `[N, 3, C]`."""
-        return torch.stack([self.modality_heads[m](streams[:, i]) for i, m in enumerate(MODALITIES)], dim=1)
+        """Unimodal heads on `[3, N, D]` -> `[3, N, C]`."""
+        return _batched_linear(streams, [self.modality_heads[m] for m in MODALITIES])
 
     def forward(
         self,
@@ -694,29 +973,28 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         modality_mask: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        utterance_index: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        **kwargs,
     ) -> ComPOutput | tuple:
         r"""
         Args:
-            audio (`torch.FloatTensor` of shape `(batch_size, num_utterances, audio_dim)`):
-                Per-utterance audio features.
-            text (`torch.FloatTensor` of shape `(batch_size, num_utterances, text_dim)`):
-                Per-utterance text features.
-            video (`torch.FloatTensor` of shape `(batch_size, num_utterances, video_dim)`):
-                Per-utterance face features.
-            modality_mask (`torch.Tensor` of shape `(batch_size, num_utterances, 3)`, *optional*):
-                1 where a modality (audio, text, video) is observed; masked features are zeroed by the model.
-            attention_mask (`torch.Tensor` of shape `(batch_size, num_utterances)`, *optional*):
-                1 for real utterances, 0 for padding.
+            audio, text, video, modality_mask, attention_mask, utterance_index, output_attentions, output_hidden_states:
+                As for [`ComPModel.forward`].
             labels (`torch.Tensor` of shape `(batch_size, num_utterances)`, *optional*):
-                Class ids (long; -100 is ignored) or sentiment scores (float). Padded positions are ignored.
+                Class ids (integers in `[0, num_labels)`, -100 ignored) or sentiment scores (float). Padded
+                positions are ignored.
+            return_dict (`bool`, *optional*):
+                Return a [`ComPOutput`] (default: `config.return_dict`) instead of a tuple.
 
         Returns:
             [`ComPOutput`]: see its docstring for the fields and shapes; padded positions hold zeros.
         """
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
-        stage = config.training_stage
+        stage = self.training_stage
         want_loss = labels is not None
         modulate = (
             want_loss
@@ -728,46 +1006,54 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             and config.use_prompt_generation
             and not config.reference_compat  # the released modulator is dead code
         )
-        holders = {m: {} for m in MODALITIES} if modulate else None
-        state = self.comp._forward_packed(
+        self.gradient_modulator.disarm()
+        if modulate:
+            self._hook_prototype_layers()
+        backbone = self.comp(
             audio,
             text,
             video,
             modality_mask=modality_mask,
             attention_mask=attention_mask,
-            training_stage=stage,
-            return_private=want_loss and stage == 1,
-            modulation_holders=holders,
+            utterance_index=utterance_index,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            return_packed=True,
+            output_private_streams=want_loss and stage == 1,
         )
-        hidden = state.fused + self.fusion_dropout(F.relu(self.fusion(state.fused)))
+        state = backbone.packed
+        hidden = state.fused + _dropout(F.relu(self.fusion(state.fused)), config.hidden_dropout_prob, self.training)
         logits = self.classifier(hidden)  # [N, C]
-        modality_logits = self._heads(state.streams)  # [N, 3, C]
+        modality_logits = self._heads(state.streams)  # [3, N, C]
         if config.is_regression:
             logits, modality_logits = logits.squeeze(-1), modality_logits.squeeze(-1)
 
         loss, terms, modulation = None, None, None
         if want_loss:
             targets = self._pack_labels(labels, state)
-            loss, terms = self._loss(state, logits, modality_logits, targets, stage)
+            valid = state.real if config.is_regression else state.real & (targets != -100)
+            loss, terms = self._loss(state, logits, modality_logits, targets, valid, stage)
             if modulate:
-                modulation = self._modulation_weights(modality_logits, targets, state)
-                for i, m in enumerate(MODALITIES):
-                    holders[m]["scale"] = modulation[i]
+                modulation = self.gradient_modulator(
+                    modality_logits, targets, valid, state.packer.position, state.packer.length
+                )
 
-        unpack = _unpacker(state)
         output = ComPOutput(
             loss=loss,
-            logits=unpack(logits),
-            modality_logits=unpack(modality_logits),
-            coordinator_weights=unpack(state.coordinator_weights),
+            logits=state.unpack(logits),
+            modality_logits=state.unpack(modality_logits.transpose(0, 1)),
+            coordinator_weights=state.unpack(state.coordinator_weights),
             loss_terms=terms,
-            hidden_states=unpack(hidden),
+            last_hidden_state=state.unpack(hidden),
+            hidden_states=backbone.hidden_states,
+            attentions=backbone.attentions,
             modulation_weights=modulation,
         )
         return output if return_dict else output.to_tuple()
 
-    # -- losses --------------------------------------------------------------------------------------------
-    def _pack_labels(self, labels: torch.Tensor, state: _PackedState) -> torch.Tensor:
+    # -- losses --------------------------------------------------------------------------------------------------
+    def _pack_labels(self, labels: torch.Tensor, state: ComPPackedState) -> torch.Tensor:
         config = self.config
         labels = labels.to(state.fused.device)
         if tuple(labels.shape) != (state.packer.batch, state.length):
@@ -777,146 +1063,118 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         if config.is_regression:
             labels = labels.to(state.fused.dtype)
         else:
+            if labels.is_floating_point():
+                raise ValueError(
+                    f"classification `labels` must be integer class ids in [0, {config.num_labels}) or -100, got "
+                    f"dtype {labels.dtype}"
+                )
             labels = labels.long()
         if state.packer.length > state.length:  # reference mode padded the batch to max_utterances
             labels = F.pad(labels, (0, state.packer.length - state.length), value=0 if config.is_regression else -100)
         targets = state.packer.pack(labels)
         if not config.is_regression:
-            bad = (targets != -100) & ((targets < 0) | (targets >= config.num_labels)) & (state.real > 0)
-            if bad.any():
-                raise ValueError(
-                    f"labels must be class ids in [0, {config.num_labels}) or -100, got {targets[bad][0].item()!r}"
-                )
+            # checked on the device (no host synchronisation); on CPU it raises at once
+            ok = ((targets == -100) | ((targets >= 0) & (targets < config.num_labels)) | ~state.real).all()
+            torch._assert_async(ok, f"labels must be class ids in [0, {config.num_labels}) or -100")
         return targets
 
-    def _valid_rows(self, targets: torch.Tensor, state: _PackedState) -> torch.Tensor:
-        valid = state.real > 0
-        if not self.config.is_regression:
-            valid = valid & (targets != -100)
-        return valid.to(state.fused.dtype)
-
-    def _task_loss(self, prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def _task_losses(self, prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Masked-mean task loss of `[G, N, C]` predictions (`[G, N]` for regression) -> `[G]`."""
         if self.config.is_regression:
-            return _masked_mean((prediction - target) ** 2, valid)
-        nll = -torch.log_softmax(prediction, dim=-1).gather(-1, target.clamp_min(0)[:, None]).squeeze(-1)
-        return _masked_mean(nll, valid)
+            per_row = (prediction - target) ** 2
+        else:
+            log_probs = torch.log_softmax(prediction, dim=-1)
+            index = target.clamp_min(0)[None, :, None].expand(prediction.shape[0], -1, 1)
+            per_row = -log_probs.gather(-1, index).squeeze(-1)
+        per_row = torch.where(valid, per_row, 0.0)
+        return per_row.sum(-1) / valid.sum().clamp_min(1)
 
-    def _loss(self, state: _PackedState, logits, modality_logits, targets, stage):
+    def _loss(self, state: ComPPackedState, logits, modality_logits, targets, valid, stage):
         config = self.config
-        valid = self._valid_rows(targets, state)
-        terms: dict[str, torch.Tensor] = {}
         if stage == 1:
-            for i, m in enumerate(MODALITIES):
-                terms[f"{m}_task"] = config.stage1_modality_loss_weight * self._task_loss(
-                    modality_logits[:, i], targets, valid
-                )
-            private_logits = self._heads(state.private_streams)  # [N, 3, C]
+            private_logits = self._heads(state.private_streams)  # [3, N, C]
             if config.is_regression:
                 # The private heads regress a noise target (one draw per batch shared by the three modalities).
                 noise = (config.private_noise_std * torch.randn_like(targets)).clamp(-3.0, 3.0)
-                for i, m in enumerate(MODALITIES):
-                    terms[f"{m}_private"] = config.private_loss_weight * self._task_loss(
-                        private_logits[:, i, 0], noise, valid
-                    )
+                private_loss = self._task_losses(private_logits.squeeze(-1), noise, valid)
             else:
                 # The private heads are trained to make the true class the *lowest* logit (cross-entropy on
                 # 1 - logits), pushing label information out of the private features.
-                for i, m in enumerate(MODALITIES):
-                    terms[f"{m}_private"] = config.private_loss_weight * self._task_loss(
-                        1.0 - private_logits[:, i], targets, valid
-                    )
+                private_loss = self._task_losses(1.0 - private_logits, targets, valid)
+            task = self._task_losses(modality_logits, targets, valid)
+            weights = (config.stage1_modality_loss_weight,) * 3 + (config.private_loss_weight,) * 3
+            values = torch.cat([task, private_loss])
+            names = _STAGE1_TERMS
         else:
-            terms["fused_task"] = config.fused_loss_weight * self._task_loss(logits, targets, valid)
-            for i, m in enumerate(MODALITIES):
-                terms[f"{m}_task"] = config.modality_loss_weight * self._task_loss(
-                    modality_logits[:, i], targets, valid
-                )
+            task = self._task_losses(torch.cat([logits[None], modality_logits]), targets, valid)  # [4]
             # Mean over every computed row: the real utterances by default (deviation: the released code also
             # averages over the padded positions, which is what reference mode, computing them, does).
-            terms["reconstruction"] = (
-                config.reconstruction_loss_weight * ((state.reconstructed - state.projected) ** 2).mean()
-            )
-        terms["disentanglement"] = config.disentangle_loss_weight * self._disentanglement(state)
-        loss = sum(terms.values())
-        return loss, {k: v.detach() for k, v in terms.items()}
+            reconstruction = ((state.reconstructed - state.projected) ** 2).mean()
+            weights = (config.fused_loss_weight,) + (config.modality_loss_weight,) * 3
+            weights += (config.reconstruction_loss_weight,)
+            values = torch.cat([task, reconstruction[None]])
+            names = _STAGE2_TERMS
+        values = torch.cat([values, self._disentanglement(state)[None]])
+        weights += (config.disentangle_loss_weight,)
+        weighted = values * torch.tensor(weights, dtype=values.dtype, device=values.device)
+        loss = weighted.sum()
+        return loss, dict(zip(names + ("disentanglement",), weighted.detach().unbind()))
 
     @staticmethod
-    def _disentanglement(state: _PackedState) -> torch.Tensor:
-        """DRFuse-style disentanglement: |cos| between private pairs and between shared/private of a modality
-        (over real utterances), plus a Jensen-Shannon term between the sigmoid of shared pairs, summed over
-        features and averaged over the computed rows (COMP_SPEC B §4)."""
-        shared = {m: state.shared[:, i] for i, m in enumerate(MODALITIES)}
-        private = {m: state.private[:, i] for i, m in enumerate(MODALITIES)}
+    def _disentanglement(state: ComPPackedState) -> torch.Tensor:
+        """DRFuse-style disentanglement: for each pair of modalities (m, n), |cos| between the private features
+        of m and n and between the shared and private features of m and of n (averaged over real utterances),
+        plus the Jensen-Shannon divergence between the sigmoids of the shared features of m and n (summed over
+        features, averaged over the computed rows). Pairs (a, t), (a, v), (t, v): each modality is in two."""
         real = state.real
-
-        def abs_cos(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            cos = F.cosine_similarity(x, y, dim=-1, eps=1e-8).abs()
-            return (cos * real).sum() / real.sum().clamp_min(1e-6)
-
-        def jsd(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            log_p, log_q = F.logsigmoid(x), F.logsigmoid(y)
-            p, q = log_p.exp(), log_q.exp()
-            log_mid = torch.log(0.5 * (p + q))
-            per_element = p * (log_p - log_mid) + q * (log_q - log_mid)
-            return 0.5 * per_element.sum() / max(per_element.shape[0], 1)
-
-        total = state.shared.new_zeros(())
-        for m, n in _MODALITY_PAIRS:
-            total = total + abs_cos(private[m], private[n]) + abs_cos(private[m], shared[m])
-            total = total + abs_cos(private[n], shared[n]) + jsd(shared[m], shared[n])
-        return total
-
-    @torch.no_grad()
-    def _modulation_weights(self, modality_logits, targets, state: _PackedState) -> torch.Tensor:
-        """Dynamic gradient modulator (Eq. 10-11, COMP_SPEC C.2 item 3): `[3, T]` column scales.
-
-        `E^u = 1 − softmax(z^u)_y` (classification) or `|ŷ^u − y|` (regression) over the real utterances of the
-        batch; for each modality u and each other modality v, `w = E^u − E^v`, `g_i = (Σw − w_i) / Σw` (1 where
-        `|Σw|` is negligible); `W^u = ½ (g(u, v1) + g(u, v2))`. The prototype layer's weight `[K, T]` is shared by
-        every conversation, so the per-utterance weights are averaged per position over the batch.
-        """
-        valid = self._valid_rows(targets, state) > 0
-        if self.config.is_regression:
-            errors = (modality_logits - targets[:, None]).abs()  # [N, 3]
-        else:
-            probs = torch.softmax(modality_logits.float(), dim=-1)  # [N, 3, C]
-            index = targets.clamp_min(0)[:, None, None].expand(-1, 3, 1)
-            errors = 1.0 - probs.gather(-1, index).squeeze(-1)
-        return _modulation_from_errors(
-            errors[valid].float(), state.packer.position[valid], state.packer.length, self.config.modulation_eps
-        )
+        rows = state.shared.shape[1]
+        private = F.normalize(state.private, dim=-1, eps=1e-8)
+        shared = F.normalize(state.shared, dim=-1, eps=1e-8)
+        # pairs of modalities as (i, i + 1 mod 3): (a, t), (t, v), (v, a) — the same three unordered pairs
+        cos_private = (private * private.roll(-1, 0)).sum(-1).abs()  # [3, N]
+        cos_shared_private = (private * shared).sum(-1).abs()  # [3, N]
+        cosines = torch.where(real, cos_private + 2.0 * cos_shared_private, 0.0).sum() / real.sum().clamp_min(1)
+        log_p = F.logsigmoid(state.shared)
+        log_q = log_p.roll(-1, 0)
+        p, q = log_p.exp(), log_q.exp()
+        log_mid = torch.log(0.5 * (p + q))
+        jsd = 0.5 * (p * (log_p - log_mid) + q * (log_q - log_mid)).sum() / max(rows, 1)
+        return cosines + jsd
 
 
-def _modulation_from_errors(errors: torch.Tensor, positions: torch.Tensor, length: int, eps: float) -> torch.Tensor:
-    """Eq. 10 on per-row errors `[N, 3]`, averaged per utterance position -> `[3, length]` (1 where no row)."""
-    scales = torch.ones(3, length, device=errors.device, dtype=torch.float32)
-    if errors.shape[0] == 0:
-        return scales
-    per_modality = []
-    for u in range(3):
-        pair = []
-        for v in range(3):
-            if v == u:
-                continue
-            diff = errors[:, u] - errors[:, v]
-            total = diff.sum()
-            if total.abs() <= eps * max(1.0, diff.abs().sum().item()):
-                pair.append(torch.ones_like(diff))
-            else:
-                pair.append((total - diff) / total)
-        per_modality.append(0.5 * (pair[0] + pair[1]))
-    row_weights = torch.nan_to_num(torch.stack(per_modality), nan=1.0, posinf=1.0, neginf=1.0)  # [3, N]
-    counts = torch.zeros(length, device=errors.device).index_add_(0, positions, torch.ones_like(errors[:, 0]))
-    sums = torch.zeros(3, length, device=errors.device).index_add_(1, positions, row_weights)
-    has = counts > 0
-    scales[:, has] = sums[:, has] / counts[has]
-    return scales
+def load_comp_checkpoint(
+    path_or_repo: str | os.PathLike, strict: bool = True, model_class: type | None = None, **kwargs
+) -> ComPPreTrainedModel:
+    """`from_pretrained` that refuses a checkpoint whose weights do not match the model exactly.
+
+    With `strict=True` (the default) a checkpoint missing a tensor (which `from_pretrained` would silently
+    initialise afresh) or holding unexpected or mis-shaped tensors raises a one-line `ValueError` naming the
+    keys. `model_class` defaults to `ComPForEmotionRecognition`; `kwargs` go to `from_pretrained`.
+    """
+    model_class = model_class or ComPForEmotionRecognition
+    kwargs.pop("output_loading_info", None)
+    model, info = model_class.from_pretrained(path_or_repo, output_loading_info=True, **kwargs)
+    if strict:
+        problems = []
+        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
+            keys = sorted(str(k) for k in (info.get(kind) or ()))
+            if keys:
+                shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+                problems.append(f"{kind.replace('_', ' ')}: {shown}")
+        if problems:
+            name = Path(path_or_repo) if os.path.exists(path_or_repo) else path_or_repo
+            raise ValueError(f"checkpoint {name} does not match {model_class.__name__}: " + "; ".join(problems))
+    return model
 
 
 __all__ = [
     "ComPForEmotionRecognition",
+    "ComPGradientModulator",
     "ComPModel",
     "ComPModelOutput",
     "ComPOutput",
+    "ComPPackedState",
     "ComPPreTrainedModel",
+    "load_comp_checkpoint",
+    "utterance_index_from_attention_mask",
 ]

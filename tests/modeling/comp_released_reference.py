@@ -1,5 +1,5 @@
-"""An independent, literal re-statement of the released ComP evaluation forward (COMP_SPEC B §3), written
-from the specification's pseudo-code as plain tensor functions over a `state_dict` with the *released*
+"""An independent, literal re-statement of the released ComP evaluation forward, written
+from the released code's equations as plain tensor functions over a `state_dict` with the *released*
 parameter names. It exists only to check `reference_compat=True` of the converted model against it; it is
 not used by the package.
 """

@@ -40,7 +40,7 @@ def released_state_dict(seed=0, **overrides):
 
 
 def test_released_parameter_count_matches_the_spec():
-    # COMP_SPEC B §3.6: 8,112,627 parameters for MOSI (hidden 256, depth 4, L 65, C 1), 8,122,347 for IEMOCAP-4
+    # the released model has 8,112,627 parameters for MOSI (hidden 256, depth 4, L 65, C 1), 8,122,347 for IEMOCAP-4
     mosi = released_state_dict_keys(
         ComPConfig(
             audio_dim=512, text_dim=1024, video_dim=1024, max_utterances=65, num_labels=1, problem_type="regression"
@@ -167,3 +167,47 @@ def test_converter_refuses_pickled_objects_and_reports_cli_errors(tmp_path):
     )
     assert result.returncode == 2
     assert "checkpoint file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_converter_refuses_a_1d_input_projection_in_one_line():
+    state, _ = released_state_dict()
+    state["a_in_proj.0.weight"] = torch.zeros(16)
+    with pytest.raises(ConversionError, match=r"^`a_in_proj.0.weight` has shape \(16,\); a 2-D tensor was expected$"):
+        convert_state_dict(state)
+
+
+def test_converter_checks_claimed_shapes_before_allocating(tmp_path):
+    """A small .pth of stride-0 expanded tensors claiming 60000 x 60000 is refused before any allocation."""
+    state, _ = released_state_dict()
+    huge = torch.zeros(1).expand(60_000, 60_000)
+    state["a_in_proj.0.weight"] = huge
+    state["t_in_proj.0.weight"] = huge
+    path = tmp_path / "bomb.pth"
+    torch.save(state, path)
+    assert path.stat().st_size < 1_000_000
+    loaded = load_original_state_dict(path)
+    with pytest.raises(ConversionError, match=r"imply [\d,]+ parameters \(more than 200,000,000\): refused"):
+        convert_state_dict(loaded)
+    state["a_in_proj.0.weight"] = torch.zeros(1).expand(16, 70_000)  # one dimension beyond the bound
+    with pytest.raises(ConversionError, match=r"`a_in_proj.0.weight` has shape \(16, 70000\): every size must be in"):
+        convert_state_dict(state)
+
+
+def test_converter_records_the_input_features():
+    state, _ = released_state_dict()
+    assert convert_state_dict(state).config.modality_features is None  # tiny dims: not the paper's features
+    from modeling_comp import CORPUS_MODALITY_FEATURES
+
+    converted = convert_state_dict(state, corpus="iemocap4")
+    assert converted.config.modality_features == CORPUS_MODALITY_FEATURES["iemocap4"]
+    config = config_from_state_dict(
+        {**state, **released_dims_state(512, 1024, 1024)}, num_attention_heads=2
+    ).modality_features
+    assert config == CORPUS_MODALITY_FEATURES["mosi"]
+
+
+def released_dims_state(audio, text, video):
+    """Input projections with the paper's feature dimensions (only their shapes are read)."""
+    return {
+        f"{m}_in_proj.0.weight": torch.zeros(1).expand(16, d) for m, d in (("a", audio), ("t", text), ("v", video))
+    }
