@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from modeling_comp.configuration_comp import UTTERANCE_INDEX
+from modeling_comp.modeling_comp import utterance_index_from_attention_mask
 from modeling_comp.processing_comp import ComPProcessor
 
 from .schema import CONVERSATION_INDEX
@@ -115,4 +117,8 @@ class ComPDataCollator:
                     f"conversation {name!r} has no {CONVERSATION_INDEX!r} field; collate rows of a split returned "
                     "by hub_datasets.load_dataset"
                 )
-        return dict(self.processor(list(rows), return_tensors="pt"))
+        batch = dict(self.processor(list(rows), return_tensors="pt"))
+        # Which flat positions hold real utterances, computed here on the host so that the model's forward and
+        # backward need no host synchronisation to find them (pass it on as `utterance_index=`).
+        batch[UTTERANCE_INDEX] = utterance_index_from_attention_mask(batch["attention_mask"])
+        return batch

@@ -30,11 +30,12 @@ AUTO_MAP = {
 # The features of the four corpora of the paper (the feature folders of the preprocessed releases), in the schema
 # of `ComPConfig.modality_features`: per modality the feature name and, when the extractor is a public checkpoint,
 # how to recompute it (`layers`: the hidden layers used, negative = counted from the last; `pooling`: how token
-# vectors become one utterance vector). Audio (wav2vec-large context features) and video (MA-Net face features)
+# vectors become one utterance vector; "gcnet" = the corpora's recipe: the layers summed, sub-word pieces averaged
+# into words, words averaged into the utterance, special tokens left out — `hub_datasets.featurize` implements it). Audio (wav2vec-large context features) and video (MA-Net face features)
 # have no public extraction recipe here, hence `extractor: None`.
 _TEXT_DEBERTA = {
     "feature": "deberta-large-4-UTT",
-    "extractor": {"model_id": "microsoft/deberta-large", "layers": [-4, -3, -2, -1], "pooling": "mean"},
+    "extractor": {"model_id": "microsoft/deberta-large", "layers": [-4, -3, -2, -1], "pooling": "gcnet"},
 }
 _FOUR_CORPUS_FEATURES = {
     AUDIO: {"feature": "wav2vec-large-c-UTT", "extractor": None},
@@ -145,9 +146,13 @@ class ComPConfig(PreTrainedConfig):
             feature extractor's checkpoint, the hidden layers used, and the pooling over an utterance's frames or
             tokens). `CORPUS_MODALITY_FEATURES` holds the value for each corpus of the paper.
 
-    The training stage (1: unimodal paths; 2: the full model, also used for inference) is held by the model
-    (`ComPForEmotionRecognition.set_training_stage`), not by the config; a `training_stage` entry of a config
-    saved by version 0.1 is ignored on loading.
+        trained_stage (`int`, *optional*, defaults to 2):
+            Provenance of the weights, written by `save_pretrained`: the training stage the model was in when it was
+            saved (1: only the unimodal paths are trained, the prompts and the coordinator are not). A model built
+            from this config starts in that stage. (Version 0.1 configs call it `training_stage`.)
+
+    The training stage in use (1: unimodal paths; 2: the full model, also used for inference) is runtime state held
+    by the model (`ComPForEmotionRecognition.set_training_stage`), not by the config.
 
     Example:
     ```python
@@ -190,6 +195,7 @@ class ComPConfig(PreTrainedConfig):
         modulation_eps: float = 1e-6,
         initializer_range: float | None = None,
         modality_features: dict | None = None,
+        trained_stage: int = 2,
         num_layers: int | None = None,
         **kwargs,
     ):
@@ -205,7 +211,9 @@ class ComPConfig(PreTrainedConfig):
                     f"num_hidden_layers={num_hidden_layers!r} disagree; pass num_hidden_layers only"
                 )
             num_hidden_layers = num_layers
-        kwargs.pop("training_stage", None)  # version 0.1 stored the training stage in the config: now the model's
+        legacy_stage = kwargs.pop("training_stage", None)  # version 0.1's name for the stage the weights were saved in
+        if legacy_stage is not None and trained_stage == 2:
+            trained_stage = legacy_stage
         if "num_labels" not in kwargs and "id2label" not in kwargs:  # a saved config stores only id2label
             kwargs["num_labels"] = 4
         kwargs.setdefault("problem_type", "single_label_classification")
@@ -238,6 +246,7 @@ class ComPConfig(PreTrainedConfig):
         self.modulation_eps = modulation_eps
         self.initializer_range = initializer_range
         self.modality_features = modality_features
+        self.trained_stage = trained_stage
         self.validate()
 
     @property
@@ -309,6 +318,9 @@ class ComPConfig(PreTrainedConfig):
         eps = self.modulation_eps
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps > 0):
             raise ValueError(f"ComPConfig.modulation_eps must be a finite number > 0, got {eps!r}")
+        stage = getattr(self, "trained_stage", 2)
+        if isinstance(stage, bool) or stage not in (1, 2):
+            raise ValueError(f"ComPConfig.trained_stage must be 1 or 2, got {stage!r}")
         if self.problem_type not in _PROBLEM_TYPES:
             raise ValueError(f"ComPConfig.problem_type must be one of {_PROBLEM_TYPES}, got {self.problem_type!r}")
         if self.problem_type == "regression" and self.num_labels != 1:

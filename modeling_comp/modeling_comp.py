@@ -449,6 +449,8 @@ class ComPPreTrainedModel(PreTrainedModel):
         model files themselves are copied next to the weights), so the folder loads with
         `trust_remote_code=True` in a process that does not have this package."""
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        # Provenance of the weights: the stage they were saved in (a model loaded from them starts in it).
+        self.config.trained_stage = int(self.training_stage)
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -517,14 +519,14 @@ class ComPModel(ComPPreTrainedModel):
     change any output, even NaN or Inf: the model selects zeros there.
 
     The training stage (1: unimodal paths; 2: the full model, also used for inference) is held by the model
-    (`training_stage`, default 2), not by the config.
+    (`training_stage`); a new model starts in `config.trained_stage` (2 unless the weights were saved in stage 1).
     """
 
     def __init__(self, config: ComPConfig):
         super().__init__(config)
         dim, prompt = config.hidden_size, config.prompt_dim
         drop = config.hidden_dropout_prob
-        self.training_stage = 2
+        self.training_stage = int(getattr(config, "trained_stage", 2))
         self.gradient_checkpointing = False
         self.input_projections = nn.ModuleDict({m: nn.Linear(config.modality_dims[m], dim) for m in MODALITIES})
         self.input_dropout = ComPDropout(drop)

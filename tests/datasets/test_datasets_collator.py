@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hub_datasets import ComPDataCollator, load_dataset, model_config_kwargs
-from modeling_comp.configuration_comp import ATTENTION_MASK, LABELS, MODALITY_MASK, MODEL_INPUT_NAMES
+from modeling_comp.configuration_comp import ATTENTION_MASK, LABELS, MODALITY_MASK, MODEL_INPUT_NAMES, UTTERANCE_INDEX
 
 
 def test_batch_layout_padding_and_masking():
@@ -17,7 +17,10 @@ def test_batch_layout_padding_and_masking():
     batch = collate(rows)
     lengths = [len(r["utterance_ids"]) for r in rows]
     t = max(lengths)
-    assert set(batch) == {*MODEL_INPUT_NAMES, LABELS, "conversation_index"}
+    assert set(batch) == {*MODEL_INPUT_NAMES, LABELS, "conversation_index", UTTERANCE_INDEX}
+    # the real utterances' flat positions b * T + t, computed on the host for a sync-free model forward
+    expected_index = [b * t + i for b, n in enumerate(lengths) for i in range(n)]
+    assert batch[UTTERANCE_INDEX].dtype == torch.long and batch[UTTERANCE_INDEX].tolist() == expected_index
     assert (
         batch["audio"].shape == (3, t, 32) and batch["text"].shape == (3, t, 64) and batch["video"].shape == (3, t, 64)
     )

@@ -23,9 +23,10 @@ def test_legacy_checkpoint_loads_with_identical_outputs(name):
     config = model.config
     assert config.num_hidden_layers == (2 if name == "saved" else 4)
     assert "training_stage" not in config.to_dict()
-    # the old code stored the stage in the config ("saved" holds training_stage=1): it is ignored now, and a
-    # model starts in stage 2 (inference)
-    assert model.training_stage == 2
+    # the old code stored the stage in the config ("saved" holds training_stage=1): it is read as the weights'
+    # provenance (`trained_stage`), so such a model starts in the stage it was saved in
+    assert config.trained_stage == model.training_stage == (1 if name == "saved" else 2)
+    model.set_training_stage(2)  # the recorded outputs are stage-2 (inference) outputs
     with torch.no_grad():
         out = model(**batch)
         tol = {"atol": 1e-5, "rtol": 1e-5}

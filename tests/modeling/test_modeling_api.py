@@ -116,15 +116,26 @@ def test_training_stage_is_held_by_the_model_not_the_config(tmp_path):
     assert model.training_stage == 1 and model.comp.training_stage == 1
     assert "training_stage" not in model.config.to_dict()
     model.save_pretrained(tmp_path)
-    assert "training_stage" not in json.loads((tmp_path / "config.json").read_text())
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert "training_stage" not in saved
+    # the config records only the provenance of the weights: the stage they were saved in
+    assert saved["trained_stage"] == 1
+    assert model.config.trained_stage == 1
+    reloaded = ComPForEmotionRecognition.from_pretrained(tmp_path)
+    assert reloaded.training_stage == 1  # stage-1 weights (untrained coordinator) do not silently serve stage 2
+    reloaded.set_training_stage(2)
+    assert reloaded.training_stage == 2 and reloaded.config.trained_stage == 1  # runtime state stays off the config
     assert ComPConfig(training_stage=1).to_dict().get("training_stage") is None  # old configs still load
+    assert ComPConfig(training_stage=1).trained_stage == 1
+    with pytest.raises(ValueError, match=r"trained_stage must be 1 or 2, got 3"):
+        ComPConfig(trained_stage=3)
 
 
 def test_modality_features_round_trip_and_validation(tmp_path):
     features = CORPUS_MODALITY_FEATURES["iemocap4"]
     assert features["text"] == {
         "feature": "deberta-large-4-UTT",
-        "extractor": {"model_id": "microsoft/deberta-large", "layers": [-4, -3, -2, -1], "pooling": "mean"},
+        "extractor": {"model_id": "microsoft/deberta-large", "layers": [-4, -3, -2, -1], "pooling": "gcnet"},
     }
     assert features["audio"] == {"feature": "wav2vec-large-c-UTT", "extractor": None}
     assert features["video"] == {"feature": "manet_UTT", "extractor": None}

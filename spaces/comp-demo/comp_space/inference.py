@@ -132,7 +132,7 @@ class LoadedCheckpoint:
     @property
     def training_stage(self) -> int:
         """Stage the checkpoint was saved in (stage 1 has no coordinator)."""
-        return int(getattr(self.config, "training_stage", 2))
+        return int(getattr(self.model, "training_stage", 2))
 
 
 #: File the training recipe writes next to the weights (configuration, data provenance, final metrics).
