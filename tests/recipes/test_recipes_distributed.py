@@ -163,12 +163,12 @@ def test_push_to_hub_then_load_without_the_package(tmp_path):
             p.startswith("/comp-org/comp-tiny-synthetic/resolve/") and p.endswith("modeling_comp.py")
             for _, p in hub.requests
         )
-        # evaluate.py takes the Hub id as well, and reproduces the run's final test metrics.
+        # evaluation.py takes the Hub id as well, and reproduces the run's final test metrics.
         kwargs = TINY[TINY.index("--dataset_kwargs") + 1]
         evaluated = subprocess.run(
             [
                 sys.executable,
-                str(REPO / "recipes" / "evaluate.py"),
+                str(REPO / "recipes" / "evaluation.py"),
                 "--model",
                 "comp-org/comp-tiny-synthetic",
                 "--dataset_kwargs",
