@@ -93,7 +93,9 @@ def write_corpus(work: Path, size: str, seed: int) -> Path:
     return root
 
 
-def _timed(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> tuple[float, subprocess.CompletedProcess]:
+def _timed(
+    cmd: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     return time.perf_counter() - started, proc
@@ -231,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="mosi", choices=sorted(SIZES))
     parser.add_argument("--epochs", type=int, default=4, help="epochs per command (half in each stage)")
-    parser.add_argument("--variants", default="ours,ours-device,before", help=f"comma-separated: {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default="ours,ours-device,before", help=f"comma-separated: {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--threads", default="1,2", help="torch threads per process for 'ours' (comma-separated)")
     parser.add_argument("--contention", action=argparse.BooleanOptionalAction, default=True,
                         help="also run 'ours' next to a competing CPU-bound process")  # fmt: skip

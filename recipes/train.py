@@ -57,6 +57,9 @@ _RESUME_FREE_KEYS = {
     "report_to",
     "num_workers",
     "checkpoint_total_limit",
+    "checkpoint_every",
+    "checkpoint_interval",
+    "torch_threads",
 }
 
 
