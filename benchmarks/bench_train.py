@@ -32,6 +32,7 @@ the 1-minute load average is printed before and after.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -218,14 +219,17 @@ def _before_tree(ref: str, work: Path) -> Path:
 
 
 def _line(result: dict, reference: dict | None) -> str:
+    result.setdefault("load_1min_after", os.getloadavg()[0])
+    if reference is not None and reference.get("variant") == result.get("variant"):
+        reference = None
     if result.get("returncode") != 0:
         return f"  {result['variant']:<44} FAILED: {' '.join(result.get('error', []))}"
     text = f"  {result['variant']:<44} whole command {result['wall_s']:7.1f} s"
     if "train_s_total" in result:
         text += f" | training loop {result['train_s_total']:7.1f} s"
-    if reference is not None and reference.get("returncode") == 0 and reference is not result:
+    if reference is not None and reference.get("returncode") == 0:
         text += f" | {result['wall_s'] / reference['wall_s']:.2f}x the wall time of {reference['variant']}"
-    return text
+    return text + f" | load {result['load_1min_after']:.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contention", action=argparse.BooleanOptionalAction, default=True,
                         help="also run 'ours' next to a competing CPU-bound process")  # fmt: skip
     parser.add_argument("--before_ref", default="main", help="git ref of 'before'")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over every variant (fastest one reported)")
     parser.add_argument("--work_dir", type=Path, default=None, help="corpus, runs and caches (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -262,40 +267,55 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)  # fmt: skip
     _warm_cache(ROOT, corpus, args.size, _env(ROOT, 1), work)
 
-    results: list[dict] = []
-    first: dict | None = None
+    jobs: list[tuple[str, object]] = []  # (label, function running one command)
     if "ours" in variants:
         for n in threads:
             for contended in (False, True) if args.contention else (False,):
                 label = f"ours, {n} thread{'s' if n > 1 else ''}" + (", competing process" if contended else "")
                 extra = ["--torch_threads", str(n)]
-                if contended:
-                    with _Competitor():
-                        result = run_recipe(label, ROOT, corpus, args.size, args.epochs, work, threads=n, extra=extra)
-                else:
-                    result = run_recipe(label, ROOT, corpus, args.size, args.epochs, work, threads=n, extra=extra)
-                results.append(result)
-                first = first or result
-                print(_line(result, first), flush=True)
+
+                def job(label=label, n=n, extra=extra, contended=contended):
+                    with _Competitor() if contended else contextlib.nullcontext():
+                        return run_recipe(label, ROOT, corpus, args.size, args.epochs, work, threads=n, extra=extra)
+
+                jobs.append((label, job))
     if "ours-device" in variants:
-        result = run_recipe("ours, --keep_on_device, 1 thread", ROOT, corpus, args.size, args.epochs, work,
-                            threads=1, extra=["--torch_threads", "1", "--keep_on_device", "true"])  # fmt: skip
-        results.append(result)
-        first = first or result
-        print(_line(result, first), flush=True)
+        label = "ours, --keep_on_device, 1 thread"
+        extra = ["--torch_threads", "1", "--keep_on_device", "true"]
+        jobs.append(
+            (label, lambda: run_recipe(label, ROOT, corpus, args.size, args.epochs, work, threads=1, extra=extra))
+        )
     if "before" in variants:
         tree = _before_tree(args.before_ref, work)
         _warm_cache(tree, corpus, args.size, _env(tree, 1), work)
-        result = run_recipe(f"before ({args.before_ref}), 1 thread", tree, corpus, args.size, args.epochs, work,
-                            threads=1)  # fmt: skip
-        results.append(result)
-        first = first or result
-        print(_line(result, first), flush=True)
+        before = f"before ({args.before_ref}), 1 thread"
+        jobs.append((before, lambda: run_recipe(before, tree, corpus, args.size, args.epochs, work, threads=1)))
     if "authors" in variants:
-        result = run_authors(Path(authors), corpus, args.size, args.epochs, work, threads=1)
-        results.append(result)
-        first = first or result
-        print(_line(result, first), flush=True)
+        jobs.append(
+            ("authors train_mr.py", lambda: run_authors(Path(authors), corpus, args.size, args.epochs, work, 1))
+        )
+
+    # Rounds: every variant once per round, in the same order, so that a change in the machine's load hits
+    # all of them; the fastest of a variant's rounds is compared (the least disturbed).
+    results: list[dict] = []
+    for round_ in range(args.repeats):
+        print(f"round {round_ + 1}/{args.repeats}", flush=True)
+        for _label, job in jobs:
+            result = job()
+            result["round"] = round_
+            results.append(result)
+            print(_line(result, None), flush=True)
+    best: dict[str, dict] = {}
+    for result in results:
+        if result.get("returncode") == 0:
+            label = result["variant"]
+            if label not in best or result["wall_s"] < best[label]["wall_s"]:
+                best[label] = result
+    if best:
+        print(f"fastest of {args.repeats} round(s) per variant:")
+        first = next(iter(best.values()))
+        for result in best.values():
+            print(_line(result, first), flush=True)
     print(f"1-min load average at the end {os.getloadavg()[0]:.2f} (other jobs on the machine slow every figure)")
     if args.json:
         Path(args.json).write_text(

@@ -457,10 +457,9 @@ def _build_trainer(cfg: TrainConfig, data: _RunData, accelerator) -> _Trainer:
     max_utt = data.model_config.max_utterances
     if cfg.keep_on_device:
         model, optimizer = accelerator.prepare(model, optimizer)
-        train_batches = DeviceCorpus(data.dsd["train"], max_utterances=max_utt, device=accelerator.device)
-        eval_batches = {
-            s: DeviceCorpus(data.dsd[s], max_utterances=max_utt, device=accelerator.device) for s in data.eval_splits
-        }
+        on_device = {"max_utterances": max_utt, "device": accelerator.device, "pad_to_max": cfg.compile}
+        train_batches = DeviceCorpus(data.dsd["train"], **on_device)
+        eval_batches = {s: DeviceCorpus(data.dsd[s], **on_device) for s in data.eval_splits}
     else:
         # torch.compile: every batch padded to max_utterances, so one shape per batch size (two per split).
         pad_to = "max_utterances" if cfg.compile else "longest"
