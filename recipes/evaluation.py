@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recipes.config import EvalConfig, RecipeError, parse_eval_args
+
+try:
+    from recipes.config import EvalConfig, RecipeError, parse_eval_args
+except ModuleNotFoundError as _err:  # run as a file from a checkout that is neither installed nor on PYTHONPATH
+    if _err.name != "recipes":
+        raise
+    sys.exit("error: the comp-emotion package is not importable: run `pip install -e .` in the repository, or put "
+             "its root on PYTHONPATH")  # fmt: skip
 
 
 __all__ = ["EvalConfig", "parse_eval_args", "load_checkpoint", "evaluate_checkpoint", "main"]

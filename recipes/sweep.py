@@ -32,8 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from recipes.config import DEFAULT_CONFIG, ConfigError, RecipeArgumentParser, RecipeError, TrainConfig
-from recipes.train import train_run
+
+try:
+    from recipes.config import DEFAULT_CONFIG, ConfigError, RecipeArgumentParser, RecipeError, TrainConfig
+    from recipes.train import train_run
+except ModuleNotFoundError as _err:  # run as a file from a checkout that is neither installed nor on PYTHONPATH
+    if _err.name != "recipes":
+        raise
+    sys.exit("error: the comp-emotion package is not importable: run `pip install -e .` in the repository, or put "
+             "its root on PYTHONPATH")  # fmt: skip
 
 
 __all__ = [

@@ -29,8 +29,15 @@ from typing import Any
 
 import yaml
 
-from recipes.config import ConfigError, RecipeError, TrainConfig, parse_train_args
-from recipes.model_card import render_model_card, selection_description
+
+try:
+    from recipes.config import ConfigError, RecipeError, TrainConfig, parse_train_args
+    from recipes.model_card import render_model_card, selection_description
+except ModuleNotFoundError as _err:  # run as a file from a checkout that is neither installed nor on PYTHONPATH
+    if _err.name != "recipes":
+        raise
+    sys.exit("error: the comp-emotion package is not importable: run `pip install -e .` in the repository, or put "
+             "its root on PYTHONPATH")  # fmt: skip
 
 
 # torch, accelerate, the model and the data library are imported where they are used, after the arguments are
