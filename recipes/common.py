@@ -454,7 +454,8 @@ def json_ready(value: Any) -> Any:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Writes ``text`` to ``path`` atomically (``hub_datasets.atomic.atomic_write_text``)."""
+    """Writes ``text`` to ``path`` atomically (``hub_datasets.atomic.atomic_write_text``), creating its folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
 
 

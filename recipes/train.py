@@ -96,9 +96,9 @@ def write_json_atomic(path, data) -> None:
 
 
 def write_text_atomic(path, text: str) -> None:
-    from hub_datasets.atomic import atomic_write_text
+    from recipes.common import write_text_atomic as _write
 
-    atomic_write_text(path, text)
+    _write(path, text)
 
 
 def replace_dir_atomic(staging, target) -> None:
