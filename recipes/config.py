@@ -254,7 +254,11 @@ class TrainConfig(DataConfig):
         metadata=_help("collate the whole corpus once and keep it on the device (no per-step collation or copy)"),
     )
     compile: bool = field(
-        default=False, metadata=_help("torch.compile the model (the last, smaller batch is padded to batch_size)")
+        default=False,
+        metadata=_help(
+            "torch.compile the model; batches padded to max_utterances, the last smaller training batch "
+            "of an epoch dropped (one training shape)"
+        ),
     )
     # ---- model selection
     selection: str = field(

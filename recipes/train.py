@@ -468,11 +468,18 @@ def _build_trainer(cfg: TrainConfig, data: _RunData, accelerator) -> _Trainer:
         train_batches = DeviceCorpus(data.dsd["train"], **on_device)
         eval_batches = {s: DeviceCorpus(data.dsd[s], **on_device) for s in data.eval_splits}
     else:
-        # torch.compile: every batch padded to max_utterances, so one shape per batch size (two per split).
+        # torch.compile: every batch padded to max_utterances and, in training, the last smaller batch of an epoch
+        # dropped (the shuffle changes per epoch, so every conversation is still used), so training has one shape.
         pad_to = "max_utterances" if cfg.compile else "longest"
         collate = hub_datasets.ComPDataCollator(max_utterances=max_utt, pad_to=pad_to)
+        drop_last = cfg.compile and len(train_data) >= cfg.batch_size
         train_dl = torch.utils.data.DataLoader(
-            train_data, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, num_workers=cfg.num_workers
+            train_data,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            collate_fn=collate,
+            num_workers=cfg.num_workers,
+            drop_last=drop_last,
         )
         eval_dls = [
             torch.utils.data.DataLoader(data.dsd[s], batch_size=eval_bs, shuffle=False, collate_fn=collate)
