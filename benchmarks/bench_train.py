@@ -1,278 +1,328 @@
-"""Training speed and peak memory of the recipe at the released hyper-parameters, on MOSI- and MOSEI-sized
-SYNTHETIC corpora (random features; no real data is read).
+"""Whole training commands measured side by side, in one run, on one generated corpus.
 
-    python benchmarks/bench_train.py                       # both sizes, 2 epochs per stage, CPU or GPU
-    python benchmarks/bench_train.py --sizes mosi --epochs_per_stage 3 --json bench.json
+    python benchmarks/bench_train.py                                  # ours vs ours-before (main), threads
+    COMP_AUTHORS_CODE=/path/to/authors python benchmarks/bench_train.py --variants ours,before,authors
+    python benchmarks/bench_train.py --size mosei --epochs 4 --json bench_train.json
 
-What is measured, per corpus size and training stage: seconds per epoch of the recipe's own training step
-(``recipes.train.train_one_epoch``: forward with labels, backward, Adam) and of an epoch as the released code
-runs it (training + one evaluation pass; we evaluate validation **and** test, the released code test only) —
-the fastest of the timed epochs (the least disturbed by other processes; the median is printed too) — and the
-peak memory (CPU: the process's peak resident set; GPU: ``torch.cuda.max_memory_allocated``). Each
-size runs in a fresh subprocess so peaks do not mix.
+Every figure printed comes from a command this script ran, on this machine, on the same data, in this run;
+nothing is compared with a number measured elsewhere. The corpus is the SYNTHETIC generator's, written in the
+GCNet/ComP on-disk layout (MOSI or MOSEI sizes and dims), so that both our loader and the authors' trainer
+read the same files. Each variant is a whole training command in a fresh process (start-up, data loading,
+every epoch with its evaluation, checkpoints and final outputs), timed by wall clock, with the README's
+MOSI hyper-parameters (hidden 256, 4 layers, 2 heads, batch 32, lr 1e-4, missing rate 0.7), ``--epochs``
+epochs split evenly between the two stages.
 
-Corpus sizes follow the GCNet/ComP releases: MOSI 93 videos (52/10/31; 1,284/229/686 utterances, longest 63),
-MOSEI 22,856 utterances (16,326/1,871/4,659) in ~3,228 videos, feature dims 512/1024/1024, missing rate 0.7.
-Conversation lengths are drawn from a log-normal with the corpus's mean length and clipped to its padded
-length (a stand-in: the real length distribution differs). Model: hidden 256, 4 layers, 2 heads, dropout 0.5,
-batch 32, Adam lr 1e-4, L2 1e-5 (the released MOSI command).
+Variants (``--variants``, comma-separated):
 
-The reference figures are those given in issue 4 for the authors' released code on this 2-core machine and
-these data sizes (not measured by this script): MOSI 2.1-2.5 s per epoch, MOSEI 194-251 s per epoch, 7 GB peak.
-The ratios printed are reference / ours (higher is better for us).
+* ``ours``: ``recipes/train.py`` of this working tree, for each ``--threads`` value (torch threads per
+  process), idle, and with ``--contention`` also next to a competing CPU-bound process (one busy Python
+  loop, as another job on a shared machine would be);
+* ``ours-device``: the same with ``--keep_on_device true`` (corpus collated once, kept on the device);
+* ``before``: ``recipes/train.py`` of ``--before_ref`` (default ``main``), exported with ``git archive`` into
+  a temporary folder and run with its own defaults (one torch thread forced through ``OMP_NUM_THREADS``
+  like ours);
+* ``authors``: the authors' ``train_mr.py`` from a scratch copy of ``$COMP_AUTHORS_CODE`` whose
+  ``config.py`` is pointed at the generated corpus (their code is run, never copied into this repository);
+  its own "Time of first/second stage" lines give the training-loop time.
+
+On a GPU the device name is printed with the figures. Timings on a shared machine vary with other jobs:
+the 1-minute load average is printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import resource
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-__all__ = ["SIZES", "REFERENCE", "make_lengths", "run_size", "main"]
-
-#: split -> (conversations, utterances); longest conversation; padded length (released seq_len)
+VARIANTS = ("ours", "ours-device", "before", "authors")
+#: corpus sizes of the GCNet/ComP releases (conversations, utterances) and feature dims
 SIZES = {
-    "mosi": {"splits": {"train": (52, 1284), "validation": (10, 229), "test": (31, 686)}, "longest": 63, "pad": 65},
-    "mosei": {
-        "splits": {"train": (2306, 16326), "validation": (264, 1871), "test": (658, 4659)},
-        "longest": 150,
-        "pad": 150,
-    },
+    "mosi": {"num_conversations": 93, "total_utterances": 2199, "max_utterances": 63, "pad": 65},
+    "mosei": {"num_conversations": 3228, "total_utterances": 22856, "max_utterances": 150, "pad": 150},
 }
-#: Released code on this machine (issue 4): seconds per epoch (min, max) and peak memory in GB.
-REFERENCE = {"mosi": {"epoch_s": (2.1, 2.5), "peak_gb": None}, "mosei": {"epoch_s": (194.0, 251.0), "peak_gb": 7.0}}
 DIMS = {"audio": 512, "text": 1024, "video": 1024}
+_AUTHORS_NAMES = {"mosi": "CMUMOSI", "mosei": "CMUMOSEI"}
 
 
-def make_lengths(conversations: int, utterances: int, longest: int, rng) -> list[int]:
-    """``conversations`` lengths in [1, longest] summing to ``utterances`` (log-normal shape, deterministic)."""
-    import numpy as np
-
-    mean = utterances / conversations
-    raw = rng.lognormal(mean=np.log(mean) - 0.5, sigma=1.0, size=conversations)
-    lengths = np.clip(np.round(raw * mean / raw.mean()), 1, longest).astype(int)
-    while lengths.sum() != utterances:  # nudge to the exact total, keeping the bounds
-        diff = utterances - int(lengths.sum())
-        idx = rng.integers(0, conversations, size=abs(diff))
-        for i in idx:
-            if diff > 0 and lengths[i] < longest:
-                lengths[i] += 1
-            elif diff < 0 and lengths[i] > 1:
-                lengths[i] -= 1
-    return lengths.tolist()
+def _env(pythonpath: Path, threads: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(pythonpath)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
 
 
-class _Rows:
-    """Conversation rows in the collator's format (features, masks, labels, conversation_index)."""
-
-    def __init__(self, lengths: list[int], split: str, seed: int, missing_rate: float):
-        import numpy as np
-
-        from hub_datasets.masks import rate_masks, utterance_keys
-
-        rng = np.random.default_rng(seed)
-        self.rows = []
-        for i, n in enumerate(lengths):
-            ids = [f"synth-{split}-{i}_{k}" for k in range(n)]
-            self.rows.append(
-                {
-                    "dialog_id": f"synth-{split}-{i}",
-                    **{m: rng.standard_normal((n, d), dtype=np.float32) for m, d in DIMS.items()},
-                    "modality_mask": rate_masks(utterance_keys(ids), missing_rate, seed=seed),
-                    "labels": np.round(np.clip(rng.normal(0, 1.5, n), -3, 3) * 3) / 3,
-                    "conversation_index": i,
-                }
-            )
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.rows[index]
-
-
-def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
-
-
-def run_size(name: str, epochs_per_stage: int, seed: int = 0) -> dict:
-    """Runs the benchmark for one corpus size in this process and returns the figures."""
-    import numpy as np
+def _device_name() -> str:
     import torch
-    from accelerate.utils import set_seed
 
-    from hub_datasets import ComPDataCollator
-    from modeling_comp import ComPConfig, ComPForEmotionRecognition
-    from recipes.common import evaluate_model, make_accelerator
-    from recipes.train import train_one_epoch
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    return f"CPU ({os.cpu_count()} cores)"
 
-    spec = SIZES[name]
-    rng = np.random.default_rng(seed)
-    data = {
-        split: _Rows(make_lengths(c, u, spec["longest"], rng), split, seed + i, missing_rate=0.7)
-        for i, (split, (c, u)) in enumerate(spec["splits"].items())
-    }
-    rss_data = _peak_rss_gb()
-    accelerator = make_accelerator()
-    set_seed(seed)
-    config = ComPConfig(
-        audio_dim=DIMS["audio"],
-        text_dim=DIMS["text"],
-        video_dim=DIMS["video"],
-        hidden_size=256,
-        num_layers=4,
-        num_attention_heads=2,
-        hidden_dropout_prob=0.5,
-        attention_dropout_prob=0.0,
-        prompt_momentum=0.3,
-        max_utterances=spec["pad"],
-        num_labels=1,
-        problem_type="regression",
+
+def write_corpus(work: Path, size: str, seed: int) -> Path:
+    """The generated corpus in the GCNet layout (``<work>/corpus/CMUMOSI|CMUMOSEI``)."""
+    from hub_datasets.synthetic import write_synthetic_corpus
+
+    spec = SIZES[size]
+    root = work / "corpus"
+    if not (root / _AUTHORS_NAMES[size]).is_dir():
+        write_synthetic_corpus(
+            root,
+            size,
+            format="gcnet",
+            overwrite=True,
+            num_conversations=spec["num_conversations"],
+            min_utterances=1,
+            max_utterances=spec["max_utterances"],
+            total_utterances=spec["total_utterances"],
+            dims=DIMS,
+            seed=seed,
+        )
+    return root
+
+
+def _timed(
+    cmd: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return time.perf_counter() - started, proc
+
+
+def _recipe_args(tree: Path, corpus: Path, size: str, epochs: int, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        str(tree / "recipes" / "train.py"),
+        "--config",
+        str(tree / "recipes" / "configs" / f"{size}.yaml"),
+        "--data_dir",
+        str(corpus),
+        "--epochs",
+        str(epochs),
+        "--stage1_epochs",
+        str(epochs // 2),
+        "--missing_rate",
+        "0.7",
+        "--output_dir",
+        str(out),
+        "--report_to",
+        "none",
+        "--progress",
+        "false",
+    ]
+
+
+def _warm_cache(tree: Path, corpus: Path, size: str, env: dict[str, str], cwd: Path) -> None:
+    """Loads the corpus once (untimed), so that every timed command reads the prepared Arrow cache."""
+    code = (
+        "import sys, hub_datasets\n"
+        f"hub_datasets.load_dataset({size!r}, data_dir={str(corpus)!r}, missing_rate=0.7, seed=66)\n"
     )
-    model = ComPForEmotionRecognition(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
-    collate = ComPDataCollator(max_utterances=spec["pad"])
-    train_dl = torch.utils.data.DataLoader(data["train"], batch_size=32, shuffle=True, collate_fn=collate)
-    eval_dls = {
-        s: torch.utils.data.DataLoader(data[s], batch_size=32, shuffle=False, collate_fn=collate)
-        for s in ("validation", "test")
-    }
-    model, optimizer, train_dl, *loaders = accelerator.prepare(model, optimizer, train_dl, *eval_dls.values())
-    eval_dls = dict(zip(eval_dls, loaders))
-    on_gpu = accelerator.device.type == "cuda"
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats()
-    unwrapped = accelerator.unwrap_model(model)
-    stages = {}
-    epoch = 0
-    for stage in (1, 2):
-        unwrapped.set_training_stage(stage)
-        train_s, eval_s, cpu_s = [], [], []
-        for _ in range(epochs_per_stage):
-            train_dl.set_epoch(epoch)
-            if on_gpu:
-                torch.cuda.synchronize()
-            cpu_start = time.process_time()
-            _, _, seconds = train_one_epoch(model, train_dl, optimizer, accelerator, show_progress=False)
-            cpu_s.append(time.process_time() - cpu_start)
-            if on_gpu:
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-            for split, loader in eval_dls.items():
-                evaluate_model(
-                    model,
-                    loader,
-                    accelerator,
-                    task="regression",
-                    num_labels=1,
-                    label_names=None,
-                    num_conversations=len(data[split]),
-                    show_progress=False,
-                    with_loss=False,
-                )
-            if on_gpu:
-                torch.cuda.synchronize()
-            train_s.append(seconds)
-            eval_s.append(time.perf_counter() - started)
-            epoch += 1
-        stages[stage] = {
-            # Fastest epoch: the least disturbed by other processes on a shared machine (medians also kept).
-            "train_s_per_epoch": float(np.min(train_s)),
-            "epoch_s_train_plus_eval": float(np.min(np.add(train_s, eval_s))),
-            "median_epoch_s_train_plus_eval": float(np.median(np.add(train_s, eval_s))),
-            "train_cpu_s_per_epoch": float(np.min(cpu_s)),
-            "all_train_s": train_s,
-            "all_eval_s": eval_s,
-        }
-    result = {
-        "size": name,
-        "load_average_1min_end": os.getloadavg()[0],
-        "device": str(accelerator.device),
-        "torch_threads": torch.get_num_threads(),
-        "conversations": {s: len(d) for s, d in data.items()},
-        "stages": stages,
-        "peak_rss_gb": _peak_rss_gb(),
-        "rss_after_data_gb": rss_data,
-    }
-    if on_gpu:
-        result["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1024**3
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=3600)
+
+
+def run_recipe(label: str, tree: Path, corpus: Path, size: str, epochs: int, work: Path, *, threads: int | None,
+               extra: list[str] | None = None, timeout: float = 3600) -> dict:  # fmt: skip
+    """One whole ``recipes/train.py`` command; returns wall time and the per-epoch training seconds it recorded."""
+    out = work / "runs" / re.sub(r"[^\w.-]+", "_", label)
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = _recipe_args(tree, corpus, size, epochs, out) + (extra or [])
+    seconds, proc = _timed(cmd, _env(tree, threads), work, timeout)
+    result = {"variant": label, "wall_s": seconds, "returncode": proc.returncode}
+    if proc.returncode != 0:
+        result["error"] = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        return result
+    metrics = json.loads((out / "metrics.json").read_text())
+    train_s = [r["train_seconds"] for r in metrics["epochs"]]
+    result.update(train_s_total=sum(train_s), train_s_per_epoch=train_s, loop="training steps (no eval)")
     return result
 
 
-def _report(result: dict) -> list[str]:
-    name = result["size"]
-    ref = REFERENCE[name]
-    lo, hi = ref["epoch_s"]
-    lines = [
-        f"{name.upper()}-sized synthetic corpus on {result['device']} ({result['torch_threads']} threads), "
-        f"conversations {result['conversations']}"
-    ]
-    for stage, fig in result["stages"].items():
-        epoch_s = fig["epoch_s_train_plus_eval"]
-        lines.append(
-            f"  stage {stage}: train {fig['train_s_per_epoch']:.2f} s/epoch (CPU time {fig['train_cpu_s_per_epoch']:.2f} s), "
-            f"train+eval {epoch_s:.2f} s/epoch (median {fig['median_epoch_s_train_plus_eval']:.2f}); "
-            f"reference {lo:g}-{hi:g} s -> {lo / epoch_s:.1f}x-{hi / epoch_s:.1f}x faster"
-        )
-    mem = f"  peak memory: process RSS {result['peak_rss_gb']:.2f} GB (of which data ~{result['rss_after_data_gb']:.2f} GB)"
-    if "peak_gpu_gb" in result:
-        mem += f", GPU {result['peak_gpu_gb']:.2f} GB"
-    if ref["peak_gb"]:
-        used = result.get("peak_gpu_gb", result["peak_rss_gb"])
-        mem += f"; reference {ref['peak_gb']:g} GB -> {used / ref['peak_gb']:.0%} of it"
-    lines.append(mem)
-    lines.append(f"  machine load (1-min average) when this size finished: {result['load_average_1min_end']:.2f}")
-    return lines
+def authors_copy(code: Path, corpus: Path, work: Path) -> Path:
+    """A scratch copy of the authors' code whose ``config.py`` points at the generated corpus and ``work``."""
+    copy = work / "authors"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(code, copy, ignore=shutil.ignore_patterns("figures", "*.pyc", "__pycache__"))
+    config = (copy / "config.py").read_text()
+    for name in _AUTHORS_NAMES.values():
+        config = re.sub(rf"'{name}':\s*'[^']*'", f"'{name}': {str(corpus / name)!r}", config)
+    config = re.sub(r"SAVED_ROOT\s*=.*", f"SAVED_ROOT = {str(work / 'authors-saved')!r}", config)
+    (copy / "config.py").write_text(config)
+    return copy
+
+
+def run_authors(code: Path, corpus: Path, size: str, epochs: int, work: Path, threads: int | None,
+                timeout: float = 7200) -> dict:  # fmt: skip
+    """The authors' ``train_mr.py`` with the README's MOSI/MOSEI command, on the same corpus."""
+    from hub_datasets.schema import DEFAULT_FEATURE_NAMES
+
+    copy = authors_copy(code, corpus, work)
+    script_dir = copy / "ComP" if (copy / "ComP" / "train_mr.py").is_file() else copy
+    cmd = [
+        sys.executable,
+        "train_mr.py",
+        "--dataset", _AUTHORS_NAMES[size],
+        "--audio-feature", DEFAULT_FEATURE_NAMES["audio"],
+        "--text-feature", DEFAULT_FEATURE_NAMES["text"],
+        "--video-feature", DEFAULT_FEATURE_NAMES["video"],
+        "--seed", "66", "--batch-size", "32", "--lr", "0.0001", "--l2", "0.00001",
+        "--hidden", "256", "--depth", "4", "--num_heads", "2", "--drop_rate", "0.5",
+        "--epochs", str(epochs), "--stage_epoch", str(epochs // 2), "--mask_rate", "0.7", "--lbd", "0.3",
+        "--gpu", "0",
+    ]  # fmt: skip
+    env = _env(copy, threads)
+    env["PYTHONPATH"] = f"{copy}{os.pathsep}{script_dir}"
+    seconds, proc = _timed(cmd, env, script_dir, timeout)
+    result = {"variant": "authors train_mr.py", "wall_s": seconds, "returncode": proc.returncode}
+    if proc.returncode != 0:
+        result["error"] = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        return result
+    stages = [float(x) for x in re.findall(r"Time of (?:first|second) stage: ([\d.]+)s", proc.stdout)]
+    if stages:
+        result["train_s_total"] = sum(stages)
+        result["loop"] = "their stage timers (training + test eval)"
+    return result
+
+
+class _Competitor:
+    """A CPU-bound process running next to a measurement (another job on a shared machine)."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _before_tree(ref: str, work: Path) -> Path:
+    """``git archive <ref>`` of this repository, unpacked into ``<work>/before``."""
+    tree = work / "before"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def _line(result: dict, reference: dict | None) -> str:
+    result.setdefault("load_1min_after", os.getloadavg()[0])
+    if reference is not None and reference.get("variant") == result.get("variant"):
+        reference = None
+    if result.get("returncode") != 0:
+        return f"  {result['variant']:<34} FAILED: {' '.join(result.get('error', []))}"
+    text = f"  {result['variant']:<34} whole command {result['wall_s']:6.1f} s"
+    if "train_s_total" in result:
+        text += f" | {result.get('loop', 'training steps')} {result['train_s_total']:6.1f} s"
+    if reference is not None and reference.get("returncode") == 0:
+        text += f" | {result['wall_s'] / reference['wall_s']:.2f}x the wall time of {reference['variant']}"
+    return text + f" | load {result['load_1min_after']:.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs every requested size in its own subprocess and prints the figures."""
+    """Runs the requested variants one after another and prints the figures side by side."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="mosi,mosei", help="comma-separated: mosi, mosei")
-    parser.add_argument("--epochs_per_stage", type=int, default=2, help="timed epochs per stage (median reported)")
-    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args._child:
-        print("RESULT" + json.dumps(run_size(args._child, args.epochs_per_stage)), flush=True)
-        return 0
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    unknown = [s for s in sizes if s not in SIZES]
-    if unknown or args.epochs_per_stage < 1:
-        parser.error(f"unknown size {unknown[0]!r} (expected mosi, mosei)" if unknown else "epochs_per_stage >= 1")
-    results = []
-    print(
-        f"machine: {os.cpu_count()} CPUs, 1-min load average at start {os.getloadavg()[0]:.2f} "
-        "(other processes slow the figures down; rerun on an idle machine)",
-        flush=True,
+    parser.add_argument("--size", default="mosi", choices=sorted(SIZES))
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per command (half in each stage)")
+    parser.add_argument(
+        "--variants", default="ours,ours-device,before", help=f"comma-separated: {', '.join(VARIANTS)}"
     )
-    for size in sizes:
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        proc = subprocess.run(
-            [sys.executable, __file__, "--_child", size, "--epochs_per_stage", str(args.epochs_per_stage)],
-            env=env,
-            capture_output=True,
-            text=True,
+    parser.add_argument("--threads", default="1,2", help="torch threads per process for 'ours' (comma-separated)")
+    parser.add_argument("--contention", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run 'ours' next to a competing CPU-bound process")  # fmt: skip
+    parser.add_argument("--before_ref", default="main", help="git ref of 'before'")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over every variant (fastest one reported)")
+    parser.add_argument("--work_dir", type=Path, default=None, help="corpus, runs and caches (default: a temp dir)")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or args.epochs < 2:
+        parser.error(f"unknown variant {unknown[0]!r}" if unknown else "--epochs must be at least 2")
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    authors = os.environ.get("COMP_AUTHORS_CODE")
+    if "authors" in variants and not authors:
+        parser.error("the 'authors' variant needs COMP_AUTHORS_CODE=<folder of the authors' code>")
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench-train-"))
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("COMP_EMOTION_CACHE", str(work / "cache"))
+    device = _device_name()
+    print(f"device: {device}; 1-min load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    corpus = write_corpus(work, args.size, seed=0)
+    print(f"corpus: {args.size.upper()}-sized synthetic, GCNet layout, in {corpus}; {args.epochs} epochs per command",
+          flush=True)  # fmt: skip
+    _warm_cache(ROOT, corpus, args.size, _env(ROOT, 1), work)
+
+    jobs: list[tuple[str, object]] = []  # (label, function running one command)
+    if "ours" in variants:
+        for n in threads:
+            for contended in (False, True) if args.contention else (False,):
+                label = f"ours, {n} thread{'s' if n > 1 else ''}" + (", competing process" if contended else "")
+                extra = ["--torch_threads", str(n)]
+
+                def job(label=label, n=n, extra=extra, contended=contended):
+                    with _Competitor() if contended else contextlib.nullcontext():
+                        return run_recipe(label, ROOT, corpus, args.size, args.epochs, work, threads=n, extra=extra)
+
+                jobs.append((label, job))
+    if "ours-device" in variants:
+        label = "ours, --keep_on_device, 1 thread"
+        extra = ["--torch_threads", "1", "--keep_on_device", "true"]
+        jobs.append(
+            (label, lambda: run_recipe(label, ROOT, corpus, args.size, args.epochs, work, threads=1, extra=extra))
         )
-        if proc.returncode != 0 or "RESULT" not in proc.stdout:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            return 1
-        result = json.loads(proc.stdout.split("RESULT", 1)[1])
-        results.append(result)
-        for line in _report(result):
-            print(line, flush=True)
+    if "before" in variants:
+        tree = _before_tree(args.before_ref, work)
+        _warm_cache(tree, corpus, args.size, _env(tree, 1), work)
+        before = f"before ({args.before_ref}), 1 thread"
+        jobs.append((before, lambda: run_recipe(before, tree, corpus, args.size, args.epochs, work, threads=1)))
+    if "authors" in variants:
+        jobs.append(
+            ("authors train_mr.py", lambda: run_authors(Path(authors), corpus, args.size, args.epochs, work, 1))
+        )
+
+    # Rounds: every variant once per round, in the same order, so that a change in the machine's load hits
+    # all of them; the fastest of a variant's rounds is compared (the least disturbed).
+    results: list[dict] = []
+    for round_ in range(args.repeats):
+        print(f"round {round_ + 1}/{args.repeats}", flush=True)
+        for _label, job in jobs:
+            result = job()
+            result["round"] = round_
+            results.append(result)
+            print(_line(result, None), flush=True)
+    best: dict[str, dict] = {}
+    for result in results:
+        if result.get("returncode") == 0:
+            label = result["variant"]
+            if label not in best or result["wall_s"] < best[label]["wall_s"]:
+                best[label] = result
+    if best:
+        print(f"fastest of {args.repeats} round(s) per variant:")
+        first = next(iter(best.values()))
+        for result in best.values():
+            print(_line(result, first), flush=True)
+    print(f"1-min load average at the end {os.getloadavg()[0]:.2f} (other jobs on the machine slow every figure)")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"device": device, "size": args.size, "epochs": args.epochs, "results": results}, indent=2)
+            + "\n"
+        )
     return 0
 
 

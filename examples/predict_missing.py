@@ -1,63 +1,100 @@
-"""Build a ComP model from a config, save it, reload it through `AutoModel`, and predict one conversation
-with modalities missing.
+"""What missing modalities do to a trained ComP model: the same test conversations, seven conditions.
 
-    python examples/predict_missing.py [--output_dir runs/example-model]
+    python examples/predict_missing.py                       # the Space's bundled checkpoint (trained, 0.3 MB)
+    python examples/predict_missing.py --checkpoint runs/<run>/model
 
-The weights are random (nothing is trained here): the point is the API — see `recipes/train.py` for training.
+The bundled checkpoint was trained by ``recipes/train.py`` on the SYNTHETIC IEMOCAP-4-shaped corpus (no real
+data), so the numbers below are synthetic. For each condition - every modality observed, two of them, one of
+them - the held-out test split is loaded with that condition (``hub_datasets.load_dataset(...,
+protocol="subset", modalities=...)``), and the script prints the test accuracy and one conversation's
+predictions, together with ComP's coordinator weights (how much the fused prediction leans on each modality).
+Needs the package importable (``pip install -e .`` or the repository root on ``PYTHONPATH``).
 """
 
+from __future__ import annotations
+
 import argparse
-import sys
+import json
 from pathlib import Path
 
 import torch
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from transformers import AutoModel  # noqa: E402
-
-from modeling_comp import MODALITIES, ComPConfig, ComPForEmotionRecognition  # noqa: E402
+CHECKPOINT = Path(__file__).resolve().parents[1] / "spaces" / "comp-demo" / "checkpoint"
+CONDITIONS = ("atv", "at", "av", "tv", "a", "t", "v")
 
 
-def main() -> None:
+def load_split(run_config: dict, modalities: str):
+    """The run's test split with only ``modalities`` observed (every utterance, same conversations)."""
+    import hub_datasets
+
+    kwargs = dict(run_config.get("dataset_kwargs") or {})
+    if modalities == "atv":
+        kwargs.update(missing_rate=0.0)
+    else:
+        kwargs.update(protocol="subset", modalities=modalities)
+    seed = run_config.get("mask_seed") if run_config.get("mask_seed") is not None else run_config.get("seed", 0)
+    dsd = hub_datasets.load_dataset(run_config["dataset"], run_config.get("dataset_config"), seed=seed, **kwargs)
+    return dsd["test"]
+
+
+@torch.inference_mode()
+def predict(model, split):
+    """Logits, coordinator weights and labels of every real utterance of ``split`` (one batch)."""
+    from hub_datasets import ComPDataCollator
+
+    batch = ComPDataCollator(max_utterances=model.config.max_utterances)(list(split.with_format("numpy")))
+    inputs = {k: batch[k] for k in ("audio", "text", "video", "modality_mask", "attention_mask")}
+    out = model(**inputs)
+    return out, batch
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", default="runs/example-model")
-    args = parser.parse_args()
+    parser.add_argument("--checkpoint", default=str(CHECKPOINT), help="a model folder saved by recipes/train.py")
+    parser.add_argument("--conversation", type=int, default=0, help="which test conversation to show")
+    args = parser.parse_args(argv)
 
-    labels = ["happy", "sad", "neutral", "angry"]
-    config = ComPConfig(
-        audio_dim=512,
-        text_dim=1024,
-        video_dim=1024,
-        hidden_size=64,
-        num_layers=2,
-        num_attention_heads=2,
-        max_utterances=150,
-        num_labels=4,
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
+    from transformers import AutoModel
+
+    import modeling_comp  # noqa: F401  (registers ComP with the Auto classes)
+
+    folder = Path(args.checkpoint)
+    if not (folder / "comp_run.json").is_file():
+        parser.error(f"{folder} is not a model folder written by recipes/train.py (no comp_run.json)")
+    run = json.loads((folder / "comp_run.json").read_text())
+    model = AutoModel.from_pretrained(folder).eval()
+    names = model.config.id2label
+    synthetic = " (synthetic)" if run["config"]["dataset"] == "synthetic" else ""
+    corpus = "the synthetic corpus" if synthetic else repr(run["config"]["dataset"])
+    print(f"{type(model).__name__} from {folder}, trained on {corpus}\n")
+
+    print(f"{'observed':>9}  test accuracy{synthetic}  | conversation {args.conversation}: predictions (label)")
+    shown = None
+    for condition in CONDITIONS:
+        split = load_split(run["config"], condition)
+        out, batch = predict(model, split)
+        real = batch["attention_mask"].bool()
+        preds, labels = out.logits.argmax(-1), batch["labels"]
+        accuracy = (preds[real] == labels[real]).float().mean().item()
+        n = int(real[args.conversation].sum())
+        row = " ".join(names[int(p)][:3] for p in preds[args.conversation, :n])
+        print(f"{condition:>9}  {100 * accuracy:6.2f} %{'':13}| {row}")
+        if condition == "atv":
+            truth = " ".join(names[int(t)][:3] for t in labels[args.conversation, :n])
+            shown = (out.coordinator_weights[args.conversation, :n], truth)
+        elif condition == "t":
+            text_only = out.coordinator_weights[args.conversation, :n]
+    print(f"{'labels':>9}  {'':22}| {shown[1]}")
+    weights_all, weights_text = shown[0].mean(0), text_only.mean(0)
+    print(
+        "\ncoordinator weights (audio, text, video), mean over the conversation: all observed "
+        + ", ".join(f"{w:.2f}" for w in weights_all)
+        + "; text only "
+        + ", ".join(f"{w:.2f}" for w in weights_text)
     )
-    torch.manual_seed(0)
-    ComPForEmotionRecognition(config).save_pretrained(args.output_dir)
-    model = AutoModel.from_pretrained(args.output_dir).eval()
-    print(f"saved and reloaded {type(model).__name__} from {args.output_dir}")
-
-    utterances = 6
-    g = torch.Generator().manual_seed(1)
-    inputs = {m: torch.randn(1, utterances, config.modality_dims[m], generator=g) for m in MODALITIES}
-    # per utterance: which of (audio, text, video) is observed
-    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]], dtype=torch.float32)
-    with torch.no_grad():
-        out = model(**inputs, modality_mask=mask[None], attention_mask=torch.ones(1, utterances))
-    probs = out.logits.softmax(-1)[0]
-    for i in range(utterances):
-        observed = "".join(m[0] for m, on in zip(MODALITIES, mask[i]) if on)
-        weights = ", ".join(f"{m[0]}={w:.2f}" for m, w in zip(MODALITIES, out.coordinator_weights[0, i]))
-        print(
-            f"utterance {i}: observed {observed:3s} -> {labels[int(probs[i].argmax())]:8s} "
-            f"(p={probs[i].max():.2f}; coordinator {weights})"
-        )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

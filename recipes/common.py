@@ -4,7 +4,9 @@
 * :func:`load_corpus` — the one call into :mod:`hub_datasets` (corpus, protocol, fold, seed);
 * :func:`evaluate_model` — a distributed evaluation loop (``gather_for_metrics``, padding masked out) that also
   checks it saw every conversation exactly once;
-* small helpers: atomic file writes, JSON that survives NaN, device-independent batch preparation.
+* :class:`DeviceCorpus` — a split collated once and kept on the device (``--keep_on_device``);
+* small helpers: atomic file writes (through :mod:`hub_datasets.atomic`), JSON that survives NaN,
+  device-independent batch preparation.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from modeling_comp.configuration_comp import ATTENTION_MASK, LABELS, MODEL_INPUT_NAMES
-from recipes.config import CORPORA, RecipeError, TrainConfig
+from hub_datasets.atomic import atomic_write_text
+from modeling_comp.configuration_comp import ATTENTION_MASK, LABELS, MODALITIES, MODALITY_MASK, MODEL_INPUT_NAMES
+from recipes.config import CORPORA, DataConfig, RecipeError
 from recipes.metrics import CLASSIFICATION, REGRESSION, compute_metrics
 
 
@@ -34,6 +37,7 @@ __all__ = [
     "model_inputs",
     "evaluate_model",
     "EpochMaskedDataset",
+    "DeviceCorpus",
     "check_output_dir",
     "write_json_atomic",
     "write_text_atomic",
@@ -44,8 +48,6 @@ __all__ = [
 ]
 
 CONVERSATION_INDEX = "conversation_index"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 # ---------------------------------------------------------------------- accelerate
@@ -53,23 +55,25 @@ os.umask(_UMASK)
 
 def make_accelerator(
     *,
-    mixed_precision: str = "no",
+    mixed_precision: str | None = None,
     gradient_accumulation_steps: int = 1,
     project_dir: str | Path | None = None,
-    checkpoint_total_limit: int | None = None,
-    report_to: str = "none",
+    report_to: Sequence[str] | str = (),
     seed: int = 0,
+    compile: bool = False,
 ):
     """Builds the run's :class:`accelerate.Accelerator` — every accelerate setting of the recipes lives here.
 
     Args:
-        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``.
+        mixed_precision: ``"no"``, ``"fp16"``, ``"bf16"``, or ``None`` for the launcher's choice
+            (``accelerate launch --mixed_precision`` / the accelerate config file), else ``"no"``.
         gradient_accumulation_steps: batches per optimiser step.
         project_dir: run directory; checkpoints go to ``<project_dir>/checkpoints/checkpoint_<i>`` and
-            TensorBoard logs to ``<project_dir>/logs``. ``None`` for evaluation-only use.
-        checkpoint_total_limit: how many ``save_state`` checkpoints to keep.
-        report_to: ``"tensorboard"`` or ``"none"``.
+            tracker logs to ``<project_dir>/logs``. ``None`` for evaluation-only use. Old checkpoints are
+            pruned by the recipe (quietly), not by accelerate.
+        report_to: tracker names accelerate knows (``tensorboard``, ``trackio``, ``wandb``, ...), or empty.
         seed: seed of the shuffling sampler (identical on every process, advanced with ``set_epoch``).
+        compile: ``torch.compile`` the model in ``prepare`` (inductor, static shapes).
 
     Returns:
         The accelerator.
@@ -79,7 +83,7 @@ def make_accelerator(
             (on a CPU-only machine this needs ``ACCELERATE_USE_CPU=1``).
     """
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin
 
     project = None
     if project_dir is not None:
@@ -87,16 +91,20 @@ def make_accelerator(
             project_dir=str(project_dir),
             logging_dir=str(Path(project_dir) / "logs"),
             automatic_checkpoint_naming=True,
-            total_limit=checkpoint_total_limit,
+            total_limit=None,
         )
+    trackers = [report_to] if isinstance(report_to, str) else list(report_to)
+    if trackers and project is not None:
+        check_trackers(trackers)
     accelerator = Accelerator(
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=gradient_accumulation_steps,
         project_config=project,
-        log_with="tensorboard" if report_to == "tensorboard" and project is not None else None,
+        log_with=trackers if trackers and project is not None else None,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
         # Stage 1 leaves the prompt, coordinator and fusion modules unused: DDP must not wait for their grads.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        dynamo_plugin=TorchDynamoPlugin(backend="inductor", dynamic=False) if compile else None,
     )
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world > 1 and accelerator.num_processes == 1:
@@ -107,15 +115,28 @@ def make_accelerator(
     return accelerator
 
 
+def check_trackers(names: Sequence[str]) -> None:
+    """One-line RecipeError when a requested tracker's package is not installed (accelerate would drop it)."""
+    from accelerate.tracking import get_available_trackers
+
+    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    for name in names:
+        if name != "all" and name not in available:
+            raise RecipeError(
+                f"report_to={name!r}: the {name} package is not installed (installed trackers: "
+                f"{', '.join(sorted(available)) or 'none'}); install it or pass --report_to none"
+            )
+
+
 # ---------------------------------------------------------------------- data
 
 
-def synthetic_label(cfg: TrainConfig) -> str:
+def synthetic_label(cfg: DataConfig) -> str:
     """``" (synthetic)"`` for runs on the synthetic corpus, else ``""`` — appended wherever a result is shown."""
     return " (synthetic)" if cfg.is_synthetic else ""
 
 
-def load_corpus(cfg: TrainConfig, fold: int | None = None):
+def load_corpus(cfg: DataConfig, fold: int | None = None):
     """Loads the run's corpus as a ``DatasetDict`` with ``train``/``validation``/``test`` splits.
 
     Args:
@@ -161,7 +182,7 @@ def load_corpus(cfg: TrainConfig, fold: int | None = None):
     missing = [s for s in ("train", "test") if s not in dsd]
     if missing:
         raise RecipeError(f"corpus {name!r} has no {missing[0]!r} split (splits: {sorted(dsd)})")
-    if cfg.selection == "validation" and "validation" not in dsd:
+    if getattr(cfg, "selection", None) == "validation" and "validation" not in dsd:
         raise RecipeError(
             f"corpus {name!r} has no 'validation' split, so --selection validation is impossible; "
             "pass --selection test (optimistic) or use a corpus with a validation split"
@@ -208,10 +229,77 @@ class EpochMaskedDataset(torch.utils.data.Dataset):
         return self.current[index]
 
 
+class DeviceCorpus:
+    """A split collated once and kept on the accelerator's device (``--keep_on_device``).
+
+    A step only indexes device tensors: no collation and no host-to-device copy. Features are stored unmasked
+    and a batch's features are ``features * mask``, as :class:`hub_datasets.ComPDataCollator` computes them;
+    the training split's masks change every epoch (:meth:`set_masks`: one small copy per epoch). Every
+    conversation is padded to the split's longest one (or to ``max_utterances`` with ``pad_to_max``), so
+    all batches but the last have one shape. One process only.
+
+    Args:
+        dataset: a split from :func:`hub_datasets.load_dataset`.
+        max_utterances: the model's ``max_utterances``.
+        device: where the tensors live.
+        pad_to_max: pad to ``max_utterances`` instead of the split's longest conversation.
+    """
+
+    def __init__(self, dataset, *, max_utterances: int, device, pad_to_max: bool = False):
+        from hub_datasets import ComPDataCollator
+
+        collate = ComPDataCollator(max_utterances=max_utterances, pad_to="max_utterances" if pad_to_max else "longest")
+        rows = []
+        for row in dataset.with_format("numpy"):
+            row = dict(row)
+            row.pop(MODALITY_MASK, None)  # features unmasked; the masks are applied per batch
+            rows.append(row)
+        full = collate(rows)
+        self.device = device
+        self.length = int(full[ATTENTION_MASK].shape[1])
+        self.tensors = {k: v.to(device) for k, v in full.items()}
+        self.set_masks(dataset)
+
+    def set_masks(self, dataset) -> None:
+        """Takes the ``modality_mask`` column of ``dataset`` (same rows, e.g. this epoch's training masks)."""
+        mask = np.zeros((len(dataset), self.length, 3), dtype=np.float32)
+        if MODALITY_MASK in dataset.column_names:
+            for i, rows in enumerate(dataset.with_format("numpy")[MODALITY_MASK]):
+                rows = np.asarray(rows, dtype=np.float32).reshape(-1, 3)
+                mask[i, : rows.shape[0]] = rows
+        else:
+            mask[:] = self.tensors[ATTENTION_MASK].cpu().numpy()[..., None]
+        self.mask = torch.from_numpy(mask).to(self.device)
+
+    def __len__(self) -> int:
+        return int(self.mask.shape[0])
+
+    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The batch of the conversations ``index`` (a device tensor of row numbers)."""
+        mask = self.mask[index]
+        out = {MODALITY_MASK: mask}
+        for i, modality in enumerate(MODALITIES):
+            out[modality] = self.tensors[modality][index] * mask[..., i : i + 1]
+        for key in (ATTENTION_MASK, LABELS, CONVERSATION_INDEX):
+            if key in self.tensors:
+                out[key] = self.tensors[key][index]
+        return out
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches in order, or in a random order drawn from ``generator`` (CPU) when given."""
+        n = len(self)
+        if generator is None:
+            order = torch.arange(n, device=self.device)
+        else:
+            order = torch.randperm(n, generator=generator).to(self.device)
+        for start in range(0, n, batch_size):
+            yield self.batch(order[start : start + batch_size])
+
+
 # ---------------------------------------------------------------------- evaluation
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate_model(
     model,
     dataloader,
@@ -234,7 +322,8 @@ def evaluate_model(
 
     Args:
         model: the (possibly wrapped) model.
-        dataloader: the prepared evaluation dataloader (not shuffled).
+        dataloader: the prepared evaluation dataloader (not shuffled), or any iterable of batches on the
+            model's device (a :class:`DeviceCorpus`, one process).
         accelerator: the run's accelerator.
         task: ``"classification"`` or ``"regression"``.
         num_labels: number of classes (classification).
@@ -365,20 +454,9 @@ def json_ready(value: Any) -> Any:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Writes ``text`` to a temporary file next to ``path`` and renames it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Writes ``text`` to ``path`` atomically (``hub_datasets.atomic.atomic_write_text``), creating its folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

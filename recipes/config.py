@@ -1,18 +1,24 @@
-"""Run configuration of the recipes: YAML files plus command-line overrides, validated in one place.
+"""Configuration of the recipes: dataclasses parsed by :class:`transformers.HfArgumentParser`, YAML + CLI overrides.
 
-A run is described by a :class:`TrainConfig`. Values come, in increasing priority, from the dataclass
-defaults, a YAML file (``--config``, default ``recipes/configs/synthetic.yaml``) and ``--key value`` /
-``--key=value`` options on the command line. Model hyper-parameters live under ``model:`` in YAML and are
-overridden as ``--model.<name> value``; their names are those of :class:`modeling_comp.ComPConfig`. Any
-unknown key, in a file or on the command line, is a one-line error naming it.
+A training run is a :class:`TrainConfig`, an evaluation an :class:`EvalConfig`; both start with the fields of
+:class:`DataConfig` (corpus, missing-modality protocol, fold, seeds), so the data keys are declared and checked
+once. Values come, in increasing priority, from the dataclass defaults, a YAML file (``--config``; training
+defaults to ``recipes/configs/synthetic.yaml``) and ``--key value`` / ``--key=value`` options. ``--help`` shows
+the defaults of that YAML file, i.e. what the run will use. Model hyper-parameters live under ``model:`` in
+YAML and are overridden as ``--model.<name> value`` (names of :class:`modeling_comp.ComPConfig`).
+
+YAML is read with two corrections to PyYAML's YAML 1.1 rules: ``1e-3`` is a float (as in YAML 1.2 and the
+docs' notation) and a key given twice in one mapping is an error. Every bad key or value is a one-line
+:class:`ConfigError` naming it. This module imports neither torch nor transformers' models, so ``--help`` is fast.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import inspect
 import math
 import re
+import sys
 import types
 import typing
 from collections.abc import Sequence
@@ -29,16 +35,19 @@ __all__ = [
     "IEMOCAP_CORPORA",
     "CMU_CORPORA",
     "DEFAULT_CONFIG",
+    "REPORTERS",
     "RecipeError",
     "ConfigError",
+    "DataConfig",
     "TrainConfig",
+    "EvalConfig",
+    "RecipeArgumentParser",
     "load_yaml_config",
     "parse_train_args",
-    "config_help",
+    "parse_eval_args",
     "model_config_keys",
     "parse_value",
     "coerce_value",
-    "split_options",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -46,10 +55,12 @@ DEFAULT_CONFIG = CONFIG_DIR / "synthetic.yaml"
 IEMOCAP_CORPORA = ("iemocap4", "iemocap6")
 CMU_CORPORA = ("mosi", "mosei")
 CORPORA = ("synthetic", *IEMOCAP_CORPORA, *CMU_CORPORA)
+#: Experiment trackers accelerate can log to (``accelerate.utils.LoggerType``), plus ``none``.
+REPORTERS = ("tensorboard", "trackio", "wandb", "mlflow", "aim", "comet_ml", "clearml", "dvclive", "swanlab")
 _SELECTIONS = ("validation", "test")
 _PROTOCOLS = ("rate", "subset")
 _PRECISIONS = ("no", "fp16", "bf16")
-_REPORTERS = ("tensorboard", "none")
+_SPLITS = ("train", "validation", "test")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -65,11 +76,25 @@ def _help(text: str) -> dict:
     return {"help": text}
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved next to its outputs as ``config.yaml``."""
+def _bad(obj: Any, name: str, expected: str) -> ConfigError:
+    return ConfigError(f"{name}={getattr(obj, name)!r} is invalid: expected {expected}")
 
-    # ---- data
+
+def _positive_int(obj: Any, name: str, *, optional: bool = False) -> None:
+    value = getattr(obj, name)
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _bad(obj, name, "a positive integer" + (" or null" if optional else ""))
+
+
+# ---------------------------------------------------------------------- data (shared by train / evaluate / sweep)
+
+
+@dataclass
+class DataConfig:
+    """The corpus and its missing-modality condition: the keys shared by training, evaluation and sweeps."""
+
     dataset: str = field(
         default="synthetic",
         metadata=_help(
@@ -85,7 +110,8 @@ class TrainConfig:
         default=None, metadata=_help("folder of the raw features (GCNet or MMSA layout) for a real corpus")
     )
     dataset_kwargs: dict = field(
-        default_factory=dict, metadata=_help("extra keyword arguments for hub_datasets.load_dataset (YAML mapping)")
+        default_factory=dict,
+        metadata=_help("extra keyword arguments for hub_datasets.load_dataset (YAML/JSON mapping)"),
     )
     missing_protocol: str = field(default="rate", metadata=_help("rate (the paper's) | subset (MMIN/MoMKE)"))
     missing_rate: float = field(
@@ -98,49 +124,10 @@ class TrainConfig:
         default=None,
         metadata=_help("IEMOCAP leave-one-session-out fold 1..5, or 'all' (mean ± std over the five folds)"),
     )
-    mask_seed: int | None = field(default=None, metadata=_help("seed of the missing-modality masks (default: seed)"))
-    # ---- model
-    model: dict = field(
-        default_factory=dict, metadata=_help("ComPConfig keyword arguments (override as --model.<name> value)")
-    )
-    # ---- optimisation
-    epochs: int = field(default=300, metadata=_help("total training epochs (stage 1 + stage 2)"))
-    stage1_epochs: int = field(default=150, metadata=_help("epochs of stage 1 (unimodal paths) before stage 2"))
-    batch_size: int = field(default=32, metadata=_help("conversations per training batch (per process)"))
-    eval_batch_size: int | None = field(default=None, metadata=_help("conversations per evaluation batch"))
-    learning_rate: float = field(default=1e-4, metadata=_help("Adam learning rate (no schedule)"))
-    weight_decay: float = field(default=1e-5, metadata=_help("Adam coupled L2 (torch.optim.Adam weight_decay)"))
-    gradient_accumulation_steps: int = field(default=1, metadata=_help("batches accumulated per optimiser step"))
-    mixed_precision: str = field(default="no", metadata=_help("no | fp16 | bf16 (accelerate autocast)"))
-    max_grad_norm: float | None = field(default=None, metadata=_help("clip gradients to this norm (off by default)"))
     seed: int = field(default=0, metadata=_help("seed of initialisation, shuffling, dropout (and masks)"))
-    num_workers: int = field(default=0, metadata=_help("DataLoader worker processes"))
-    # ---- model selection
-    selection: str = field(
-        default="validation",
-        metadata=_help("validation: best validation epoch | test: best test epoch (the paper's, optimistic)"),
+    mask_seed: int | None = field(
+        default=None, metadata=_help("seed of the missing-modality masks (when unset: seed)")
     )
-    selection_metric: str | None = field(
-        default=None, metadata=_help("metric that picks the epoch (default: accuracy / f1 for regression)")
-    )
-    selection_stage: int = field(
-        default=2, metadata=_help("earliest stage whose epochs can be selected (2: stage-2 epochs only)")
-    )
-    # ---- outputs
-    output_dir: str | None = field(default=None, metadata=_help("run directory (default: runs/<corpus>-<...>)"))
-    overwrite_output_dir: bool = field(default=False, metadata=_help("allow reusing a non-empty output_dir"))
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata=_help("'latest' (in output_dir) or a checkpoint directory to continue from")
-    )
-    checkpoint_every: int = field(default=1, metadata=_help("save_state every N epochs (and after the last)"))
-    checkpoint_total_limit: int | None = field(default=2, metadata=_help("checkpoints kept (None: all)"))
-    report_to: str = field(default="tensorboard", metadata=_help("tensorboard | none"))
-    progress: bool = field(default=True, metadata=_help("show progress bars (main process)"))
-    push_to_hub: str | None = field(default=None, metadata=_help("Hub repo id (org/name) to push the selected model"))
-    hub_private: bool | None = field(
-        default=None, metadata=_help("private Hub repo (default: True for IEMOCAP-trained models, else False)")
-    )
-    hub_token: str | None = field(default=None, metadata=_help("Hub token (default: the logged-in token)"))
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -173,14 +160,19 @@ class TrainConfig:
         """Seed of the masks: ``mask_seed`` or ``seed``."""
         return self.seed if self.mask_seed is None else self.mask_seed
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data view (for YAML/JSON)."""
+        return dataclasses.asdict(self)
+
     # ------------------------------------------------------------------ validation
-    def validate(self) -> TrainConfig:
-        """Checks every value; raises :class:`ConfigError` naming the field, the value and what was expected."""
+    def validate_data(self) -> None:
+        """Checks the corpus, protocol and fold keys (one-line :class:`ConfigError`)."""
+        self._validate_corpus()
+        self._validate_protocol()
+        self._validate_fold()
 
-        def bad(name: str, expected: str) -> ConfigError:
-            return ConfigError(f"{name}={getattr(self, name)!r} is invalid: expected {expected}")
-
-        if self.dataset not in CORPORA and not _HUB_ID.match(self.dataset):
+    def _validate_corpus(self) -> None:
+        if not isinstance(self.dataset, str) or (self.dataset not in CORPORA and not _HUB_ID.match(self.dataset)):
             raise ConfigError(
                 f"unknown corpus dataset={self.dataset!r}: expected one of {', '.join(CORPORA)} or a Hub id org/name"
             )
@@ -190,78 +182,231 @@ class TrainConfig:
                 "use --dataset synthetic to run without data"
             )
         if not isinstance(self.dataset_kwargs, dict):
-            raise bad("dataset_kwargs", "a mapping")
+            raise _bad(self, "dataset_kwargs", "a mapping")
+        for name in ("seed", "mask_seed"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise _bad(self, name, "an integer")
+
+    def _validate_protocol(self) -> None:
         if self.missing_protocol not in _PROTOCOLS:
-            raise bad("missing_protocol", " or ".join(_PROTOCOLS))
-        if not (isinstance(self.missing_rate, (int, float)) and 0.0 <= self.missing_rate < 1.0):
-            raise bad("missing_rate", "a number in [0, 1)")
+            raise _bad(self, "missing_protocol", " or ".join(_PROTOCOLS))
+        rate = self.missing_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise _bad(self, "missing_rate", "a number in [0, 1)")
         if self.missing_protocol == "subset":
             letters = self.observed_modalities or ""
             if not letters or set(letters) - set("atv") or len(set(letters)) != len(letters):
-                raise bad("observed_modalities", "1 to 3 distinct letters of 'atv' with missing_protocol=subset")
+                raise _bad(
+                    self, "observed_modalities", "1 to 3 distinct letters of 'atv' with missing_protocol=subset"
+                )
         elif self.observed_modalities is not None:
             raise ConfigError("observed_modalities only applies with missing_protocol=subset")
+
+    def _validate_fold(self) -> None:
         if self.dataset in IEMOCAP_CORPORA and self.fold is None:
             raise ConfigError(f"dataset={self.dataset!r} needs --fold 1..5 (leave-one-session-out) or --fold all")
-        if self.fold is not None:
-            fold = str(self.fold).lower()
-            if fold != "all" and fold not in {"1", "2", "3", "4", "5"}:
-                raise bad("fold", "1, 2, 3, 4, 5 or 'all'")
-            if not self.is_iemocap:
-                raise ConfigError(
-                    f"fold={self.fold!r} only applies to IEMOCAP (iemocap4/iemocap6), not to {self.dataset!r}"
-                )
-            self.fold = fold
+        if self.fold is None:
+            return
+        fold = str(self.fold).lower()
+        if fold != "all" and fold not in {"1", "2", "3", "4", "5"}:
+            raise _bad(self, "fold", "1, 2, 3, 4, 5 or 'all'")
+        if not self.is_iemocap:
+            raise ConfigError(
+                f"fold={self.fold!r} only applies to IEMOCAP (iemocap4/iemocap6), not to {self.dataset!r}"
+            )
+        self.fold = fold
+
+
+# ---------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainConfig(DataConfig):
+    """Everything that defines a training run; saved next to its outputs as ``config.yaml``."""
+
+    # ---- model
+    model: dict = field(
+        default_factory=dict, metadata=_help("ComPConfig keyword arguments (override as --model.<name> value)")
+    )
+    # ---- optimisation
+    epochs: int = field(default=300, metadata=_help("total training epochs (stage 1 + stage 2)"))
+    stage1_epochs: int = field(default=150, metadata=_help("epochs of stage 1 (unimodal paths) before stage 2"))
+    batch_size: int = field(default=32, metadata=_help("conversations per training batch (per process)"))
+    eval_batch_size: int | None = field(
+        default=None, metadata=_help("conversations per evaluation batch (when unset: the whole split in one batch)")
+    )
+    learning_rate: float = field(default=1e-4, metadata=_help("Adam learning rate (no schedule)"))
+    weight_decay: float = field(default=1e-5, metadata=_help("Adam coupled L2 (torch.optim.Adam weight_decay)"))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help("batches accumulated per optimiser step"))
+    mixed_precision: str | None = field(
+        default=None,
+        metadata=_help("no | fp16 | bf16 (when unset: the launcher's --mixed_precision / accelerate config, else no)"),
+    )
+    max_grad_norm: float | None = field(default=None, metadata=_help("clip gradients to this norm (off by default)"))
+    num_workers: int = field(default=0, metadata=_help("DataLoader worker processes"))
+    torch_threads: int | None = field(
+        default=1,
+        metadata=_help("torch CPU threads per process (1 measured fastest for these small models; null: torch's)"),
+    )
+    keep_on_device: bool = field(
+        default=False,
+        metadata=_help("collate the whole corpus once and keep it on the device (no per-step collation or copy)"),
+    )
+    compile: bool = field(
+        default=False,
+        metadata=_help(
+            "torch.compile the model; batches padded to max_utterances, the last smaller training batch "
+            "of an epoch dropped (one training shape)"
+        ),
+    )
+    # ---- model selection
+    selection: str = field(
+        default="validation",
+        metadata=_help("validation: best validation epoch | test: best test epoch (the paper's, optimistic)"),
+    )
+    selection_metric: str | None = field(
+        default=None, metadata=_help("metric that picks the epoch (when unset: accuracy / f1 for regression)")
+    )
+    selection_stage: int = field(
+        default=2, metadata=_help("earliest stage whose epochs can be selected (2: stage-2 epochs only)")
+    )
+    # ---- outputs
+    output_dir: str | None = field(default=None, metadata=_help("run directory (when unset: runs/<corpus>-<...>)"))
+    overwrite_output_dir: bool = field(default=False, metadata=_help("allow reusing a non-empty output_dir"))
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata=_help("'latest' (in output_dir) or a checkpoint directory to continue from")
+    )
+    checkpoint_every: int = field(default=1, metadata=_help("checkpoint at most every N epochs (and after the last)"))
+    checkpoint_interval: float = field(
+        default=60.0,
+        metadata=_help("seconds at least between two checkpoints (0: every checkpoint_every epochs); the last "
+                       "epoch and the end of stage 1 are always saved"),
+    )  # fmt: skip
+    checkpoint_total_limit: int | None = field(default=2, metadata=_help("checkpoints kept (null: all)"))
+    report_to: str = field(
+        default="tensorboard",
+        metadata=_help(f"experiment trackers, comma-separated: {', '.join(REPORTERS)}, all, or none"),
+    )
+    progress: bool = field(default=True, metadata=_help("show progress bars (main process)"))
+    push_to_hub: str | None = field(default=None, metadata=_help("Hub repo id (org/name) to push the selected model"))
+    hub_private: bool | None = field(
+        default=None, metadata=_help("private Hub repo (when unset: True for IEMOCAP-trained models, else False)")
+    )
+    hub_token: str | None = field(default=None, metadata=_help("Hub token (when unset: the logged-in token)"))
+
+    @property
+    def reporters(self) -> list[str]:
+        """The trackers of ``report_to`` as a list (empty for ``none``)."""
+        names = [n.strip() for n in str(self.report_to).split(",") if n.strip()]
+        return [] if names == ["none"] else names
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> TrainConfig:
+        """Checks every value; raises :class:`ConfigError` naming the field, the value and what was expected."""
+        self.validate_data()
+        self._validate_schedule()
+        self._validate_optimiser()
+        self._validate_selection()
+        self._validate_outputs()
+        self._validate_model_keys()
+        return self
+
+    def _validate_schedule(self) -> None:
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every"):
+            _positive_int(self, name)
+        _positive_int(self, "eval_batch_size", optional=True)
+        _positive_int(self, "torch_threads", optional=True)
+        if isinstance(self.stage1_epochs, bool) or not isinstance(self.stage1_epochs, int):
+            raise _bad(self, "stage1_epochs", f"an integer in [0, epochs={self.epochs}]")
+        if not 0 <= self.stage1_epochs <= self.epochs:
+            raise _bad(self, "stage1_epochs", f"an integer in [0, epochs={self.epochs}]")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise _bad(self, "num_workers", "a non-negative integer")
+
+    def _validate_optimiser(self) -> None:
+        for name in ("learning_rate", "weight_decay"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(name, "a positive integer")
-        if self.eval_batch_size is not None and (
-            not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1
-        ):
-            raise bad("eval_batch_size", "a positive integer or null")
-        if not isinstance(self.stage1_epochs, int) or not 0 <= self.stage1_epochs <= self.epochs:
-            raise bad("stage1_epochs", f"an integer in [0, epochs={self.epochs}]")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+                raise _bad(self, name, "a finite non-negative number")
+        if self.learning_rate == 0:
+            raise _bad(self, "learning_rate", "a positive number")
+        clip = self.max_grad_norm
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
+            raise _bad(self, "max_grad_norm", "a positive number or null")
+        if self.mixed_precision is not None and self.mixed_precision not in _PRECISIONS:
+            raise _bad(self, "mixed_precision", " | ".join(_PRECISIONS) + " or null (the launcher's)")
+
+    def _validate_selection(self) -> None:
+        from recipes.metrics import KNOWN_METRICS_HELP, is_known_metric
+
+        if self.selection not in _SELECTIONS:
+            raise _bad(self, "selection", " or ".join(_SELECTIONS))
         if self.selection_stage not in (1, 2):
-            raise bad("selection_stage", "1 or 2")
+            raise _bad(self, "selection_stage", "1 or 2")
         if self.selection_stage == 2 and self.stage1_epochs == self.epochs:
             raise ConfigError(
                 f"stage1_epochs={self.stage1_epochs} leaves no stage-2 epoch to select among epochs={self.epochs}: "
                 "lower stage1_epochs or pass --selection_stage 1"
             )
-        for name in ("learning_rate", "weight_decay"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or not math.isfinite(value):
-                raise bad(name, "a finite non-negative number")
-        if self.learning_rate == 0:
-            raise bad("learning_rate", "a positive number")
-        if self.max_grad_norm is not None and not (
-            isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0
-        ):
-            raise bad("max_grad_norm", "a positive number or null")
-        if self.mixed_precision not in _PRECISIONS:
-            raise bad("mixed_precision", " | ".join(_PRECISIONS))
-        if self.selection not in _SELECTIONS:
-            raise bad("selection", " or ".join(_SELECTIONS))
-        if self.report_to not in _REPORTERS:
-            raise bad("report_to", " or ".join(_REPORTERS))
-        if self.num_workers < 0:
-            raise bad("num_workers", "a non-negative integer")
-        if self.checkpoint_total_limit is not None and self.checkpoint_total_limit < 1:
-            raise bad("checkpoint_total_limit", "a positive integer or null")
+        if self.selection_metric is not None and not is_known_metric(self.selection_metric):
+            raise _bad(self, "selection_metric", KNOWN_METRICS_HELP)
+
+    def _validate_outputs(self) -> None:
+        if self.checkpoint_total_limit is not None:
+            _positive_int(self, "checkpoint_total_limit")
+        interval = self.checkpoint_interval
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval >= 0:
+            raise _bad(self, "checkpoint_interval", "a non-negative number of seconds")
+        allowed = (*REPORTERS, "all")
+        names = self.reporters
+        if str(self.report_to).strip() != "none" and (not names or any(n not in allowed for n in names)):
+            raise _bad(self, "report_to", f"comma-separated names among {', '.join(allowed)}, or none")
         if self.push_to_hub is not None and not _HUB_ID.match(self.push_to_hub):
-            raise bad("push_to_hub", "a Hub repo id of the form org/name")
+            raise _bad(self, "push_to_hub", "a Hub repo id of the form org/name")
+
+    def _validate_model_keys(self) -> None:
         if not isinstance(self.model, dict):
-            raise bad("model", "a mapping of ComPConfig arguments")
+            raise _bad(self, "model", "a mapping of ComPConfig arguments")
         known = model_config_keys()
         for key in self.model:
             if key not in known:
                 raise ConfigError(f"unknown model key model.{key}: not a ComPConfig argument")
-        return self
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data view (for YAML/JSON)."""
-        return dataclasses.asdict(self)
+
+# ---------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class EvalConfig(DataConfig):
+    """Options of ``comp-eval``: a checkpoint and the data keys of training (``seed`` seeds the masks)."""
+
+    model: str = field(default="", metadata=_help("run directory, model folder or Hub id (required)"))
+    revision: str | None = field(default=None, metadata=_help("Hub revision (branch or commit)"))
+    trust_remote_code: bool = field(
+        default=False, metadata=_help("load the checkpoint's own code (needed without comp-emotion installed)")
+    )
+    split: str = field(default="test", metadata=_help("split to evaluate: test | validation | train"))
+    batch_size: int = field(default=256, metadata=_help("conversations per batch"))
+    mixed_precision: str | None = field(
+        default=None, metadata=_help("no | fp16 | bf16 (when unset: the launcher's, else no)")
+    )
+    output_file: str | None = field(default=None, metadata=_help("write the metrics and provenance as JSON"))
+    progress: bool = field(default=True, metadata=_help("progress bar on the main process"))
+
+    def validate(self) -> EvalConfig:
+        """Checks every value (one-line :class:`ConfigError`)."""
+        if not self.model:
+            raise ConfigError("--model is required (a run directory, a model folder or a Hub id)")
+        if self.fold is not None and str(self.fold).lower() == "all":
+            raise ConfigError("comp-eval takes one fold at a time (--fold 1..5)")
+        self.validate_data()
+        if self.split not in _SPLITS:
+            raise _bad(self, "split", "train, validation or test")
+        _positive_int(self, "batch_size")
+        if self.mixed_precision is not None and self.mixed_precision not in _PRECISIONS:
+            raise _bad(self, "mixed_precision", " | ".join(_PRECISIONS))
+        return self
 
 
 # ---------------------------------------------------------------------- model keys
@@ -272,6 +417,8 @@ _COMP_CONFIG_EXTRA = ("num_labels", "problem_type", "id2label", "label2id")
 
 def model_config_keys() -> set[str]:
     """Names accepted under ``model:``: ``ComPConfig.__init__`` arguments (plus the label fields)."""
+    import inspect
+
     from modeling_comp import ComPConfig
 
     params = inspect.signature(ComPConfig.__init__).parameters
@@ -279,33 +426,59 @@ def model_config_keys() -> set[str]:
     return names | set(_COMP_CONFIG_EXTRA)
 
 
-# ---------------------------------------------------------------------- parsing helpers
+# ---------------------------------------------------------------------- YAML
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads ``1e-3`` as a float and refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, typing.Hashable) and key in seen:
+                    raise _DuplicateKeyError(f"key {key!r} is given twice (line {key_node.start_mark.line + 1})")
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def parse_value(text: str) -> Any:
-    """Parses a command-line value as YAML scalar/collection (``0.5`` → float, ``true`` → bool, ``null``)."""
+    """Parses a command-line value as a YAML scalar/collection (``0.5``, ``1e-4`` → float, ``true``, ``null``)."""
     try:
-        return yaml.safe_load(text)
+        return _yaml_load(text)
     except yaml.YAMLError:
         return text
-
-
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
 
 
 def coerce_value(name: str, value: Any, annotation: Any, source: str) -> Any:
     """Converts ``value`` to the field's type; raises ConfigError naming the source and field."""
     origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
         if type(None) in args and (value is None or (isinstance(value, str) and value in ("null", "None", "~"))):
             return None
         inner = [a for a in args if a is not type(None)]
-        annotation = inner[0] if len(inner) == 1 else annotation
         if len(inner) != 1:
             return value
+        annotation = inner[0]
     if isinstance(value, str) and annotation is not str:
         value = parse_value(value)
     try:
@@ -337,13 +510,14 @@ def coerce_value(name: str, value: Any, annotation: Any, source: str) -> Any:
     return value
 
 
-def load_yaml_config(path: str | Path) -> dict[str, Any]:
+def load_yaml_config(path: str | Path, config_class: type = None) -> dict[str, Any]:
     """Reads a recipe YAML file into a dict of known keys (unknown keys → ConfigError naming file and key)."""
+    config_class = config_class or TrainConfig
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _yaml_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") from None
@@ -351,29 +525,160 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
-    types_ = _field_types()
+    hints = typing.get_type_hints(config_class)
+    names = {f.name for f in dataclasses.fields(config_class)}
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if key not in types_:
+        if key not in names:
             raise ConfigError(f"{path}: unknown key {key!r} (see `--help` for the accepted keys)")
-        out[key] = coerce_value(key, value, types_[key], str(path))
+        out[key] = coerce_value(key, value, hints[key], str(path))
     return out
 
 
-def config_help() -> str:
-    """Text of ``--help``: every key with its default and description."""
-    lines = [
-        "usage: train.py [--config FILE.yaml] [--KEY VALUE ...] [--model.NAME VALUE ...]",
-        "",
-        f"Defaults come from the config file (default {DEFAULT_CONFIG.relative_to(CONFIG_DIR.parent.parent)}),",
-        "then from command-line options. Values are parsed as YAML scalars (0.5, true, null).",
-        "",
-    ]
-    for f in dataclasses.fields(TrainConfig):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        lines.append(f"  --{f.name:<28} {f.metadata.get('help', '')} (default: {default!r})")
-    lines.append("  --model.NAME                   any ComPConfig argument, e.g. --model.hidden_size 64")
-    return "\n".join(lines)
+# ---------------------------------------------------------------------- command line
+
+
+class RecipeArgumentParser:
+    """:class:`transformers.HfArgumentParser` over the recipe dataclasses, with the recipes' conventions.
+
+    * ``--config FILE`` is read first; its values become the parser's defaults, so ``--help`` shows what the
+      run will use;
+    * ``--model.<name> value`` options (training) are collected into the ``model`` mapping;
+    * values are parsed as YAML scalars with the field's type; any bad option is a one-line ConfigError.
+    """
+
+    def __init__(
+        self,
+        dataclass_types: Sequence[type],
+        *,
+        prog: str,
+        description: str,
+        default_config: Path | None = None,
+        model_overrides: bool = False,
+        epilog: str | None = None,
+    ):
+        self.dataclass_types = list(dataclass_types)
+        self.prog = prog
+        self.description = description
+        self.default_config = default_config
+        self.model_overrides = model_overrides
+        self.epilog = epilog
+
+    def _build(self, defaults: dict[str, Any], config_note: str):
+        from transformers import HfArgumentParser
+
+        class _Parser(HfArgumentParser):
+            def error(self, message):  # argparse would print usage and exit
+                raise ConfigError(message.replace("\n", " "))
+
+        parser = _Parser(
+            self.dataclass_types,
+            prog=self.prog,
+            description=f"{self.description}\n\n{config_note}",
+            epilog=self.epilog,
+            allow_abbrev=False,
+        )
+        parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of defaults (read before the options)")
+        hints: dict[str, Any] = {}
+        for dtype in self.dataclass_types:
+            hints.update(typing.get_type_hints(dtype))
+        for action in parser._actions:
+            if action.dest in hints:
+                action.type = _argument_type(action.dest, hints[action.dest])
+                if action.dest in defaults:
+                    value = defaults[action.dest]
+                    action.default = dict(value) if isinstance(value, dict) else value
+        return parser
+
+    def parse(self, argv: Sequence[str] | None = None, extra_defaults: dict[str, Any] | None = None) -> tuple:
+        """Parses ``argv`` into one instance per dataclass (not yet validated)."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        config_path, model, rest = self._extract(argv)
+        main_class = self.dataclass_types[-1]
+        source = config_path or self.default_config
+        values = load_yaml_config(source, main_class) if source is not None else {}
+        values.update(extra_defaults or {})
+        if model:
+            values["model"] = {**values.get("model", {}), **model}
+        if source is not None:
+            note = (
+                f"Defaults shown are those of {_display(source)} (a value it does not set comes from the "
+                "recipe's dataclass); options on the command line override them."
+            )
+        else:
+            note = "Options on the command line override the defaults shown."
+        parser = self._build(values, note)
+        if "-h" in rest or "--help" in rest:
+            parser.print_help()
+            raise SystemExit(0)
+        *parsed, remaining = parser.parse_args_into_dataclasses(args=rest, return_remaining_strings=True)
+        objects = parsed[: len(self.dataclass_types)]  # a trailing namespace holds `config`
+        if remaining:
+            token = remaining[0]
+            if token.startswith("--"):
+                raise ConfigError(f"unknown option {token.split('=', 1)[0]} (see --help)")
+            raise ConfigError(f"unexpected argument {token!r}: options look like --key value or --key=value")
+        if model:
+            for obj in objects:
+                if isinstance(getattr(obj, "model", None), dict):
+                    obj.model = {**obj.model, **model}
+        return tuple(objects)
+
+    def _extract(self, argv: list[str]) -> tuple[str | None, dict[str, Any], list[str]]:
+        """Pulls ``--config`` and ``--model.<name>`` out of ``argv``; the rest goes to argparse."""
+        config_path: str | None = None
+        model: dict[str, Any] = {}
+        rest: list[str] = []
+        i = 0
+        while i < len(argv):
+            token = argv[i]
+            key, has_value, value = token.partition("=")
+            if key == "--config" or (self.model_overrides and key.startswith("--model.")):
+                if not has_value:
+                    if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                        raise ConfigError(f"option {key} needs a value")
+                    value = argv[i + 1]
+                    i += 1
+                if key == "--config":
+                    config_path = value
+                else:
+                    name = key[len("--model.") :].replace("-", "_")
+                    if name not in model_config_keys():
+                        raise ConfigError(f"unknown option {key}: {name!r} is not a ComPConfig argument")
+                    model[name] = parse_value(value)
+            else:
+                rest.append(token)
+            i += 1
+        return config_path, model, rest
+
+
+def _display(path: str | Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _argument_type(name: str, annotation: Any):
+    def convert(text: str) -> Any:
+        try:
+            return coerce_value(name, text, annotation, "command line")
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+_TRAIN_PARSER = RecipeArgumentParser(
+    [TrainConfig],
+    prog="comp-train",
+    description="Train ComP with accelerate (two-stage schedule, per-epoch evaluation, model selection).",
+    default_config=DEFAULT_CONFIG,
+    model_overrides=True,
+    epilog="--model.NAME VALUE   any ComPConfig argument, e.g. --model.hidden_size 64 (YAML: under model:)",
+)
 
 
 def parse_train_args(argv: Sequence[str] | None = None, defaults: dict[str, Any] | None = None) -> TrainConfig:
@@ -381,7 +686,7 @@ def parse_train_args(argv: Sequence[str] | None = None, defaults: dict[str, Any]
 
     Args:
         argv: the arguments (without the program name); ``sys.argv[1:]`` when None.
-        defaults: values applied between the YAML file and the command line (used by the sweep).
+        defaults: values applied between the YAML file and the command line.
 
     Returns:
         The validated configuration.
@@ -390,70 +695,16 @@ def parse_train_args(argv: Sequence[str] | None = None, defaults: dict[str, Any]
         ConfigError: unknown option/key, malformed value, or invalid configuration.
         SystemExit: after printing help for ``-h``/``--help``.
     """
-    import sys
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        print(config_help())
-        raise SystemExit(0)
-    pairs = split_options(argv)
-    config_path: str | None = None
-    rest: list[tuple[str, str | None]] = []
-    for key, value in pairs:
-        if key == "config":
-            if value is None:
-                raise ConfigError("--config needs a file path")
-            config_path = value
-        else:
-            rest.append((key, value))
-    values = load_yaml_config(config_path or DEFAULT_CONFIG)
-    values.setdefault("model", {})
-    values["model"] = dict(values["model"])
-    for key, value in (defaults or {}).items():
-        if key == "model":
-            values["model"].update(value)
-        else:
-            values[key] = value
-    types_ = _field_types()
-    for key, value in rest:
-        if key.startswith("model."):
-            name = key[len("model.") :]
-            if name not in model_config_keys():
-                raise ConfigError(f"unknown option --{key}: {name!r} is not a ComPConfig argument")
-            if value is None:
-                raise ConfigError(f"option --{key} needs a value")
-            values["model"][name] = parse_value(value)
-            continue
-        if key not in types_:
-            raise ConfigError(f"unknown option --{key} (see --help)")
-        if value is None:
-            if types_[key] is bool or types_[key] == (bool | None):
-                value = "true"
-            else:
-                raise ConfigError(f"option --{key} needs a value")
-        values[key] = coerce_value(key, value, types_[key], "command line")
-    return TrainConfig(**values).validate()
+    (cfg,) = _TRAIN_PARSER.parse(argv, defaults)
+    return cfg.validate()
 
 
-def split_options(argv: list[str]) -> list[tuple[str, str | None]]:
-    """``--a 1 --b=2 --flag`` → ``[("a", "1"), ("b", "2"), ("flag", None)]``; anything else is an error."""
-    pairs: list[tuple[str, str | None]] = []
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if not token.startswith("--") or token == "--":
-            raise ConfigError(f"unexpected argument {token!r}: options look like --key value or --key=value")
-        key = token[2:]
-        if "=" in key:
-            key, value = key.split("=", 1)
-            pairs.append((key.replace("-", "_"), value))
-            i += 1
-            continue
-        key = key.replace("-", "_")
-        if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            pairs.append((key, argv[i + 1]))
-            i += 2
-        else:
-            pairs.append((key, None))
-            i += 1
-    return pairs
+def parse_eval_args(argv: Sequence[str] | None = None) -> EvalConfig:
+    """``--key value`` options (and an optional ``--config`` YAML of the same keys) → validated EvalConfig."""
+    parser = RecipeArgumentParser(
+        [EvalConfig],
+        prog="comp-eval",
+        description="Evaluate a ComP checkpoint on a corpus at a missing-modality condition.",
+    )
+    (cfg,) = parser.parse(argv)
+    return cfg.validate()

@@ -40,6 +40,9 @@ __all__ = [
     "select_real_utterances",
     "default_selection_metric",
     "higher_is_better",
+    "metric_names",
+    "is_known_metric",
+    "KNOWN_METRICS_HELP",
 ]
 
 CLASSIFICATION = "classification"
@@ -307,3 +310,30 @@ def default_selection_metric(task: str) -> str:
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of ``metric`` is better (False only for ``mae`` and loss-like names)."""
     return not (metric == "mae" or metric.startswith("mae_") or metric.endswith("loss"))
+
+
+_CLASSIFICATION_NAMES = ("accuracy", "unweighted_accuracy", "weighted_f1", "macro_f1")
+_REGRESSION_NAMES = ("acc2", "f1", "acc2_has0", "f1_has0", "acc7", "acc5", "mae", "corr")
+KNOWN_METRICS_HELP = (
+    "a metric of the run: accuracy, unweighted_accuracy, weighted_f1, macro_f1, f1_<label>, accuracy_<modality> "
+    "(classification); acc2, f1, acc2_has0, f1_has0, acc7, acc5, mae, corr, acc2_<modality> (regression); or loss"
+)
+
+
+def metric_names(task: str, label_names: Sequence[str] | None = None) -> list[str]:
+    """The metric keys an evaluation of ``task`` reports (per-class F1 keys need ``label_names``), plus ``loss``."""
+    if task == CLASSIFICATION:
+        names = [*_CLASSIFICATION_NAMES, *(f"accuracy_{m}" for m in MODALITY_NAMES)]
+        names += [f"f1_{label}" for label in (label_names or [])]
+    elif task == REGRESSION:
+        names = [*_REGRESSION_NAMES, *(f"acc2_{m}" for m in MODALITY_NAMES)]
+    else:
+        raise ValueError(f"unknown task {task!r}; expected one of {list(TASKS)}")
+    return [*names, "loss"]
+
+
+def is_known_metric(name: str) -> bool:
+    """Whether ``name`` can be a metric of some task (``f1_<label>`` accepted for any label)."""
+    if name in metric_names(CLASSIFICATION) or name in metric_names(REGRESSION):
+        return True
+    return name.startswith("f1_") and len(name) > 3

@@ -21,31 +21,32 @@ has one row per variant.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-
-if __name__ == "__main__" and not __package__:  # run as a path: avoid shadowing the `evaluate` library
-    _ROOT = Path(__file__).resolve().parents[1]
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "recipes"]
-    sys.path.insert(0, str(_ROOT))
-
 import csv
 import dataclasses
 import io
+import sys
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modeling_comp.configuration_comp import MODALITIES
-from recipes.common import check_output_dir, write_json_atomic, write_text_atomic
-from recipes.config import ConfigError, RecipeError, TrainConfig, parse_train_args, split_options
-from recipes.train import train_run
+
+try:
+    from recipes.config import DEFAULT_CONFIG, ConfigError, RecipeArgumentParser, RecipeError, TrainConfig
+    from recipes.train import train_run
+except ModuleNotFoundError as _err:  # run as a file from a checkout that is neither installed nor on PYTHONPATH
+    if _err.name != "recipes":
+        raise
+    sys.exit("error: the comp-emotion package is not importable: run `pip install -e .` in the repository, or put "
+             "its root on PYTHONPATH")  # fmt: skip
 
 
 __all__ = [
     "ABLATIONS",
+    "SweepArguments",
+    "parse_sweep_args",
     "parse_rates",
     "parse_int_list",
     "plan_cells",
@@ -69,9 +70,42 @@ DEVIATIONS: dict[str, dict[str, Any]] = {
     "batch prototypes": {"prototype_scope": "batch"},
     "w/o GM": {"use_gradient_modulation": False},
 }
+MODALITIES = ("audio", "text", "video")
 _ALONE = {m: f"{m} alone" for m in MODALITIES}
 _LETTER = {"audio": "a", "text": "t", "video": "v"}
-_SWEEP_KEYS = {"missing_rates", "seeds", "folds", "output_dir", "ablation", "balance", "deviations"}
+
+
+@dataclass
+class SweepArguments:
+    """The sweep's own options (every other option is a training option; ``--output_dir`` is the sweep's root)."""
+
+    missing_rates: str | None = field(
+        default=None, metadata={"help": "start:stop:step (inclusive) or a list 0.1,0.4,0.7 (when unset: missing_rate)"}
+    )
+    seeds: str | None = field(default=None, metadata={"help": "comma-separated seeds, e.g. 0,1,2 (when unset: seed)"})
+    folds: str | None = field(default=None, metadata={"help": "IEMOCAP folds: 1,2 or all (when unset: fold)"})
+    ablation: bool = field(default=False, metadata={"help": "add the paper's Table 3 variants (each component off)"})
+    balance: bool = field(default=False, metadata={"help": "add each modality trained alone (Figure 5 view)"})
+    deviations: bool = field(
+        default=False, metadata={"help": "add reference_compat and each fix to the released code undone"}
+    )
+
+
+_PARSER = RecipeArgumentParser(
+    [SweepArguments, TrainConfig],
+    prog="comp-sweep",
+    description="Sweep missing rates x seeds (x IEMOCAP folds) with the training recipe; writes tables and plots.",
+    default_config=DEFAULT_CONFIG,
+    model_overrides=True,
+    epilog="--model.NAME VALUE   any ComPConfig argument. Every cell is a training run in "
+    "<output_dir>/cells/...; rerunning the same command resumes the sweep.",
+)
+
+
+def parse_sweep_args(argv: list[str] | None = None) -> tuple[SweepArguments, TrainConfig]:
+    """The sweep's options and the validated base training configuration."""
+    sweep, base = _PARSER.parse(argv)
+    return sweep, base.validate()
 
 
 def parse_rates(text: str) -> list[float]:
@@ -101,17 +135,6 @@ def parse_int_list(text: str, name: str) -> list[int]:
     if not values:
         raise ConfigError(f"{name}={text!r} is empty")
     return values
-
-
-def _split_argv(argv: list[str]) -> tuple[dict[str, str | None], list[str]]:
-    sweep: dict[str, str | None] = {}
-    rest: list[str] = []
-    for key, value in split_options(argv):
-        if key in _SWEEP_KEYS:
-            sweep[key] = value
-        else:
-            rest += [f"--{key}"] + ([value] if value is not None else [])
-    return sweep, rest
 
 
 def plan_cells(
@@ -205,10 +228,19 @@ def _mean_std(values: list[float]) -> tuple[float, float, int]:
 
 
 def _cell_text(mean: float, std: float, n: int, percent: bool = True) -> str:
+    """``mean ± std`` over several runs; the value alone for one run (no spread was measured)."""
     if n == 0 or np.isnan(mean):
         return "n/a"
     scale = 100.0 if percent else 1.0
+    if n == 1:
+        return f"{scale * mean:.2f}"
     return f"{scale * mean:.2f} ± {scale * std:.2f}"
+
+
+def _realised(rows: list[dict[str, Any]], rate: float) -> str:
+    values = [r.get("realised_missing_rate") for r in rows if r["missing_rate"] == rate]
+    values = [float(v) for v in values if v is not None]
+    return f"{np.mean(values):.3f}" if values else "n/a"
 
 
 def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection: str) -> dict[str, str]:
@@ -228,11 +260,18 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
         if selection == "test"
         else "model selected on validation; test metrics at the selected epoch"
     )
+    runs = max((sum(1 for r in grid if r["variant"] == v and r["missing_rate"] == x) for v in variants for x in rates),
+               default=0)  # fmt: skip
+    spread = "mean ± std over seeds and folds" if runs > 1 else "one run per cell (n = 1, no spread measured)"
     md = [
-        f"# {main_label}{label}, percent, mean ± std over seeds and folds",
+        f"# {main_label}{label}, percent, {spread}",
         "",
         f"Each cell: {main_label} (test); {note}. Missing rates above 2/3 realise 0.667 (every utterance keeps "
         "one modality).",
+        "",
+        "Realised test missing rate per requested rate: "
+        + ", ".join(f"{x:.1f} → {_realised(grid, x)}" for x in rates)
+        + ".",
         "",
         "| variant | " + " | ".join(f"MR {r:.1f}" for r in rates) + " |",
         "|---|" + "---|" * len(rates),
@@ -308,8 +347,12 @@ def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -
     written = []
     if grid:
         rates = sorted({r["missing_rate"] for r in grid})
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for metric, name in [(main, "fused")] + [(f"{main}_{m}", m) for m in MODALITIES]:
+        seeds = len({r["seed"] for r in grid})
+        folds = len({r["fold"] for r in grid})
+        runs = f"{seeds} seed{'s' if seeds > 1 else ''}" + (f" x {folds} folds" if folds > 1 else "")
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        heads = [(main, "fused prediction")] + [(f"{main}_{m}", f"{m} head") for m in MODALITIES]
+        for metric, name in heads:
             stats = [
                 _mean_std([r.get(metric) for r in grid if r["variant"] == first and r["missing_rate"] == x])
                 for x in rates
@@ -317,11 +360,12 @@ def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -
             ax.errorbar(
                 rates, [100 * s[0] for s in stats], yerr=[100 * s[1] for s in stats], marker="o", capsize=3, label=name
             )
-        ax.set_xlabel("missing rate")
+        ax.set_xticks(rates, [f"{x:.2f}\n({_realised(grid, x)})" for x in rates])
+        ax.set_xlabel("missing rate: requested (realised on the test split)")
         ax.set_ylabel(f"test {main} (%)")
-        ax.set_title(f"ComP{label}: {main} vs missing rate")
+        ax.set_title(f"ComP{label}: {main} vs missing rate, mean ± std over {runs}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(title="ComP's outputs (audio/text/video: its modality heads)", fontsize=8, title_fontsize=8)
         fig.tight_layout()
         path = root / "accuracy_vs_missing_rate.png"
         fig.savefig(path.with_suffix(".tmp.png"), dpi=120)
@@ -371,6 +415,8 @@ def run_sweep(
     """
     from accelerate import PartialState
 
+    from recipes.common import check_output_dir, write_json_atomic, write_text_atomic
+
     root = check_output_dir(root)
     cells = plan_cells(base, rates, seeds, folds, root, ablation=ablation, balance=balance, deviations=deviations)
     is_main = PartialState().is_main_process
@@ -392,11 +438,17 @@ def run_sweep(
             write_text_atomic(root / name, text)
             files.append(root / name)
         files += _plots(rows, task, base.is_synthetic, root)
+        config = base.to_dict()
+        # The sweep sets each cell's protocol and rate: the base config's own values were not used.
+        config.update(missing_protocol=None, missing_rate=None, observed_modalities=None, seed=None, fold=None)
+        realised = {f"{x:.2f}": _realised([r for r in rows if r["observed_modalities"] == ""], x) for x in rates}
         write_json_atomic(
             root / "sweep.json",
             {
-                "config": base.to_dict(),
+                "config": config,
+                "overridden_by_sweep": ["missing_protocol", "missing_rate", "observed_modalities", "seed", "fold"],
                 "missing_rates": rates,
+                "realised_test_missing_rates": realised,
                 "seeds": seeds,
                 "folds": folds,
                 "ablation": ablation,
@@ -419,46 +471,43 @@ def _write_results(root: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in keys})
+    from recipes.common import write_text_atomic
+
     write_text_atomic(root / "results.csv", buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point (``comp-sweep``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        print(__doc__)
-        return 0
     try:
-        sweep, rest = _split_argv(argv)
-        for flag in ("ablation", "balance", "deviations"):
-            if flag in sweep and sweep[flag] not in (None, "true", "True", "1", "false", "False", "0"):
-                raise ConfigError(f"--{flag} takes no value (or true/false), got {sweep[flag]!r}")
-        if not sweep.get("output_dir"):
+        sweep, base = parse_sweep_args(argv)
+        if not base.output_dir:
             raise ConfigError("--output_dir is required (the sweep's root directory; rerun it to resume)")
-        base = parse_train_args(rest)
-        rates = parse_rates(sweep.get("missing_rates") or str(base.missing_rate))
-        seeds = parse_int_list(sweep.get("seeds") or str(base.seed), "seeds")
-        folds_text = sweep.get("folds")
-        if folds_text is None:
+        rates = parse_rates(sweep.missing_rates or str(base.missing_rate))
+        seeds = parse_int_list(sweep.seeds or str(base.seed), "seeds")
+        if sweep.folds is None:
             folds = base.folds()
-        elif str(folds_text).lower() == "all":
+        elif str(sweep.folds).lower() == "all":
             folds = [1, 2, 3, 4, 5]
         else:
-            folds = parse_int_list(folds_text, "folds")
+            folds = parse_int_list(sweep.folds, "folds")
         if folds != [None] and not base.is_iemocap:
             raise ConfigError(f"folds only apply to IEMOCAP, not to {base.dataset!r}")
         bad = [f for f in folds if f is not None and f not in range(1, 6)]
         if bad:
             raise ConfigError(f"fold {bad[0]} is invalid: expected 1..5")
+        if base.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(base.torch_threads)
         run_sweep(
             base,
             rates,
             seeds,
             folds,
-            Path(sweep["output_dir"]).expanduser(),
-            ablation=sweep.get("ablation", "false") in (None, "true", "True", "1"),
-            balance=sweep.get("balance", "false") in (None, "true", "True", "1"),
-            deviations=sweep.get("deviations", "false") in (None, "true", "True", "1"),
+            Path(base.output_dir).expanduser(),
+            ablation=sweep.ablation,
+            balance=sweep.balance,
+            deviations=sweep.deviations,
         )
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

@@ -1,9 +1,12 @@
 """Recipe configuration: YAML + command-line overrides, and one-line errors for bad keys and values."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from recipes_helpers import repo_env
 
 from recipes.config import CONFIG_DIR, ConfigError, TrainConfig, parse_train_args
 from recipes.sweep import parse_int_list, parse_rates
@@ -121,3 +124,104 @@ def test_sweep_range_parsing():
             parse_rates(bad)
     with pytest.raises(ConfigError, match="seeds"):
         parse_int_list("0,x", "seeds")
+
+
+def test_exponent_floats_accepted_on_the_command_line_and_in_yaml(tmp_path):
+    assert parse_train_args(["--learning_rate", "1e-4"]).learning_rate == 1e-4
+    path = tmp_path / "exp.yaml"
+    path.write_text("learning_rate: 1e-3\nweight_decay: 5E-6\nepochs: 1e1\nstage1_epochs: 2\n")
+    cfg = parse_train_args(["--config", str(path)])
+    assert (cfg.learning_rate, cfg.weight_decay, cfg.epochs) == (1e-3, 5e-6, 10)
+
+
+def test_duplicate_yaml_key_is_an_error(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("learning_rate: 0.1\nepochs: 4\nlearning_rate: 0.2\n")
+    with pytest.raises(ConfigError) as err:
+        parse_train_args(["--config", str(path)])
+    assert "dup.yaml" in _one_line(err) and "'learning_rate' is given twice (line 3)" in _one_line(err)
+    path.write_text("model:\n  hidden_size: 8\n  hidden_size: 16\n")
+    with pytest.raises(ConfigError, match="'hidden_size' is given twice"):
+        parse_train_args(["--config", str(path)])
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--selection_metric", "accuracyy"], "selection_metric='accuracyy' is invalid"),
+        (["--report_to", "wandbb"], "report_to='wandbb' is invalid"),
+        (["--mixed_precision", "fp8"], "mixed_precision='fp8' is invalid"),
+        (["--checkpoint_interval", "-1"], "checkpoint_interval=-1.0 is invalid"),
+        (["--torch_threads", "0"], "torch_threads=0 is invalid"),
+        (["--epochs"], "--epochs"),
+    ],
+)
+def test_more_bad_options_caught_at_parse_time(argv, needle):
+    with pytest.raises(ConfigError) as err:
+        parse_train_args(argv)
+    assert needle in _one_line(err)
+
+
+def test_report_to_takes_accelerate_trackers():
+    assert parse_train_args(["--report_to", "tensorboard,trackio"]).reporters == ["tensorboard", "trackio"]
+    assert parse_train_args(["--report_to", "none"]).reporters == []
+
+
+def test_help_shows_the_effective_defaults_and_where_they_come_from(capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_train_args(["--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Defaults shown are those of" in text and "synthetic.yaml" in text
+    assert "total training epochs (stage 1 + stage 2) (default: 15)" in text  # the YAML's, not the dataclass's 300
+    assert "(default: 0.3)" in text and "--model.NAME VALUE" in text
+    with pytest.raises(SystemExit):
+        parse_train_args(["--config", str(CONFIG_DIR / "mosi.yaml"), "--help"])
+    assert "total training epochs (stage 1 + stage 2) (default: 300)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_sweep_help_lists_its_options(capsys):
+    from recipes.sweep import main as sweep_main
+
+    with pytest.raises(SystemExit):
+        sweep_main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--missing_rates", "--seeds", "--folds", "--ablation", "--balance", "--deviations", "--epochs"):
+        assert option in text, option
+
+
+def test_help_answers_before_the_heavy_imports():
+    """`--help` of every command parses before importing torch (what made it take 6-20 s)."""
+    code = (
+        "import sys\n"
+        "from recipes import train, evaluation, sweep\n"
+        "for main in (train.main, evaluation.main, sweep.main):\n"
+        "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=repo_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "TORCH False" in proc.stdout
+
+
+def test_eval_config_shares_the_data_checks():
+    from recipes.config import parse_eval_args
+
+    with pytest.raises(ConfigError, match="--model is required"):
+        parse_eval_args([])
+    with pytest.raises(ConfigError, match="missing_rate=1.5 is invalid"):
+        parse_eval_args(["--model", "x/y", "--missing_rate", "1.5"])
+    with pytest.raises(ConfigError, match="one fold at a time"):
+        parse_eval_args(["--model", "x/y", "--dataset_config", "iemocap4", "--fold", "all"])
+    assert parse_eval_args(["--model", "x/y", "--missing_rate", "5e-1"]).missing_rate == 0.5
+
+
+def test_shipped_accelerate_config_starts_without_launcher_warnings():
+    """`accelerate launch --config_file recipes/accelerate_configs/default.yaml recipes/train.py` starts clean."""
+    config = Path(__file__).resolve().parents[2] / "recipes" / "accelerate_configs" / "default.yaml"
+    cmd = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file", str(config)]
+    cmd += [str(config.parents[1] / "train.py"), "--help"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=repo_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "were not passed" not in proc.stderr and "num_processes" not in proc.stderr
+    assert "--missing_rate" in proc.stdout

@@ -62,7 +62,7 @@ def test_launch_without_cpu_flag_fails_clearly(tmp_path):
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    args = with_args(TINY, epochs=7, stage1_epochs=2, checkpoint_total_limit="null")
+    args = with_args(TINY, epochs=7, stage1_epochs=2, checkpoint_total_limit="null", checkpoint_interval=0)
     kwargs = json.loads(args[args.index("--dataset_kwargs") + 1])
     kwargs["num_conversations"] = 40  # a bit more work per epoch, so the kill lands mid-run
     args = with_args(args, dataset_kwargs=json.dumps(kwargs))
@@ -163,12 +163,12 @@ def test_push_to_hub_then_load_without_the_package(tmp_path):
             p.startswith("/comp-org/comp-tiny-synthetic/resolve/") and p.endswith("modeling_comp.py")
             for _, p in hub.requests
         )
-        # evaluate.py takes the Hub id as well, and reproduces the run's final test metrics.
+        # evaluation.py takes the Hub id as well, and reproduces the run's final test metrics.
         kwargs = TINY[TINY.index("--dataset_kwargs") + 1]
         evaluated = subprocess.run(
             [
                 sys.executable,
-                str(REPO / "recipes" / "evaluate.py"),
+                str(REPO / "recipes" / "evaluation.py"),
                 "--model",
                 "comp-org/comp-tiny-synthetic",
                 "--dataset_kwargs",

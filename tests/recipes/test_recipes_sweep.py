@@ -67,6 +67,15 @@ def test_sweep_ablation_table(tmp_path):
         assert f"| {variant} (synthetic) |" in table
     cfg = json.loads((root / "cells" / "wo-kp" / "mr0.30" / "seed0" / "model" / "config.json").read_text())
     assert cfg["use_knowledge_propagation"] is False
+    # One seed: the value alone, no "± 0.00" spread that was never measured.
+    assert "±" not in table and "n = 1" in table
+    with open(root / "results.csv") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["variant"] == "ComP")
+    assert f"| ComP (synthetic) | {100 * float(row['accuracy']):.2f} / " in table
+    # sweep.json: the base config's rate is marked overridden; the realised rate is recorded.
+    record = json.loads((root / "sweep.json").read_text())
+    assert record["config"]["missing_rate"] is None and "missing_rate" in record["overridden_by_sweep"]
+    assert record["realised_test_missing_rates"]["0.30"] == f"{float(row['realised_missing_rate']):.3f}"
 
 
 def test_sweep_bad_arguments(tmp_path, capsys):

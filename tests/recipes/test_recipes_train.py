@@ -10,7 +10,7 @@ import yaml
 from recipes_helpers import BLOCK_PACKAGES, REPO, TINY, repo_env, with_args
 
 from recipes import train as train_mod
-from recipes.evaluate import main as eval_main
+from recipes.evaluation import main as eval_main
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def test_run_directory_contents(tiny_run, capsys):
         assert (tiny_run / name).is_file(), name
     assert list((tiny_run / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
     checkpoints = sorted(p.name for p in (tiny_run / "checkpoints").iterdir())
-    assert checkpoints == ["checkpoint_1", "checkpoint_2"]  # named after epochs, total_limit 2
+    # Named after epochs; with the default 60-second interval a tiny run saves the end of stage 1 and the last epoch.
+    assert checkpoints == ["checkpoint_0", "checkpoint_2"]
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["finished"] is True and len(metrics["epochs"]) == 3
     assert [r["stage"] for r in metrics["epochs"]] == [1, 2, 2]
@@ -59,14 +60,14 @@ def test_run_directory_contents(tiny_run, capsys):
     assert card.startswith("---\n") and "synthetic" in card and "trust_remote_code=True" in card
 
 
-def test_selected_model_reloads_and_reproduces_test_metrics(tiny_run, tmp_path):
+def test_selected_model_reloads_and_reproduces_test_metrics(tiny_run, tmp_path, capsys):
     from transformers import AutoModel
 
     import modeling_comp  # noqa: F401
 
     model = AutoModel.from_pretrained(tiny_run / "model")
     assert type(model).__name__ == "ComPForEmotionRecognition" and model.config.training_stage == 2
-    # evaluate.py on the same corpus, condition and seed sees the same masks: same numbers as the run's final.
+    # comp-eval on the same corpus, condition and seed sees the same masks: same numbers as the run's final.
     out = tmp_path / "eval.json"
     kwargs = TINY[TINY.index("--dataset_kwargs") + 1]
     assert (
@@ -93,6 +94,8 @@ def test_selected_model_reloads_and_reproduces_test_metrics(tiny_run, tmp_path):
         == 0
     )
     evaluated = json.loads(out.read_text())["metrics"]
+    realised = json.loads(out.read_text())["provenance"]["realised_missing_rate"]
+    assert f"missing rate 0.3 requested, {realised:.3f} realised" in capsys.readouterr().out
     final = json.loads((tiny_run / "metrics.json").read_text())["final"]["test"]
     for key in ("accuracy", "unweighted_accuracy", "weighted_f1", "accuracy_audio", "accuracy_text"):
         assert evaluated[key] == pytest.approx(final[key], abs=1e-9), key
@@ -273,7 +276,12 @@ def test_evaluate_rejects_other_model_types_and_bad_paths(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "'bert' checkpoint, not a ComP" in err and "\n" not in err
     assert eval_main(["--model", str(tmp_path / "nowhere" / "x" / "y"), "--progress", "false"]) == 2
-    assert "neither an existing folder nor a Hub id" in capsys.readouterr().err
+    assert "no such folder" in capsys.readouterr().err
+    # A relative path with a typo is a local folder too: refused at once, never tried on the Hub.
+    assert eval_main(["--model", "./runs/typo/model", "--progress", "false"]) == 2
+    assert last_error_line(capsys.readouterr().err) == (
+        "error: no such folder: './runs/typo/model' (a local model folder or run directory was expected)"
+    )
 
 
 def last_error_line(captured: str) -> str:
@@ -301,3 +309,107 @@ def test_evaluate_rejects_incompatible_corpus(tiny_run, capsys):
         == 2
     )
     assert "the checkpoint expects num_labels=4" in last_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--model.audio_dim", "33"], "model.audio_dim=33 does not match corpus 'synthetic', which has audio_dim=8"),
+        (["--model.num_labels", "6"], "model.num_labels=6 does not match corpus 'synthetic', which has num_labels=4"),
+        (["--selection_metric", "f1_angry"], "selection_metric='f1_angry' is not a classification metric"),
+        (["--selection_metric", "acc7"], "selection_metric='acc7' is not a classification metric"),
+    ],
+)
+def test_model_and_metric_checked_against_the_corpus_before_training(extra, needle, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert train_mod.main(TINY + ["--output_dir", str(out)] + extra) == 2
+    line = last_error_line(capsys.readouterr().err)
+    assert needle in line
+    assert not (out / "metrics.json").exists()  # refused before the first epoch
+
+
+def test_disk_full_mid_run_names_the_path_and_the_resume_command(tiny_run, tmp_path, capsys, monkeypatch):
+    """An output write failing mid-run: one line naming the file and the resume command; resuming is exact."""
+    out = tmp_path / "full"
+    real = train_mod.write_json_atomic
+    calls = {"metrics": 0}
+
+    def failing(path, data):
+        if path.name == "metrics.json":
+            calls["metrics"] += 1
+            if calls["metrics"] == 2:  # the second epoch's record: the disk is full
+                raise OSError(28, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(train_mod, "write_json_atomic", failing)
+    args = TINY + ["--output_dir", str(out)]
+    assert train_mod.main(args) == 2
+    line = last_error_line(capsys.readouterr().err)
+    assert f"cannot write {out / 'metrics.json'}: No space left on device" in line
+    assert f"--output_dir {out} --resume_from_checkpoint latest" in line
+    monkeypatch.setattr(train_mod, "write_json_atomic", real)
+    assert train_mod.main(args + ["--resume_from_checkpoint", "latest"]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    reference = json.loads((tiny_run / "metrics.json").read_text())
+    assert resumed["final"]["test"] == reference["final"]["test"]
+    assert [r["train"]["loss"] for r in resumed["epochs"]] == [r["train"]["loss"] for r in reference["epochs"]]
+
+
+def test_keep_on_device_trains_without_dataloaders(tmp_path, monkeypatch):
+    """``--keep_on_device``: the corpus is collated once (the collator is never called during the epochs)."""
+    import hub_datasets
+
+    calls = {"n": 0}
+    real = hub_datasets.ComPDataCollator.__call__
+
+    def counting(self, rows):
+        calls["n"] += 1
+        return real(self, rows)
+
+    monkeypatch.setattr(hub_datasets.ComPDataCollator, "__call__", counting)
+    out = tmp_path / "dev"
+    assert train_mod.main(TINY + ["--output_dir", str(out), "--keep_on_device", "true"]) == 0
+    assert calls["n"] == 3  # train, validation, test: once each, for the whole run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["finished"] and 0.0 <= metrics["final"]["test"]["accuracy"] <= 1.0
+
+
+def test_launcher_mixed_precision_applies_unless_the_config_sets_one(monkeypatch):
+    from accelerate.state import AcceleratorState
+
+    from recipes.common import make_accelerator
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch --mixed_precision bf16` sets
+    try:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        assert make_accelerator(mixed_precision=None).mixed_precision == "bf16"
+        AcceleratorState._reset_state(reset_partial_state=True)
+        assert make_accelerator(mixed_precision="no").mixed_precision == "no"
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_report_to_a_second_tracker_offline(tmp_path, monkeypatch):
+    """``--report_to tensorboard,trackio``: both trackers log locally (trackio writes a local database)."""
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))  # read when trackio is imported
+    if "trackio" in sys.modules:
+        pytest.skip("trackio was imported before TRACKIO_DIR could be set")
+    pytest.importorskip("trackio")
+    out = tmp_path / "tracked"
+    args = with_args(TINY, report_to="tensorboard,trackio", epochs=2) + ["--output_dir", str(out)]
+    assert train_mod.main(args) == 0
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+    assert (tmp_path / "trackio" / "comp.db").is_file(), "trackio wrote no local database"
+
+
+def test_unknown_or_missing_tracker_is_a_one_line_error(tmp_path, capsys):
+    assert train_mod.main(TINY + ["--output_dir", str(tmp_path / "a"), "--report_to", "tensorbord"]) == 2
+    assert "report_to='tensorbord' is invalid" in last_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_compile_flag_trains(tmp_path):
+    """``--compile`` (torch.compile through accelerate, batches padded to max_utterances) runs a tiny job."""
+    out = tmp_path / "compiled"
+    assert train_mod.main(with_args(TINY, epochs=2) + ["--output_dir", str(out), "--compile", "true"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["finished"]
