@@ -24,7 +24,14 @@ import numpy as np
 import torch
 
 from hub_datasets.atomic import atomic_write_text
-from modeling_comp.configuration_comp import ATTENTION_MASK, LABELS, MODALITIES, MODALITY_MASK, MODEL_INPUT_NAMES
+from modeling_comp.configuration_comp import (
+    ATTENTION_MASK,
+    LABELS,
+    MODALITIES,
+    MODALITY_MASK,
+    MODEL_INPUT_NAMES,
+    UTTERANCE_INDEX,
+)
 from recipes.config import CORPORA, DataConfig, RecipeError
 from recipes.metrics import CLASSIFICATION, REGRESSION, compute_metrics
 
@@ -197,7 +204,7 @@ def corpus_task(model_config) -> str:
 
 def model_inputs(batch: Mapping[str, Any], with_labels: bool = True) -> dict[str, Any]:
     """The model's keyword arguments from a collated batch (``MODEL_INPUT_NAMES`` and optionally ``labels``)."""
-    keys = MODEL_INPUT_NAMES + ((LABELS,) if with_labels else ())
+    keys = MODEL_INPUT_NAMES + (UTTERANCE_INDEX,) + ((LABELS,) if with_labels else ())
     return {k: batch[k] for k in keys if k in batch}
 
 
@@ -233,7 +240,7 @@ class DeviceCorpus:
     """A split collated once and kept on the accelerator's device (``--keep_on_device``).
 
     A step only indexes device tensors: no collation and no host-to-device copy. Features are stored unmasked
-    and a batch's features are ``features * mask``, as :class:`hub_datasets.ComPDataCollator` computes them;
+    and a batch's features are the observed ones (zeros where masked), as :class:`hub_datasets.ComPDataCollator` computes them;
     the training split's masks change every epoch (:meth:`set_masks`: one small copy per epoch). Every
     conversation is padded to the split's longest one (or to ``max_utterances`` with ``pad_to_max``), so
     all batches but the last have one shape. One process only.
@@ -255,8 +262,11 @@ class DeviceCorpus:
             row.pop(MODALITY_MASK, None)  # features unmasked; the masks are applied per batch
             rows.append(row)
         full = collate(rows)
+        full.pop(UTTERANCE_INDEX, None)  # computed per batch (see `batch`)
         self.device = device
         self.length = int(full[ATTENTION_MASK].shape[1])
+        # real utterances per conversation, kept on the host: a batch's `utterance_index` is computed there
+        self.lengths = full[ATTENTION_MASK].sum(dim=1)
         self.tensors = {k: v.to(device) for k, v in full.items()}
         self.set_masks(dataset)
 
@@ -275,11 +285,21 @@ class DeviceCorpus:
         return int(self.mask.shape[0])
 
     def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The batch of the conversations ``index`` (a device tensor of row numbers)."""
+        """The batch of the conversations ``index`` (a CPU tensor of row numbers).
+
+        Masked features are selected out (``torch.where``, so whatever they hold cannot matter), and
+        ``utterance_index`` (the flat positions of the real utterances) is computed on the host and copied
+        without blocking, so that the model needs no host synchronisation to find the real rows.
+        """
+        lengths = self.lengths[index]
+        real = torch.arange(self.length).unsqueeze(0) < lengths.unsqueeze(1)
+        utterance_index = torch.nonzero(real.reshape(-1)).squeeze(1)
+        index = index.to(self.device, non_blocking=True)
         mask = self.mask[index]
-        out = {MODALITY_MASK: mask}
+        out = {MODALITY_MASK: mask, UTTERANCE_INDEX: utterance_index.to(self.device, non_blocking=True)}
         for i, modality in enumerate(MODALITIES):
-            out[modality] = self.tensors[modality][index] * mask[..., i : i + 1]
+            observed = mask[..., i : i + 1] != 0
+            out[modality] = torch.where(observed, self.tensors[modality][index], 0.0)
         for key in (ATTENTION_MASK, LABELS, CONVERSATION_INDEX):
             if key in self.tensors:
                 out[key] = self.tensors[key][index]
@@ -288,10 +308,7 @@ class DeviceCorpus:
     def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """Batches in order, or in a random order drawn from ``generator`` (CPU) when given."""
         n = len(self)
-        if generator is None:
-            order = torch.arange(n, device=self.device)
-        else:
-            order = torch.randperm(n, generator=generator).to(self.device)
+        order = torch.arange(n) if generator is None else torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
             yield self.batch(order[start : start + batch_size])
 

@@ -70,8 +70,14 @@ def load_checkpoint(model: str, *, revision: str | None = None, trust_remote_cod
         raise RecipeError(
             f"{model!r} is a {getattr(config, 'model_type', 'unknown')!r} checkpoint, not a ComP ('comp') one"
         )
+    from modeling_comp import load_comp_checkpoint
+
     try:
-        loaded = AutoModel.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+        # strict: a checkpoint missing a tensor (which from_pretrained would initialise afresh) or holding
+        # unexpected or mis-shaped ones is refused, naming the keys
+        loaded = load_comp_checkpoint(
+            source, model_class=AutoModel, revision=revision, trust_remote_code=trust_remote_code
+        )
     except (OSError, ValueError, RuntimeError) as err:
         raise RecipeError(f"cannot load the weights of {model!r}: {str(err).strip().splitlines()[0]}") from None
     loaded.set_training_stage(2)
@@ -123,7 +129,10 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
             f"corpus {cfg.dataset!r} has a conversation of {longest} utterances but the checkpoint's "
             f"max_utterances is {model.config.max_utterances}"
         )
-    collate = hub_datasets.ComPDataCollator(max_utterances=model.config.max_utterances)
+    from modeling_comp import ComPProcessor
+
+    # the checkpoint's own processor settings: feature dims are checked against the model, values for finiteness
+    collate = hub_datasets.ComPDataCollator(processor=ComPProcessor.from_model_config(model.config))
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
     model, loader = accelerator.prepare(model, loader)
     config = accelerator.unwrap_model(model).config

@@ -398,6 +398,7 @@ def _load_run_data(cfg: TrainConfig, fold: int | None, accelerator) -> _RunData:
     """Loads the corpus and checks it against the configuration, before anything is trained."""
     import hub_datasets
     from modeling_comp import ComPConfig
+    from modeling_comp.configuration_comp import CORPUS_MODALITY_FEATURES
     from recipes.common import corpus_task, load_corpus
     from recipes.metrics import default_selection_metric, metric_names
 
@@ -409,6 +410,15 @@ def _load_run_data(cfg: TrainConfig, fold: int | None, accelerator) -> _RunData:
             raise RecipeError(f"the {split!r} split of {cfg.dataset!r} has no conversation (fold {fold})")
     data_kwargs = hub_datasets.model_config_kwargs(dsd["train"])
     _check_model_against_data(cfg, data_kwargs)
+    train_provenance = hub_datasets.dataset_provenance(dsd["train"])
+    corpus = train_provenance.get("corpus")
+    if (
+        "modality_features" not in cfg.model
+        and not train_provenance.get("synthetic")
+        and corpus in CORPUS_MODALITY_FEATURES
+    ):
+        # the checkpoint records which features (and which text extractor) it was trained on
+        data_kwargs = {**data_kwargs, "modality_features": CORPUS_MODALITY_FEATURES[corpus]}
     try:
         model_config = ComPConfig(**{**data_kwargs, **cfg.model})
     except (ValueError, TypeError) as err:
@@ -452,7 +462,7 @@ def _build_trainer(cfg: TrainConfig, data: _RunData, accelerator) -> _Trainer:
     from accelerate.utils import set_seed
 
     import hub_datasets
-    from modeling_comp import ComPForEmotionRecognition
+    from modeling_comp import ComPForEmotionRecognition, ComPProcessor
     from recipes.common import DeviceCorpus, EpochMaskedDataset
 
     set_seed(cfg.seed)
@@ -471,7 +481,8 @@ def _build_trainer(cfg: TrainConfig, data: _RunData, accelerator) -> _Trainer:
         # torch.compile: every batch padded to max_utterances and, in training, the last smaller batch of an epoch
         # dropped (the shuffle changes per epoch, so every conversation is still used), so training has one shape.
         pad_to = "max_utterances" if cfg.compile else "longest"
-        collate = hub_datasets.ComPDataCollator(max_utterances=max_utt, pad_to=pad_to)
+        processor = ComPProcessor.from_model_config(data.model_config, pad_to=pad_to)
+        collate = hub_datasets.ComPDataCollator(processor=processor)
         drop_last = cfg.compile and len(train_data) >= cfg.batch_size
         train_dl = torch.utils.data.DataLoader(
             train_data,
@@ -658,7 +669,10 @@ def _save_selected_model(cfg, data: _RunData, trainer: _Trainer, summary, run_di
     with _writing(staging):
         if staging.exists():
             shutil.rmtree(staging)
-        trainer.unwrapped.save_pretrained(str(staging))
+        # weights, model code, the processor (preprocessor_config.json) and the pipeline declaration
+        from modeling_comp import save_with_processor_and_pipeline
+
+        save_with_processor_and_pipeline(trainer.unwrapped, None, staging)
         run_record = {
             "config": cfg.to_dict(),
             "provenance": data.provenance,
@@ -667,7 +681,7 @@ def _save_selected_model(cfg, data: _RunData, trainer: _Trainer, summary, run_di
             "repo_id": cfg.push_to_hub,
         }
         write_json_atomic(staging / "comp_run.json", run_record)
-        write_text_atomic(staging / "README.md", render_model_card(run_record))
+        write_text_atomic(staging / "README.md", render_model_card(run_record, with_pipeline=True))
         replace_dir_atomic(staging, run_dir / "model")
     with _writing(run_dir / "metrics.json"):
         write_json_atomic(

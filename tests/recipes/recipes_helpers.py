@@ -19,7 +19,7 @@ TINY = [
                                     "dims": {"audio": 8, "text": 8, "video": 8}}),
     "--missing_rate", "0.3", "--seed", "0",
     "--epochs", "3", "--stage1_epochs", "1", "--batch_size", "3", "--learning_rate", "0.01",
-    "--model.hidden_size", "16", "--model.num_layers", "2", "--model.num_attention_heads", "2",
+    "--model.hidden_size", "16", "--model.num_hidden_layers", "2", "--model.num_attention_heads", "2",
     "--model.max_utterances", "8", "--model.hidden_dropout_prob", "0.1",
     "--progress", "false", "--report_to", "none",
 ]  # fmt: skip

@@ -113,7 +113,7 @@ torch.manual_seed(0)
 x = {m: torch.randn(1, 4, 8) for m in ("audio", "text", "video")}
 with torch.no_grad():
     out = model(**x, modality_mask=torch.ones(1, 4, 3), attention_mask=torch.ones(1, 4, dtype=torch.long))
-print("RESULT" + json.dumps({"logits": out.logits.tolist(), "stage": model.config.training_stage}))
+print("RESULT" + json.dumps({"logits": out.logits.tolist(), "stage": model.training_stage}))
 """
 )
 

@@ -33,8 +33,14 @@ def test_run_directory_contents(tiny_run, capsys):
         "model/modeling_comp.py",
         "model/README.md",
         "model/comp_run.json",
+        "model/preprocessor_config.json",
+        "model/processing_comp.py",
+        "model/pipeline_comp.py",
     ):
         assert (tiny_run / name).is_file(), name
+    saved_config = json.loads((tiny_run / "model" / "config.json").read_text())
+    assert "multimodal-emotion-recognition" in saved_config["custom_pipelines"]
+    assert saved_config["modality_features"] is None  # synthetic features: no recorded extractor
     assert list((tiny_run / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
     checkpoints = sorted(p.name for p in (tiny_run / "checkpoints").iterdir())
     # Named after epochs; with the default 60-second interval a tiny run saves the end of stage 1 and the last epoch.
@@ -66,7 +72,7 @@ def test_selected_model_reloads_and_reproduces_test_metrics(tiny_run, tmp_path, 
     import modeling_comp  # noqa: F401
 
     model = AutoModel.from_pretrained(tiny_run / "model")
-    assert type(model).__name__ == "ComPForEmotionRecognition" and model.config.training_stage == 2
+    assert type(model).__name__ == "ComPForEmotionRecognition" and model.training_stage == 2
     # comp-eval on the same corpus, condition and seed sees the same masks: same numbers as the run's final.
     out = tmp_path / "eval.json"
     kwargs = TINY[TINY.index("--dataset_kwargs") + 1]
@@ -413,3 +419,21 @@ def test_compile_flag_trains(tmp_path):
     out = tmp_path / "compiled"
     assert train_mod.main(with_args(TINY, epochs=2) + ["--output_dir", str(out), "--compile", "true"]) == 0
     assert json.loads((out / "metrics.json").read_text())["finished"]
+
+
+def test_evaluate_refuses_a_checkpoint_missing_a_tensor(tiny_run, tmp_path, capsys):
+    """from_pretrained would silently initialise a missing tensor afresh; comp-eval names it and stops."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_run / "model", broken)
+    weights = load_file(broken / "model.safetensors")
+    dropped = sorted(weights)[0]
+    del weights[dropped]
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    capsys.readouterr()
+    assert eval_main(["--model", str(broken), "--progress", "false"]) == 2
+    line = last_error_line(capsys.readouterr().err)
+    assert "missing keys" in line and dropped.split(".")[-2] in line

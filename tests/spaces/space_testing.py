@@ -106,7 +106,7 @@ def make_tiny_model(regression: bool = False, seed: int = 0, text_encoder: str |
         "text_dim": TINY_DIMS["text"],
         "video_dim": TINY_DIMS["video"],
         "hidden_size": 16,
-        "num_layers": 2,
+        "num_hidden_layers": 2,
         "num_attention_heads": 2,
         "max_utterances": TINY_MAX_UTTERANCES,
         # Larger than PyTorch's default init, so that an untrained model reacts visibly to a dropped modality.

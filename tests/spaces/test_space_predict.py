@@ -277,3 +277,19 @@ def test_drawn_mask_respects_missing_files(space_app_module, tiny_settings, tmp_
         app.draw_mask(space_app_module.SOURCE_FILES, None, paths, 0.5, -1)
     with pytest.raises(InputError, match=r"missing_rate must be in \[0, 1\) .*got 1\.0"):
         app.draw_mask(space_app_module.SOURCE_FILES, None, paths, 1.0, 0)
+
+
+def test_a_checkpoint_missing_a_tensor_is_refused(tmp_path):
+    """from_pretrained would initialise the missing tensor afresh and serve noise; the Space names it instead."""
+    from safetensors.torch import load_file, save_file
+    from space_testing import make_tiny_model
+
+    folder = tmp_path / "ckpt"
+    make_tiny_model(seed=1).save_pretrained(folder)
+    weights = load_file(folder / "model.safetensors")
+    dropped = "comp.coordinator.fc1.weight" if "comp.coordinator.fc1.weight" in weights else sorted(weights)[0]
+    del weights[dropped]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(InputError, match=r"missing keys: .*" + dropped.split(".")[-2]) as info:
+        load_checkpoint(str(folder))
+    assert str(tmp_path) not in str(info.value)  # no server-side path in what a visitor sees

@@ -224,8 +224,12 @@ def load_checkpoint(ref: str, *, name: str | None = None, local_files_only: bool
         raise InputError(
             f"checkpoint {shown!r} is a {getattr(config, 'model_type', 'unknown')!r} model, not a ComP ('comp') model"
         )
+    from modeling_comp import load_comp_checkpoint
+
     try:
-        model = AutoModel.from_pretrained(target, **kwargs)
+        # strict: a checkpoint missing a tensor (from_pretrained would initialise it afresh and serve noise) or
+        # holding unexpected or mis-shaped ones is refused, naming the keys
+        model = load_comp_checkpoint(target, model_class=AutoModel, **kwargs)
     except Exception as err:  # noqa: BLE001
         raise InputError(f"cannot load the weights of checkpoint {shown!r} ({_reason(err, target)})") from None
     model.eval()
