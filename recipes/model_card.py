@@ -9,7 +9,13 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from modeling_comp.pipeline_comp import PIPELINE_TASK
+
+def _pipeline_task() -> str:
+    """The pipeline task name (imported when a card is rendered: the model package pulls in torch, and the
+    recipes' `--help` must answer before any heavy import)."""
+    from modeling_comp.pipeline_comp import PIPELINE_TASK
+
+    return PIPELINE_TASK
 
 
 __all__ = ["build_model_card", "format_metric", "render_model_card", "selection_description"]
@@ -197,7 +203,7 @@ def build_model_card(run: Mapping[str, Any], *, with_pipeline: bool = False) -> 
     facts = _RunFacts(run)
     cfg, task = facts.cfg, facts.task
     tags = ["comp-emotion", "multimodal", "emotion-recognition", "missing-modality", "incomplete-multimodal"]
-    tags.append(PIPELINE_TASK)
+    tags.append(_pipeline_task())
     if facts.synthetic:
         tags.append("synthetic")
     model_name = facts.repo_id.split("/")[-1] if facts.repo_id else f"comp-{facts.shape}"
@@ -248,7 +254,7 @@ def build_model_card(run: Mapping[str, Any], *, with_pipeline: bool = False) -> 
         lines += [
             "```python",
             "from transformers import pipeline",
-            f'classifier = pipeline("{PIPELINE_TASK}", model="{repo_id}", trust_remote_code=True)',
+            f'classifier = pipeline("{_pipeline_task()}", model="{repo_id}", trust_remote_code=True)',
             "# one conversation: per-utterance features [utterances, dim]; None for a missing modality,",
             "# or a list with None for the utterances that lack it",
             'classifier({"audio": audio_features, "text": text_features, "video": None})',
