@@ -1,4 +1,4 @@
-"""Evaluation metrics of ComP (COMP_SPEC C.6), computed with scikit-learn.
+"""Evaluation metrics of ComP (the paper's: WA/UA/weighted F1 for IEMOCAP, Acc-2/F1/Acc-7/MAE/correlation for CMU), computed with scikit-learn.
 
 Two tasks, one entry point (:func:`compute_metrics`):
 

@@ -63,7 +63,7 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "w/o Cr": {"use_coordinator": False},
     "w/o GM": {"use_gradient_modulation": False},
 }
-#: COMP_SPEC C.2: the default (fixed) method against the released behaviour and each fix undone on its own.
+#: The default (fixed) method against the released behaviour and each default-mode fix undone on its own.
 DEVIATIONS: dict[str, dict[str, Any]] = {
     "ComP": {},
     "reference_compat": {"reference_compat": True},

@@ -21,7 +21,7 @@ import evaluate
 
 __all__ = ["ComPMetric"]
 
-_DESCRIPTION = """Metrics of the ComP paper's evaluation protocols (COMP_SPEC C.6).
+_DESCRIPTION = """Metrics of the ComP paper's evaluation protocols (accuracy / WA, UA, weighted F1 for IEMOCAP; Acc-2, F1, Acc-7, MAE and correlation for CMU-MOSI / MOSEI).
 classification: accuracy (WA), unweighted_accuracy (UA, mean per-class recall), weighted_f1, macro_f1,
 f1_<label> per class, accuracy_<modality> per unimodal head.
 regression: acc2 / f1 (non-zero references, y > 0 vs pred > 0), acc2_has0 / f1_has0 (y >= 0 vs pred >= 0),
