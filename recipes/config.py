@@ -126,6 +126,15 @@ class TrainConfig:
     selection_stage: int = field(
         default=2, metadata=_help("earliest stage whose epochs can be selected (2: stage-2 epochs only)")
     )
+    # ---- protocol (released-protocol block: begin)
+    protocol: str = field(
+        default="default",
+        metadata=_help(
+            "default (fixed masks, validation selection) | released: the authors' released protocol end to end "
+            "(per-batch masks, best TEST epoch; OPTIMISTIC, for comparison with the paper)"
+        ),
+    )
+    # ---- protocol (released-protocol block: end)
     # ---- outputs
     output_dir: str | None = field(default=None, metadata=_help("run directory (default: runs/<corpus>-<...>)"))
     overwrite_output_dir: bool = field(default=False, metadata=_help("allow reusing a non-empty output_dir"))
@@ -257,6 +266,14 @@ class TrainConfig:
         for key in self.model:
             if key not in known:
                 raise ConfigError(f"unknown model key model.{key}: not a ComPConfig argument")
+        # ---- released-protocol block: begin
+        from recipes.released_protocol import PROTOCOLS, check_released_config
+
+        if self.protocol not in PROTOCOLS:
+            raise bad("protocol", " or ".join(PROTOCOLS))
+        if self.protocol == "released":
+            check_released_config(self)
+        # ---- released-protocol block: end
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -432,6 +449,12 @@ def parse_train_args(argv: Sequence[str] | None = None, defaults: dict[str, Any]
             else:
                 raise ConfigError(f"option --{key} needs a value")
         values[key] = coerce_value(key, value, types_[key], "command line")
+    # ---- released-protocol block: begin
+    if values.get("protocol") == "released":
+        from recipes.released_protocol import resolve_released_options
+
+        values = resolve_released_options(values, [key for key, _ in rest])
+    # ---- released-protocol block: end
     return TrainConfig(**values).validate()
 
 

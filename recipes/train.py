@@ -315,6 +315,12 @@ def train_run(cfg: TrainConfig, run_dir: Path, fold: int | None = None) -> dict[
         ``metrics.json``'s ``final`` entry: selected epoch, selection rule, validation/test metrics, stage-1
         metrics, fold, task.
     """
+    # ---- released-protocol block: begin
+    if cfg.protocol == "released":
+        from recipes.released_protocol import train_released_run
+
+        return train_released_run(cfg, run_dir, fold)
+    # ---- released-protocol block: end
     from accelerate.utils import set_seed
     from safetensors.torch import load_file, save_file
 
