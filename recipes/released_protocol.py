@@ -261,19 +261,22 @@ def _apply_masks(batch: dict, missing_rate: float) -> dict:
 
 
 def _load_released_splits(cfg: TrainConfig, fold: int | None):
-    """``(train, test)``: every training conversation (validation hold-out merged back / unused) and the test split."""
+    """``(train, test, model kwargs)``: every training conversation (validation hold-out merged back / unused), the
+    test split, and the model-configuration arguments the corpus implies."""
     from datasets import concatenate_datasets
 
+    import hub_datasets
     from recipes.common import load_corpus
 
     plain = dataclasses.replace(cfg, missing_rate=0.0, selection="test")  # masks are drawn per batch here
     dsd = load_corpus(plain, fold)
     train = dsd["train"]
+    data_kwargs = hub_datasets.model_config_kwargs(train)  # before merging: a concatenation has no provenance
     if cfg.is_iemocap and "validation" in dsd and len(dsd["validation"]):
         # IEMOCAP folds: the library held some training-session dialogues out as validation; the release trains
         # on all of them. (MOSI/MOSEI's validation split is the official one, which the release ignores.)
         train = concatenate_datasets([train, dsd["validation"]])
-    return train, dsd["test"]
+    return train, dsd["test"], data_kwargs
 
 
 # ---------------------------------------------------------------------- loop
@@ -402,10 +405,9 @@ def train_released_run(
     np.random.seed(seed)
     torch.manual_seed(seed)
 
-    train_ds, test_ds = _load_released_splits(cfg, fold)
+    train_ds, test_ds, data_kwargs = _load_released_splits(cfg, fold)
     length = int(cfg.model.get("max_utterances", released_seq_len(cfg)))
     try:
-        data_kwargs = hub_datasets.model_config_kwargs(train_ds)
         model_config = ComPConfig(**{**data_kwargs, "max_utterances": length, **cfg.model, "reference_compat": True})
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model configuration rejected: {str(err).splitlines()[0]}") from None
@@ -455,8 +457,13 @@ def train_released_run(
         if run_dir is not None:
             write_json_atomic(
                 run_dir / "metrics.json",
-                {"finished": False, "protocol": RELEASED, "optimistic": True, "selection_rule": rule,
-                 "epochs": history},
+                {
+                    "finished": False,
+                    "protocol": RELEASED,
+                    "optimistic": True,
+                    "selection_rule": rule,
+                    "epochs": history,
+                },
             )
     if best_epoch is None:
         raise RecipeError(f"no epoch could be selected (test {metric} was never defined)")
@@ -488,7 +495,9 @@ def train_released_run(
         "synthetic": None,
         "padded_length": length,
     }
-    prov = hub_datasets.dataset_provenance(test_ds)
+    prov = dict(hub_datasets.dataset_provenance(test_ds))
+    # The split was loaded without masks; the released masks are drawn per batch, so no fixed realised rate exists.
+    prov.update(realised_missing_rate=None, missing_rate=cfg.missing_rate, masks="released: redrawn per batch")
     summary["synthetic"] = bool(prov.get("synthetic")) or cfg.is_synthetic
     main_key = "accuracy" if task == "classification" else "acc2"
     summary["last_epochs_mean_text"] = (
@@ -521,8 +530,14 @@ def train_released_run(
             replace_dir_atomic(staging, run_dir / "model")
         write_json_atomic(
             run_dir / "metrics.json",
-            {"finished": True, "protocol": RELEASED, "optimistic": True, "selection_rule": rule, "epochs": history,
-             "final": summary},
+            {
+                "finished": True,
+                "protocol": RELEASED,
+                "optimistic": True,
+                "selection_rule": rule,
+                "epochs": history,
+                "final": summary,
+            },
         )
     if verbose:
         for line in _summary_lines(cfg, summary, run_dir if save_model else None):

@@ -54,6 +54,7 @@ from recipes.common import (
 from recipes.config import ConfigError, RecipeError, TrainConfig, parse_train_args
 from recipes.metrics import default_selection_metric, higher_is_better
 from recipes.model_card import render_model_card, selection_description
+from recipes.selection import selection_improves, selection_loss  # released-protocol block (tie-breaking)
 
 
 __all__ = ["main", "train", "train_run", "train_one_epoch", "default_output_dir", "find_checkpoint", "RUN_FILES"]
@@ -458,8 +459,10 @@ def train_run(cfg: TrainConfig, run_dir: Path, fold: int | None = None) -> dict[
         eligible = stage >= cfg.selection_stage
         value = _selection_value(record, cfg.selection, metric)
         record["selection_value"] = value
-        if eligible and value is not None and _better(value, best["value"], metric):
-            best = {"epoch": epoch, "value": value}
+        # ---- released-protocol block (tie-breaking, recipes/selection.py): begin
+        if eligible and value is not None and selection_improves(value, record, best, cfg.selection, metric):
+            best = {"epoch": epoch, "value": value, "loss": selection_loss(record, cfg.selection)}
+        # ---- released-protocol block: end
             best_weights = _state_dict_cpu(unwrapped)
         record["best_epoch"] = best["epoch"]
         history.append(record)
