@@ -228,6 +228,12 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
         if selection == "test"
         else "model selected on validation; test metrics at the selected epoch"
     )
+    # ---- released-protocol block: begin
+    if selection == "released":
+        from recipes.released_protocol import OPTIMISTIC_NOTE
+
+        note = f"--protocol released ({OPTIMISTIC_NOTE}); CMU metrics on non-zero labels only"
+    # ---- released-protocol block: end
     md = [
         f"# {main_label}{label}, percent, mean ± std over seeds and folds",
         "",
@@ -388,7 +394,8 @@ def run_sweep(
             _write_results(root, rows)
     files: list[Path] = [root / "results.csv"]
     if is_main and task is not None:
-        for name, text in summarise(rows, task, base.is_synthetic, base.selection).items():
+        selection = "released" if base.protocol == "released" else base.selection  # released-protocol block
+        for name, text in summarise(rows, task, base.is_synthetic, selection).items():
             write_text_atomic(root / name, text)
             files.append(root / name)
         files += _plots(rows, task, base.is_synthetic, root)

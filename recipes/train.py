@@ -462,8 +462,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, fold: int | None = None) -> dict[
         # ---- released-protocol block (tie-breaking, recipes/selection.py): begin
         if eligible and value is not None and selection_improves(value, record, best, cfg.selection, metric):
             best = {"epoch": epoch, "value": value, "loss": selection_loss(record, cfg.selection)}
-        # ---- released-protocol block: end
             best_weights = _state_dict_cpu(unwrapped)
+        # ---- released-protocol block: end
         record["best_epoch"] = best["epoch"]
         history.append(record)
         if cfg.report_to == "tensorboard":

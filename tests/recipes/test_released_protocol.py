@@ -102,3 +102,12 @@ def test_released_run_trains_on_every_training_dialogue_and_says_optimistic(tmp_
     card = (tmp_path / "run" / "model" / "README.md").read_text()
     assert "Protocol: released (OPTIMISTIC)" in card
     assert json.loads((tmp_path / "run" / "model" / "comp_run.json").read_text())["optimistic"] is True
+
+
+def test_sweep_table_says_released_and_optimistic():
+    from recipes.sweep import summarise
+
+    row = {"variant": "ComP", "missing_rate": 0.7, "observed_modalities": "", "seed": 0, "fold": "",
+           "acc2": 0.8, "f1": 0.79}  # fmt: skip
+    text = summarise([row], "regression", True, "released")["table.md"]
+    assert "--protocol released" in text and "OPTIMISTIC" in text and "80.00" in text
