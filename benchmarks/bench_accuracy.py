@@ -427,6 +427,34 @@ def paper_table(results: list[dict], command: str) -> str:
     return "\n".join(lines)
 
 
+def jitter_table(results: list[dict], last: int = 10) -> str:
+    """How noisy one run's test curve is: mean |Δ| of the main test metric between consecutive epochs over each
+    run's last ``last`` epochs (points), averaged over runs — the noise the best-epoch maximum feeds on."""
+    lines = [
+        "## Epoch-to-epoch jitter of the test curve (mean |Δ| between consecutive epochs, last epochs, points)",
+        "",
+        "| corpus | MR | arm | jitter | runs |",
+        "|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["corpus"], r["missing_rate"], r["arm"]) for r in results if r.get("ok")},
+                  key=lambda k: (k[0], -k[1], ARMS.index(k[2])))  # fmt: skip
+    for corpus, rate, arm in keys:
+        per_run = []
+        for r in results:
+            if r.get("ok") and (r["corpus"], r["missing_rate"], r["arm"]) == (corpus, rate, arm):
+                curve = [v for v in (r.get("per_epoch") or [])[-last:] if v is not None]
+                if len(curve) > 1:
+                    per_run.append(100 * sum(abs(b - a) for a, b in zip(curve, curve[1:])) / (len(curve) - 1))
+        if per_run:
+            lines.append(f"| {corpus} | {rate:g} | {arm} | {sum(per_run) / len(per_run):.2f} | {len(per_run)} |")
+    return "\n".join(lines)
+
+
+def render(results: list[dict], command: str) -> str:
+    """Every table of the benchmark, as printed and written to ``table.md``."""
+    return "\n\n".join([paper_table(results, command), table(results), jitter_table(results)]) + "\n"
+
+
 # ---------------------------------------------------------------------- planning and main
 
 
@@ -500,10 +528,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=64, help="hidden size of every model (released: 256)")
     parser.add_argument("--last_epochs", type=int, default=10, help="window of the mean-over-last-epochs figure")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (each uses one thread)")
+    parser.add_argument("--table_only", action="store_true", help="only re-render the tables of results.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker)
+    if args.table_only:
+        path = Path(args.output_dir) / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"error: {path} does not exist (run the benchmark first)")
+        saved = json.loads(path.read_text())
+        text = render(saved["runs"], saved.get("command", ""))
+        (Path(args.output_dir) / "table.md").write_text(text)
+        print(text, flush=True)
+        return 0
 
     arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in arms if a not in ARMS]
@@ -550,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = results_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({**meta, "runs": results}, indent=1))
         os.replace(tmp, results_path)
-        (out / "table.md").write_text(paper_table(results, meta["command"]) + "\n" + table(results) + "\n")
+        (out / "table.md").write_text(render(results, meta["command"]))
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {pool.submit(launch, job): job for job in jobs}
@@ -567,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"seed {result['seed']}: {shown}", flush=True)  # fmt: skip
             save()
     save()
-    print(paper_table(results, meta["command"]) + "\n" + table(results), flush=True)
+    print(render(results, meta["command"]), flush=True)
     print(f"\nwrote {results_path} and {out / 'table.md'}", flush=True)
     return 0
 
