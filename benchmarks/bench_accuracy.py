@@ -282,6 +282,91 @@ def run_authors(job: dict) -> dict:
     }
 
 
+def parity_check(corpus: str, data_dir: Path, code: Path, hidden: int = 16) -> list[str]:
+    """One training step of the authors' code and of ours on identical weights (converted), batch and masks,
+    dropout 0: the worst relative gradient difference per stage. Runs their modules in this process, so call it
+    in a subprocess (``--parity``)."""
+    import argparse as _argparse
+
+    import numpy as np
+    import torch
+
+    import hub_datasets
+    from modeling_comp.convert_original_checkpoint import convert_state_dict, map_key
+    from recipes.common import model_inputs
+    from recipes.released_protocol import _apply_masks, _SpeakerCollator
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-parity-"))
+    copy = _authors_copy(code, corpus, data_dir / FOLDER[corpus], scratch / "c")
+    sys.path[:0] = [str(copy / "ComP"), str(copy)]
+    import train_mr  # the authors' trainer (their module, from the scratch copy)
+    from utils import build_model
+
+    iem = corpus == "iemocap4"
+    root = data_dir / FOLDER[corpus]
+    if iem:
+        from dataloader_iemocap import IEMOCAPDataset as Dataset
+
+        pickle_path = root / "IEMOCAP_features_raw_4way.pkl"
+    else:
+        from dataloader_cmumosi import CMUMOSIDataset as Dataset
+
+        pickle_path = root / "CMUMOSI_features_raw_2way.pkl"
+    feats = [str(root / "features" / name) for name in FEATURES]
+    theirs_ds = Dataset(label_path=str(pickle_path), audio_root=feats[0], text_root=feats[1], video_root=feats[2])
+    length = 150 if iem else 65
+    args = _argparse.Namespace(
+        hidden=hidden, n_classes=4 if iem else 1, depth=4, num_heads=2, drop_rate=0.0, attn_drop_rate=0.0,
+        no_cuda=True, lbd=0.3, device="cpu", seq_len=length, dataset=AUTHORS_DATASET[corpus],
+    )  # fmt: skip
+    train_mr.args, train_mr.device = args, "cpu"
+    torch.manual_seed(0)
+    theirs = build_model(args, *theirs_ds.get_featDim())
+    ours = convert_state_dict(
+        theirs.state_dict(), num_attention_heads=2, prompt_momentum=0.3, hidden_dropout_prob=0.0,
+        attention_dropout_prob=0.0, **({} if iem else {"problem_type": "regression"}),
+    )  # fmt: skip
+    ours.train()
+    vids = (
+        list(theirs_ds.vids)
+        if iem
+        else sorted(theirs_ds.trainVids) + sorted(theirs_ds.valVids) + sorted(theirs_ds.testVids)
+    )
+    pick = [0, 3, 5, 7]
+    loader = torch.utils.data.DataLoader(theirs_ds, batch_size=4, sampler=pick, collate_fn=theirs_ds.collate_fn)
+    dsd = hub_datasets.load_dataset(corpus, data_dir=str(data_dir), progress=False, **({"fold": 1} if iem else {}))
+    rows = {dsd[s][i]["dialog_id"]: dsd[s][i] for s in dsd for i in range(len(dsd[s]))}
+    collate = _SpeakerCollator(hub_datasets.ComPDataCollator(max_utterances=length, pad_to="max_utterances"), length)
+    lines = []
+    for stage in (1, 2):
+        np.random.seed(7)  # both draw their two mask matrices from the same point of NumPy's stream
+        optimizer = torch.optim.SGD(theirs.parameters(), lr=0.0)
+        train_mr.train_or_eval_model(
+            args, theirs, train_mr.MaskedMSELoss(), train_mr.MaskedCELoss(), loader, length, optimizer=optimizer,
+            train=True, first_stage=stage == 1, mask_rate=0.4,
+        )  # fmt: skip
+        np.random.seed(7)
+        batch = _apply_masks(collate([rows[vids[i]] for i in pick]), 0.4)
+        ours.zero_grad()
+        ours.set_training_stage(stage)
+        ours(**model_inputs(batch)).loss.backward()
+        named = dict(ours.named_parameters())
+        worst, where = 0.0, None
+        for name, param in theirs.named_parameters():
+            key = map_key(name)
+            if key is None or param.grad is None:
+                continue
+            mine = named[key].grad if named[key].grad is not None else torch.zeros_like(param.grad)
+            scale = max(param.grad.abs().max().item(), mine.abs().max().item())
+            rel = (param.grad - mine).abs().max().item() / (scale + 1e-4)
+            if rel > worst:
+                worst, where = rel, name
+        note = " (the private heads' noise targets are different random draws)" if stage == 1 and not iem else ""
+        lines.append(f"{corpus} stage {stage}: worst relative gradient difference {worst:.1e} at {where}{note}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return lines
+
+
 def worker(job_json: str) -> int:
     """``--worker JSON``: runs one job and prints one JSON line (the result or the error)."""
     job = json.loads(job_json)
@@ -529,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--last_epochs", type=int, default=10, help="window of the mean-over-last-epochs figure")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (each uses one thread)")
     parser.add_argument("--table_only", action="store_true", help="only re-render the tables of results.json")
+    parser.add_argument(
+        "--parity", action="store_true", help="one-step gradient parity check against COMP_AUTHORS_CODE, then exit"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -559,6 +647,21 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir)
     (out / "scratch").mkdir(parents=True, exist_ok=True)
     data = write_corpora(out / "data", args.corpora.split(","))
+    if args.parity:
+        if not code:
+            raise SystemExit("error: --parity needs COMP_AUTHORS_CODE (a copy of the authors' repository)")
+        for corpus in args.corpora.split(","):
+            snippet = (
+                "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import bench_accuracy as b; "
+                "print('\\n'.join(b.parity_check(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))))"
+            )
+            proc = subprocess.run(
+                [sys.executable, "-c", snippet, str(Path(__file__).parent), corpus, str(data[corpus].parent), code],
+                env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+            )  # fmt: skip
+            text = [ln for ln in proc.stdout.splitlines() if " stage " in ln and "worst" in ln]
+            print("\n".join(text) if text else f"{corpus}: parity check failed: {proc.stderr.strip()[-300:]}")
+        return 0
     results_path = out / "results.json"
     results: list[dict] = json.loads(results_path.read_text())["runs"] if results_path.is_file() else []
     done = {_key(r) for r in results if r.get("ok")}
