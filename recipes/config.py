@@ -271,6 +271,14 @@ class TrainConfig(DataConfig):
     selection_stage: int = field(
         default=2, metadata=_help("earliest stage whose epochs can be selected (2: stage-2 epochs only)")
     )
+    # ---- protocol
+    protocol: str = field(
+        default="default",
+        metadata=_help(
+            "default (fixed masks, validation selection) | released: the authors' released protocol end to end "
+            "(per-batch masks, best TEST epoch; OPTIMISTIC, for comparison with the paper)"
+        ),
+    )
     # ---- outputs
     output_dir: str | None = field(default=None, metadata=_help("run directory (when unset: runs/<corpus>-<...>)"))
     overwrite_output_dir: bool = field(default=False, metadata=_help("allow reusing a non-empty output_dir"))
@@ -310,7 +318,16 @@ class TrainConfig(DataConfig):
         self._validate_selection()
         self._validate_outputs()
         self._validate_model_keys()
+        self._validate_training_protocol()
         return self
+
+    def _validate_training_protocol(self) -> None:
+        from recipes.released_protocol import PROTOCOLS, check_released_config
+
+        if self.protocol not in PROTOCOLS:
+            raise _bad(self, "protocol", " or ".join(PROTOCOLS))
+        if self.protocol == "released":
+            check_released_config(self)
 
     def _validate_schedule(self) -> None:
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every"):
@@ -696,6 +713,14 @@ def parse_train_args(argv: Sequence[str] | None = None, defaults: dict[str, Any]
         SystemExit: after printing help for ``-h``/``--help``.
     """
     (cfg,) = _TRAIN_PARSER.parse(argv, defaults)
+    if cfg.protocol == "released":
+        # the released protocol's own selection, unless the command line asks for something (then refused)
+        from recipes.released_protocol import resolve_released_options
+
+        tokens = list(sys.argv[1:] if argv is None else argv)
+        given = {t[2:].split("=", 1)[0].replace("-", "_") for t in tokens if t.startswith("--")}
+        values = resolve_released_options(dataclasses.asdict(cfg), given)
+        cfg = dataclasses.replace(cfg, selection=values["selection"], selection_stage=values["selection_stage"])
     return cfg.validate()
 
 

@@ -260,6 +260,10 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
         if selection == "test"
         else "model selected on validation; test metrics at the selected epoch"
     )
+    if selection == "released":
+        from recipes.released_protocol import OPTIMISTIC_NOTE
+
+        note = f"--protocol released ({OPTIMISTIC_NOTE}); CMU metrics on non-zero labels only"
     runs = max((sum(1 for r in grid if r["variant"] == v and r["missing_rate"] == x) for v in variants for x in rates),
                default=0)  # fmt: skip
     spread = "mean ± std over seeds and folds" if runs > 1 else "one run per cell (n = 1, no spread measured)"
@@ -434,7 +438,8 @@ def run_sweep(
             _write_results(root, rows)
     files: list[Path] = [root / "results.csv"]
     if is_main and task is not None:
-        for name, text in summarise(rows, task, base.is_synthetic, base.selection).items():
+        selection = "released" if base.protocol == "released" else base.selection
+        for name, text in summarise(rows, task, base.is_synthetic, selection).items():
             write_text_atomic(root / name, text)
             files.append(root / name)
         files += _plots(rows, task, base.is_synthetic, root)

@@ -197,14 +197,6 @@ def _selection_value(record: dict, split: str, metric: str) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def _better(value: float, best: float | None, metric: str) -> bool:
-    from recipes.metrics import higher_is_better
-
-    if best is None:
-        return True
-    return value > best if higher_is_better(metric) else value < best
-
-
 def _state_dict_cpu(model) -> dict[str, Any]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
@@ -585,8 +577,15 @@ def _run_epoch(cfg, data: _RunData, trainer: _Trainer, state: _RunState, acceler
     record.update(_evaluate_splits(cfg, data, trainer, accelerator, epoch, show))
     value = _selection_value(record, cfg.selection, data.metric)
     record["selection_value"] = value
-    if stage >= cfg.selection_stage and value is not None and _better(value, state.best["value"], data.metric):
-        state.best = {"epoch": epoch, "value": value}
+    from recipes.selection import selection_improves, selection_loss
+
+    # ties on the metric: the lower selection-split loss, then the later epoch (recipes/selection.py)
+    if (
+        stage >= cfg.selection_stage
+        and value is not None
+        and selection_improves(value, record, state.best, cfg.selection, data.metric)
+    ):
+        state.best = {"epoch": epoch, "value": value, "loss": selection_loss(record, cfg.selection)}
         state.best_weights = _state_dict_cpu(trainer.unwrapped)
     record["best_epoch"] = state.best["epoch"]
     state.history.append(record)
@@ -705,6 +704,10 @@ def train_run(cfg: TrainConfig, run_dir: Path, fold: int | None = None) -> dict[
         ``metrics.json``'s ``final`` entry: selected epoch, selection rule, validation/test metrics, stage-1
         metrics, fold, task.
     """
+    if cfg.protocol == "released":  # the authors' protocol, in its own loop (recipes/released_protocol.py)
+        from recipes.released_protocol import train_released_run
+
+        return train_released_run(cfg, run_dir, fold)
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
