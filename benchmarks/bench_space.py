@@ -291,10 +291,12 @@ def _text_path(app_module, settings, bundled, args) -> float | None:
     config.update(
         text_dim=384,
         modality_features={
+            "audio": {"feature": "synthetic", "extractor": None},
             "text": {
                 "feature": "all-MiniLM-L6-v2-4-UTT",
                 "extractor": {"model_id": encoder, "layers": [-4, -3, -2, -1], "pooling": "gcnet"},
-            }
+            },
+            "video": {"feature": "synthetic", "extractor": None},
         },
     )
     torch.manual_seed(0)
