@@ -1,8 +1,11 @@
 """Model throughput and memory: forward+backward of a stage-2 training step on CPU; operators and host
 synchronisations per training step, beside a baseline version of the model (default: the `main` branch).
 
-    python benchmarks/bench_model.py [--steps 5] [--corpora mosi,mosei] [--threads 2] [--sections counts,throughput]
+    python benchmarks/bench_model.py [--steps 5] [--corpora mosi,mosei] [--threads 2] [--sections counts,histogram,throughput]
         [--baseline main]
+
+Section `histogram` (not run by default): the per-operator breakdown of this tree's counts (forward and backward
+of a stage-1 and a stage-2 step), to see where the operators go.
 
 Section `counts` (needs no GPU): for a 32-conversation MOSEI-shaped batch (regression, released sizes), counts the
 aten operators dispatched by one training step's forward + backward (a `TorchDispatchMode` counter) and the host
@@ -255,6 +258,54 @@ def count_case(baseline_dir: str, steps: int, threads: int) -> dict:
     return result
 
 
+def op_histogram(steps: int, threads: int, top: int) -> None:
+    """Print, for this tree's model, which aten operators one training step's forward and backward dispatch
+    (stage 1 and stage 2, `utterance_index` given), most frequent first: where the operator count goes."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    sys.path.insert(0, str(ROOT))
+    from modeling_comp import ComPConfig, ComPForEmotionRecognition, utterance_index_from_attention_mask
+
+    torch.set_num_threads(threads)
+
+    class Histogram(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.phase = "forward"
+            self.counts = {"forward": collections.Counter(), "backward": collections.Counter()}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.counts[self.phase][func.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    batch = mosei_batch(seed=1)
+    batch["utterance_index"] = utterance_index_from_attention_mask(batch["attention_mask"])
+    torch.manual_seed(0)
+    config = ComPConfig(
+        audio_dim=512, text_dim=1024, video_dim=1024, max_utterances=150, num_labels=1, problem_type="regression"
+    )
+    model = ComPForEmotionRecognition(config).train()
+    parameters = sum(1 for _ in model.parameters())
+    print(
+        f"aten operators of one training step of this tree, 32 MOSEI-shaped conversations; the model stores "
+        f"{parameters} parameter tensors (the backward's gradient accumulation dispatches one `detach` per "
+        f"parameter)"
+    )
+    for stage in (1, 2):
+        model.set_training_stage(stage)
+        model(**batch).loss.backward()  # warm-up
+        model.zero_grad(set_to_none=True)
+        with Histogram() as histogram:
+            loss = model(**batch).loss
+            histogram.phase = "backward"
+            loss.backward()
+        model.zero_grad(set_to_none=True)
+        for phase, counts in histogram.counts.items():
+            shown = ", ".join(f"{name} {n}" for name, n in counts.most_common(top))
+            print(f"  stage {stage} {phase:8s} {sum(counts.values()):5d} ops: {shown}")
+
+
 def run_counts(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         commit = subprocess.run(
@@ -314,12 +365,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="run every case this many times, keep the fastest")
     parser.add_argument("--corpora", default="mosi,mosei")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sections", default="counts,throughput", help="counts and/or throughput")
+    parser.add_argument(
+        "--sections", default="counts,throughput", help="comma-separated: counts, histogram, throughput"
+    )
     parser.add_argument(
         "--baseline",
         default="main",
         help="git revision whose modeling_comp the counts section compares against (4b84b74 = before the rewrite)",
     )
+    parser.add_argument("--top", type=int, default=25, help="histogram section: operators shown per phase")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--count-case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -329,6 +383,8 @@ def main() -> None:
     sections = args.sections.split(",")
     if "counts" in sections:
         run_counts(args)
+    if "histogram" in sections:
+        op_histogram(args.steps, args.threads, args.top)
     if "throughput" not in sections:
         return
     if args.case:

@@ -303,18 +303,25 @@ def _attention_layer(
     training: bool,
     eager: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One attention layer for `G` groups of packed rows `[G, N, D]` (the `modules`, cycled when `G` is a
-    multiple of their number); returns `hidden + O + MLP(O)` and, with `eager`, the attention probabilities
-    `[G, B, H, T, T]`."""
+    """One attention layer for `G` groups of packed rows `[G, N, D]`, `G` a multiple of `len(modules)`, groups
+    modality-major (the `G / len(modules)` groups of a module are adjacent, e.g. a module's shared and private
+    streams): each module's groups are one `[G / len(modules) * N, D]` block of rows for its products. Returns
+    `hidden + O + MLP(O)` and, with `eager`, the attention probabilities `[G, B, H, T, T]`."""
     groups, dim = hidden.shape[0], hidden.shape[-1]
-    repeat = groups // len(modules)
     heads = config.num_attention_heads
     # q, k and v of every group in one batched product (the parameters stay separate, as in the checkpoints)
     weight = _stack([p for m in modules for p in (m.q.weight, m.k.weight, m.v.weight)]).view(-1, 3 * dim, dim)
     bias = _stack([p for m in modules for p in (m.q.bias, m.k.bias, m.v.bias)]).view(-1, 1, 3 * dim)
-    if repeat > 1:
-        weight, bias = weight.repeat(repeat, 1, 1), bias.repeat(repeat, 1, 1)
-    qkv = packer.unpack(torch.baddbmm(bias, hidden, weight.transpose(1, 2)), dim=1)  # [G, B, T, 3D]
+    blocks = len(modules)
+
+    def by_module(x: torch.Tensor) -> torch.Tensor:  # [G, N, F] -> [len(modules), G / len(modules) * N, F]
+        return x if groups == blocks else x.reshape(blocks, -1, x.shape[-1])
+
+    def by_group(x: torch.Tensor) -> torch.Tensor:  # the inverse
+        return x if groups == blocks else x.view(groups, -1, x.shape[-1])
+
+    qkv = by_group(torch.baddbmm(bias, by_module(hidden), weight.transpose(1, 2)))
+    qkv = packer.unpack(qkv, dim=1)  # [G, B, T, 3D]
     qkv = qkv.view(groups * packer.batch, packer.length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
     query, key, value = qkv.unbind(0)  # [G * B, H, T, hd]
     dropout = config.attention_dropout_prob if training else 0.0
@@ -332,7 +339,7 @@ def _attention_layer(
         )
         attended = attended.masked_fill(masks.no_key, 0.0)
     attended = packer.pack(attended.transpose(1, 2).reshape(groups, packer.batch, packer.length, dim), dim=1)
-    mlp = _batched_mlp(attended, [m.mlp for m in modules], config.hidden_dropout_prob, training, repeat)
+    mlp = by_group(_batched_mlp(by_module(attended), [m.mlp for m in modules], config.hidden_dropout_prob, training))
     return hidden + attended + mlp, probs
 
 
@@ -734,16 +741,17 @@ class ComPModel(ComPPreTrainedModel):
                 # Deviation (default mode): each private branch uses its own private features. The released
                 # code feeds audio's private features to the text and video branches.
                 sources = private[:1].expand(3, -1, -1) if reference else private
-                hidden = torch.cat([shared, sources])
-                masks = key_mask.repeat(2, 1, 1)
+                # modality-major groups: shared a, private a, shared t, private t, shared v, private v
+                hidden = torch.stack([shared, sources], dim=1).flatten(0, 1)
+                masks = key_mask.repeat_interleave(2, dim=0)
             attention_masks = _AttentionMasks(masks)
             if hidden_states is not None:
-                hidden_states.append(hidden[:3])
+                hidden_states.append(shared)
             for stack in self.propagation_stacks:
                 hidden = self._stack(hidden, stack, attention_masks, packer, eager, hidden_states, attentions)
-            streams = hidden[:3]
+            streams = hidden[::2] if with_private else hidden
             if with_private:
-                private_streams = hidden[3:]
+                private_streams = hidden[1::2]
             fused_streams = streams.masked_fill(row_missing, 0.0)  # missing rows are zeroed before concatenation
         else:
             streams, coordinator_weights = self._propagate(
@@ -795,7 +803,9 @@ class ComPModel(ComPPreTrainedModel):
         return outputs if return_dict else outputs.to_tuple()
 
     def _stack(self, hidden, stack, masks, packer, eager, hidden_states, attentions) -> torch.Tensor:
-        """One propagation stack on `G` groups `[G, N, D]` (groups cycle through audio, text, video)."""
+        """One propagation stack on `G` groups `[G, N, D]`: audio, text, video, each repeated `G / 3` times in a row
+        (modality-major); `hidden_states` and `attentions` receive the first group of each modality."""
+        first = slice(None, None, hidden.shape[0] // len(MODALITIES))
         for layer in stack.layers:
             modules = [layer.modalities[m] for m in MODALITIES]
             args = (hidden, modules, masks, packer, self.config, self.training, eager)
@@ -804,9 +814,9 @@ class ComPModel(ComPPreTrainedModel):
             else:
                 hidden, probs = _attention_layer(*args)
             if hidden_states is not None:
-                hidden_states.append(hidden[:3])
+                hidden_states.append(hidden[first])
             if attentions is not None:
-                attentions.append(probs[:3])
+                attentions.append(probs[first])
         return hidden
 
     def _prototypes(self, shared, row_missing, packer) -> torch.Tensor:
