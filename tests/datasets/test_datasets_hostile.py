@@ -1,4 +1,4 @@
-"""Hostile and malformed inputs: each gets a one-line error naming the file, field or value (issue 12)."""
+"""Hostile and malformed inputs: each gets a one-line error naming the file, field or value."""
 
 from __future__ import annotations
 
