@@ -202,29 +202,23 @@ def released_metrics(
     (IEMOCAP): ``accuracy`` (WA), ``unweighted_accuracy`` (macro recall), ``weighted_f1``,
     ``accuracy_<modality>``. Fractions in [0, 1].
     """
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
+    from sklearn.metrics import recall_score
 
-    out: dict[str, float | None] = {}
+    from recipes.metrics import classification_metrics, regression_metrics
+
     if task == "regression":
+        # the default protocol's metrics, on the non-zero rows only (the release's MAE and r leave zeros out too)
         keep = references != 0
-        y, p = references[keep].astype(np.float64), predictions[keep].astype(np.float64)
-        if y.size == 0:
+        if not keep.any():
             return {"acc2": None, "f1": None, "mae": None, "corr": None}
-        out["acc2"] = float(accuracy_score(y > 0, p > 0))
-        out["f1"] = float(f1_score(y > 0, p > 0, average="weighted"))
-        out["mae"] = float(np.mean(np.abs(y - p)))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = float(np.corrcoef(y, p)[0, 1]) if y.size > 1 else float("nan")
-        out["corr"] = None if np.isnan(corr) else corr
-        for i, m in enumerate(MODALITIES):
-            out[f"acc2_{m}"] = float(accuracy_score(y > 0, modality_predictions[keep, i] > 0))
-    else:
-        y, p = references.astype(np.int64), predictions.astype(np.int64)
-        out["accuracy"] = float(accuracy_score(y, p))
-        out["unweighted_accuracy"] = float(recall_score(y, p, average="macro", zero_division=0))
-        out["weighted_f1"] = float(f1_score(y, p, average="weighted", zero_division=0))
-        for i, m in enumerate(MODALITIES):
-            out[f"accuracy_{m}"] = float(accuracy_score(y, modality_predictions[:, i]))
+        full = regression_metrics(predictions[keep], references[keep], modality_predictions=modality_predictions[keep])
+        return {k: full[k] for k in ("acc2", "f1", "mae", "corr", *(f"acc2_{m}" for m in MODALITIES))}
+    y, p = references.astype(np.int64), predictions.astype(np.int64)
+    full = classification_metrics(p, y, modality_predictions=modality_predictions)
+    out = {k: full[k] for k in ("accuracy", "weighted_f1", *(f"accuracy_{m}" for m in MODALITIES))}
+    # the release's UA: macro recall over the classes in the references or the predictions (sklearn's default),
+    # where the default protocol averages over the classes present in the references only
+    out["unweighted_accuracy"] = float(recall_score(y, p, average="macro", zero_division=0))
     return out
 
 
