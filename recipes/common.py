@@ -265,8 +265,8 @@ class DeviceCorpus:
         full.pop(UTTERANCE_INDEX, None)  # computed per batch (see `batch`)
         self.device = device
         self.length = int(full[ATTENTION_MASK].shape[1])
-        # real utterances per conversation, kept on the host: a batch's `utterance_index` is computed there
-        self.lengths = full[ATTENTION_MASK].sum(dim=1)
+        # the attention mask also kept on the host: a batch's `utterance_index` is computed there
+        self.attention_mask = full[ATTENTION_MASK]
         self.tensors = {k: v.to(device) for k, v in full.items()}
         self.set_masks(dataset)
 
@@ -291,9 +291,9 @@ class DeviceCorpus:
         ``utterance_index`` (the flat positions of the real utterances) is computed on the host and copied
         without blocking, so that the model needs no host synchronisation to find the real rows.
         """
-        lengths = self.lengths[index]
-        real = torch.arange(self.length).unsqueeze(0) < lengths.unsqueeze(1)
-        utterance_index = torch.nonzero(real.reshape(-1)).squeeze(1)
+        from modeling_comp import utterance_index_from_attention_mask
+
+        utterance_index = utterance_index_from_attention_mask(self.attention_mask[index])
         index = index.to(self.device, non_blocking=True)
         mask = self.mask[index]
         out = {MODALITY_MASK: mask, UTTERANCE_INDEX: utterance_index.to(self.device, non_blocking=True)}

@@ -402,11 +402,11 @@ def _load_run_data(cfg: TrainConfig, fold: int | None, accelerator) -> _RunData:
             raise RecipeError(f"the {split!r} split of {cfg.dataset!r} has no conversation (fold {fold})")
     data_kwargs = hub_datasets.model_config_kwargs(dsd["train"])
     _check_model_against_data(cfg, data_kwargs)
-    train_provenance = hub_datasets.dataset_provenance(dsd["train"])
-    corpus = train_provenance.get("corpus")
+    provenance = {split: hub_datasets.dataset_provenance(dsd[split]) for split in dsd}
+    corpus = provenance["train"].get("corpus")
     if (
         "modality_features" not in cfg.model
-        and not train_provenance.get("synthetic")
+        and not provenance["train"].get("synthetic")
         and corpus in CORPUS_MODALITY_FEATURES
     ):
         # the checkpoint records which features (and which text extractor) it was trained on
@@ -430,7 +430,6 @@ def _load_run_data(cfg: TrainConfig, fold: int | None, accelerator) -> _RunData:
             f"selection_metric={metric!r} is not a {task} metric of {cfg.dataset!r}: expected one of {', '.join(known)}"
         )
     rule = selection_description(cfg.selection, metric, cfg.selection_stage)
-    provenance = {split: hub_datasets.dataset_provenance(dsd[split]) for split in dsd}
     for entry in provenance.values():
         entry.update(selection=cfg.selection, selection_metric=metric, selection_rule=rule, training_seed=cfg.seed)
     return _RunData(dsd, eval_splits, model_config, task, metric, rule, provenance, label_names)

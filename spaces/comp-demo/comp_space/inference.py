@@ -10,6 +10,7 @@ being served. :func:`model_inputs` is the one place where a conversation becomes
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections import OrderedDict
@@ -76,6 +77,13 @@ class LoadedCheckpoint:
     def __post_init__(self) -> None:
         if not self.name:
             self.name = self.ref if _HUB_ID.match(split_revision(self.ref)[0]) else Path(self.ref).name
+
+    @functools.cached_property
+    def processor(self) -> Any:
+        """The model's :class:`modeling_comp.ComPProcessor` (built once per checkpoint), with the Space's input bound."""
+        from modeling_comp import ComPProcessor
+
+        return ComPProcessor.from_model_config(self.model.config, max_abs_value=MAX_ABS_FEATURE)
 
     @property
     def modality_features(self) -> dict[str, Any]:
@@ -375,15 +383,11 @@ def model_inputs(checkpoint: LoadedCheckpoint, conversation: Conversation, mask:
     Raises:
         InputError: the processor's one-line message when it refuses the conversation.
     """
-    from modeling_comp import ComPProcessor
-
-    model = checkpoint.model
-    dtype = next(model.parameters()).dtype
-    processor = ComPProcessor.from_model_config(model.config, max_abs_value=MAX_ABS_FEATURE)
+    dtype = next(checkpoint.model.parameters()).dtype
     row: dict[str, Any] = {modality: conversation.features[modality] for modality in MODALITIES}
     row["modality_mask"] = np.asarray(mask, dtype=bool)
     try:
-        batch = processor(row)
+        batch = checkpoint.processor(row)
     except ValueError as err:
         raise InputError(str(err)) from None
     inputs: dict[str, Any] = {m: batch[m].to(dtype) for m in MODALITIES}
