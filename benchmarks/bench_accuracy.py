@@ -63,6 +63,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from hub_datasets.atomic import atomic_write_text  # noqa: E402
+
+
 ARMS = ("authors", "released", "default", "batch_prototypes", "no_gradient_modulation", "reference_compat")
 FIX_ARMS = {
     "batch_prototypes": {"prototype_scope": "batch"},
@@ -688,9 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         return {**job, "ok": False, "error": f"worker exited {proc.returncode}: {tail}"}
 
     def save():
-        tmp = results_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**meta, "runs": results}, indent=1))
-        os.replace(tmp, results_path)
+        atomic_write_text(results_path, json.dumps({**meta, "runs": results}, indent=1))
         (out / "table.md").write_text(render(results, meta["command"]))
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

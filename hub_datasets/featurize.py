@@ -21,6 +21,7 @@ Command line: ``python -m hub_datasets featurize --help``.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_write_bytes
 from .errors import DatasetFormatError
 
 
@@ -471,15 +473,15 @@ def featurize_gcnet_corpus(
     folder = Path(output_dir) / "features" / feature_name
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise DatasetFormatError(f"{folder}: already holds features; pass overwrite=True (--overwrite) to replace")
+    for uid in uids:  # checked before anything is encoded or written
+        if "/" in uid or uid in ("", ".", ".."):
+            raise DatasetFormatError(f"{label_pickle}: utterance id {uid!r} cannot be a file name")
     features = featurize_texts(texts, extractor, batch_size=batch_size, progress=progress)
     folder.mkdir(parents=True, exist_ok=True)
     for uid, vector in zip(uids, features, strict=True):
-        if "/" in uid or uid in ("", ".", ".."):
-            raise DatasetFormatError(f"{label_pickle}: utterance id {uid!r} cannot be a file name")
-        tmp = folder / f".{uid}.npy.tmp"
-        with tmp.open("wb") as handle:
-            np.save(handle, vector)
-        os.replace(tmp, folder / f"{uid}.npy")
+        buffer = io.BytesIO()
+        np.save(buffer, vector)
+        atomic_write_bytes(folder / f"{uid}.npy", buffer.getvalue())
     return folder
 
 

@@ -110,6 +110,7 @@ def build_assets(
     import numpy as np
 
     from hub_datasets import dataset_provenance
+    from hub_datasets.atomic import atomic_write_text
     from recipes.common import load_corpus
     from recipes.config import parse_train_args
     from recipes.train import main as train_main
@@ -209,9 +210,7 @@ def build_assets(
         },
         "built_by": "spaces/comp-demo/build_assets.py",
     }
-    tmp = output_dir / "assets.json.tmp"
-    tmp.write_text(json.dumps(assets, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, output_dir / "assets.json")
+    atomic_write_text(output_dir / "assets.json", json.dumps(assets, indent=2, sort_keys=True, default=str) + "\n")
     return assets
 
 
