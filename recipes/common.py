@@ -477,7 +477,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Atomic JSON write (sorted keys, 2-space indent, NaN → null)."""
+    """Atomic JSON write (keys in insertion order, 2-space indent, NaN → null)."""
     write_text_atomic(path, json.dumps(json_ready(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
