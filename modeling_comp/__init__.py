@@ -30,7 +30,9 @@ from .modeling_comp import (
     ComPModelOutput,
     ComPOutput,
     ComPPreTrainedModel,
+    checkpoint_layout_state_dict,
     load_comp_checkpoint,
+    model_layout_state_dict,
     utterance_index_from_attention_mask,
 )
 
@@ -70,7 +72,9 @@ __all__ = [
     "ComPModelOutput",
     "ComPOutput",
     "ComPPreTrainedModel",
+    "checkpoint_layout_state_dict",
     "load_comp_checkpoint",
+    "model_layout_state_dict",
     "utterance_index_from_attention_mask",
 ]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .configuration_comp import CORPUS_MODALITY_FEATURES, ComPConfig
-from .modeling_comp import ComPForEmotionRecognition
+from .modeling_comp import ComPForEmotionRecognition, checkpoint_layout_state_dict
 
 
 _SHORT = {"a": "audio", "t": "text", "v": "video"}
@@ -212,7 +212,7 @@ def convert_state_dict(
     else:
         _check_shapes(state, config)
     model = ComPForEmotionRecognition(config)
-    ours = model.state_dict()
+    ours = checkpoint_layout_state_dict(model.state_dict())  # one nn.Linear per modality, as the release
     converted: dict[str, torch.Tensor] = {}
     unmapped, misshaped, dropped = [], [], []
     for name, tensor in state.items():

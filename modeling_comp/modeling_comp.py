@@ -9,10 +9,12 @@ By default the model implements the paper's method with the released code's defe
 config switch and `ComPConfig.reference_compat=True` restores the released evaluation forward. Every place
 where the two differ carries a comment starting with "Deviation".
 
-Computation layout: the parameters are stored per modality (the checkpoint layout), but the three modalities
-(and, in stage 1, the shared and private branches) run as one batched computation: the per-modality weights
-of a layer are stacked on the fly and applied with one batched matrix product to a `[groups, rows, features]`
-tensor. Position-wise layers run on the packed rows of the real utterances (`[3, N, D]`); only the attention and
+Computation layout: the three modalities (and, in stage 1, the shared and private branches) run as one batched
+computation. The per-modality layers of one shape are stored stacked (`ComPStackedLinear`: weights
+`[groups, in, out]`) and applied with one batched matrix product to a `[groups, rows, features]` tensor, so a
+training step dispatches few, large operators and the backward accumulates few gradients. Checkpoints keep one
+`nn.Linear` per modality (`save_pretrained` writes that layout; `from_pretrained` and `load_state_dict` read it
+and the stacked one, see `checkpoint_layout_state_dict`). Position-wise layers run on the packed rows of the real utterances (`[3, N, D]`); only the attention and
 the prototype layer see the `[batch, T]` layout. Nothing in the forward or backward synchronises with the host
 when the caller passes `utterance_index` (see `utterance_index_from_attention_mask`).
 
@@ -22,7 +24,6 @@ they must not import anything from the rest of the project.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from dataclasses import dataclass
@@ -43,8 +44,8 @@ except ImportError:  # pragma: no cover - older transformers
     _init = None
 
 # For modality m (audio, text, video), the two others in `MODALITIES` order: the prompts m receives.
-# Row i of the stacked `[3, ...]` tensors is modality i; `_OTHERS` lists (first other of each m, second other of each m).
-_OTHERS = (1, 0, 0, 2, 2, 1)
+# Row i of the stacked `[3, ...]` tensors is modality i; `_OTHERS` lists, for each m, its first and second other.
+_OTHERS = (1, 2, 0, 2, 0, 1)
 
 
 def utterance_index_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -156,6 +157,73 @@ def _dropout(hidden: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return hidden * keep
 
 
+def _row_count(mask: torch.Tensor) -> torch.Tensor:
+    """`max(1, mask.sum())`, computed once per mask tensor (the losses divide by it several times)."""
+    count = getattr(mask, "_comp_row_count", None)
+    if count is None:
+        count = mask.sum().clamp_min(1)
+        mask._comp_row_count = count
+    return count
+
+
+def _no_dropout(hidden: torch.Tensor) -> torch.Tensor:
+    return hidden
+
+
+def _contiguous_strides(shape) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
+class _DropoutMasks:
+    """The keep masks of every `hidden_dropout_prob` dropout of one training forward, drawn at once.
+
+    One uniform draw, one comparison and one scaling for the whole forward, then a strided view and a product per
+    dropout (instead of four operators per dropout). `numel` is the number of elements the forward drops out
+    (`ComPModel._dropout_numel`); a dropout past it draws its own mask (same distribution).
+    """
+
+    def __init__(self, p: float, numel: int, like: torch.Tensor):
+        self.p, self.offset, self.buffer = p, 0, None
+        if numel > 0:
+            self.buffer = torch.rand(numel, device=like.device, dtype=like.dtype).ge_(p).mul_(1.0 / (1.0 - p))
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        numel = hidden.numel()
+        if self.buffer is None or self.offset + numel > self.buffer.numel():
+            return _dropout(hidden, self.p, True)
+        mask = self.buffer.as_strided(hidden.shape, _contiguous_strides(hidden.shape), self.offset)
+        self.offset += numel
+        return hidden * (mask if mask.dtype == hidden.dtype else mask.to(hidden.dtype))
+
+
+class _Normalize(torch.autograd.Function):
+    """`F.normalize(x, dim=-1, eps=eps)` with a backward of five operators (autograd's composite takes about 15)."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, eps: float) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True)
+        denominator = norm.clamp_min(eps)
+        normalized = hidden / denominator
+        ctx.save_for_backward(normalized, denominator, norm >= eps)
+        return normalized
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        normalized, denominator, active = ctx.saved_tensors
+        # d(x / max(|x|, eps)) = (g - y <g, y>) / |x| where |x| >= eps, g / eps elsewhere
+        radial = (grad * normalized).sum(-1, keepdim=True) * active
+        return torch.addcmul(grad, normalized, radial, value=-1.0) / denominator, None
+
+
+def _normalize(hidden: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    return _Normalize.apply(hidden, eps)
+
+
 class ComPDropout(nn.Dropout):
     """`nn.Dropout` computed by `_dropout` (same distribution and scaling)."""
 
@@ -176,48 +244,41 @@ class ComPMlp(nn.Module):
         return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(hidden)))))
 
 
-class _StackParameters(torch.autograd.Function):
-    """`torch.stack` of same-shaped parameters whose backward is one `unbind` of a contiguous gradient (instead of a
-    `select` per parameter, and a copy per parameter when the gradient is not contiguous): each parameter then
-    receives a contiguous slice, which autograd accumulates without a copy."""
+class ComPStackedLinear(nn.Module):
+    """`groups` independent linear layers of one shape (one per modality, say), applied to `[groups, rows,
+    in_features]` in one batched product.
 
-    @staticmethod
-    def forward(*tensors: torch.Tensor) -> torch.Tensor:
-        return torch.stack(tensors)
+    `weight` is `[groups, in_features, out_features]` (group g's `nn.Linear.weight`, transposed) and `bias`
+    `[groups, 1, out_features]`: the forward is a single `baddbmm` and the backward needs no transposed copy.
+    `save_pretrained` writes each group as the `nn.Linear` it replaces (see `checkpoint_layout_state_dict`).
+    """
 
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        pass
+    def __init__(self, groups: int, in_features: int, out_features: int):
+        super().__init__()
+        self.groups, self.in_features, self.out_features = groups, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(groups, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(groups, 1, out_features))
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad.contiguous().unbind(0)
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, hidden, self.weight)
 
-
-def _stack(tensors) -> torch.Tensor:
-    return _StackParameters.apply(*tensors)
-
-
-def _stacked(linears, repeat: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights `[G, out, in]` and biases `[G, 1, out]` of `G` same-shaped linear layers, the `G` repeated
-    `repeat` times (e.g. the same weights for the shared and the private branch of a modality)."""
-    weight = _stack([layer.weight for layer in linears])
-    bias = _stack([layer.bias for layer in linears]).unsqueeze(1)
-    if repeat > 1:
-        weight, bias = weight.repeat(repeat, 1, 1), bias.repeat(repeat, 1, 1)
-    return weight, bias
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}, in_features={self.in_features}, out_features={self.out_features}"
 
 
-def _batched_linear(hidden: torch.Tensor, linears, repeat: int = 1) -> torch.Tensor:
-    """`G` linear layers (repeated `repeat` times) on `[G * repeat, N, in]` in one batched product."""
-    weight, bias = _stacked(linears, repeat)
-    return torch.baddbmm(bias, hidden, weight.transpose(1, 2))
+class ComPStackedMlp(nn.Module):
+    """`groups` independent `ComPMlp`s of one shape on `[groups, rows, in_features]`."""
 
+    def __init__(self, groups: int, in_features: int, hidden_features: int, out_features: int, dropout: float):
+        super().__init__()
+        self.fc1 = ComPStackedLinear(groups, in_features, hidden_features)
+        self.fc2 = ComPStackedLinear(groups, hidden_features, out_features)
+        self.dropout = ComPDropout(dropout)
 
-def _batched_mlp(hidden: torch.Tensor, mlps, p: float, training: bool, repeat: int = 1) -> torch.Tensor:
-    """`G` `ComPMlp`s (repeated `repeat` times) on `[G * repeat, N, in]` -> `[G * repeat, N, out]`."""
-    hidden = _dropout(F.gelu(_batched_linear(hidden, [m.fc1 for m in mlps], repeat)), p, training)
-    return _dropout(_batched_linear(hidden, [m.fc2 for m in mlps], repeat), p, training)
+    def forward(self, hidden: torch.Tensor, dropout=None) -> torch.Tensor:
+        """`dropout`: the dropout to apply (a callable, e.g. the forward's `_DropoutMasks`); default `self.dropout`."""
+        dropout = dropout if dropout is not None else self.dropout
+        return dropout(self.fc2(dropout(F.gelu(self.fc1(hidden)))))
 
 
 class _Packer:
@@ -229,6 +290,7 @@ class _Packer:
 
     def __init__(self, index: torch.Tensor | None, batch: int, length: int, device: torch.device):
         self.batch, self.length = batch, length
+        self.dropout, self.attention_dropout = _no_dropout, None  # set by the forward (see `ComPModel.forward`)
         self.index = index
         self.rows = batch * length if index is None else index.shape[0]
         flat = torch.arange(batch * length, device=device) if index is None else index
@@ -252,38 +314,43 @@ class _AttentionMasks:
     """Per-forward masks of the attention layers: for each group, which keys may be attended to."""
 
     def __init__(self, key_mask: torch.Tensor):  # [G, B, T] bool
-        key_mask = key_mask.flatten(0, 1)  # [G * B, T]
+        groups_batch, length = key_mask.shape[0] * key_mask.shape[1], key_mask.shape[2]
+        key_mask = key_mask.reshape(groups_batch, length)  # [G * B, T]
         no_key = ~key_mask.any(dim=-1, keepdim=True)  # [G * B, 1]
         # Conversations without any observed key: the released code's softmax gives NaN, then 0. We let every key
         # through for them (so the kernel sees no empty row) and zero their output afterwards.
-        self.attn_mask = (key_mask | no_key)[:, None, None, :]  # [G * B, 1, 1, T]
-        self.no_key = no_key[..., None, None]  # [G * B, 1, 1, 1]
+        self.allowed = key_mask | no_key  # [G * B, T]
+        self.no_key = no_key.view(groups_batch, 1, 1, 1)
+        self._additive: dict[torch.dtype, torch.Tensor] = {}
+
+    @property
+    def attn_mask(self) -> torch.Tensor:
+        """The boolean mask `[G * B, 1, 1, T]` (True: may be attended to)."""
+        return self.allowed[:, None, None, :]
+
+    def additive(self, dtype: torch.dtype) -> torch.Tensor:
+        """The mask as the additive float mask `[G * B, 1, 1, T]` of `scaled_dot_product_attention` (0 or -inf,
+        as log(1) and log(0)), built once per dtype (SDPA would convert the boolean mask in every layer)."""
+        if dtype not in self._additive:
+            self._additive[dtype] = self.allowed.to(dtype).log_()[:, None, None, :]
+        return self._additive[dtype]
 
 
-class ComPAttention(nn.Module):
-    """One masked self-attention layer of one modality (the parameters; the computation is `_attention_layer`).
+class ComPAttentionLayer(nn.Module):
+    """One masked self-attention layer of the three modalities (independent parameters per modality, stacked).
 
     Keys of missing or padded utterances are masked, queries are not: a missing utterance receives context from
     the observed utterances of the same modality in its conversation. A conversation with no observed key gets
     zeros. There is no output projection and no LayerNorm; the layer returns `O + MLP(O)` and the caller adds
-    the residual.
+    the residual. `qkv` holds each modality's query, key and value projections side by side (`[3, D, 3D]`,
+    columns `q | k | v`); the computation is `_attention_layer`.
     """
 
     def __init__(self, config: ComPConfig):
         super().__init__()
         dim = config.hidden_size
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.mlp = ComPMlp(dim, dim, dim, config.hidden_dropout_prob)
-
-
-class ComPAttentionLayer(nn.Module):
-    """One attention layer holding an independent attention module per modality."""
-
-    def __init__(self, config: ComPConfig):
-        super().__init__()
-        self.modalities = nn.ModuleDict({m: ComPAttention(config) for m in MODALITIES})
+        self.qkv = ComPStackedLinear(len(MODALITIES), dim, 3 * dim)
+        self.mlp = ComPStackedMlp(len(MODALITIES), dim, dim, dim, config.hidden_dropout_prob)
 
 
 class ComPPropagationStack(nn.Module):
@@ -296,34 +363,32 @@ class ComPPropagationStack(nn.Module):
 
 def _attention_layer(
     hidden: torch.Tensor,
-    modules: list[ComPAttention],
+    layer: ComPAttentionLayer,
     masks: _AttentionMasks,
     packer: _Packer,
     config: ComPConfig,
     training: bool,
     eager: bool,
+    dropout=None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One attention layer for `G` groups of packed rows `[G, N, D]`, `G` a multiple of `len(modules)`, groups
-    modality-major (the `G / len(modules)` groups of a module are adjacent, e.g. a module's shared and private
-    streams): each module's groups are one `[G / len(modules) * N, D]` block of rows for its products. Returns
-    `hidden + O + MLP(O)` and, with `eager`, the attention probabilities `[G, B, H, T, T]`."""
+    """One attention layer for `G` groups of packed rows `[G, N, D]`, `G` a multiple of 3, groups modality-major
+    (the `G / 3` groups of a modality are adjacent, e.g. its shared and private streams): each modality's groups
+    are one `[G / 3 * N, D]` block of rows for its products. Returns `hidden + O + MLP(O)` and, with `eager`, the
+    attention probabilities `[G, B, H, T, T]`. `dropout` is the MLP's dropout (default: the layer's own)."""
     groups, dim = hidden.shape[0], hidden.shape[-1]
     heads = config.num_attention_heads
-    # q, k and v of every group in one batched product (the parameters stay separate, as in the checkpoints)
-    weight = _stack([p for m in modules for p in (m.q.weight, m.k.weight, m.v.weight)]).view(-1, 3 * dim, dim)
-    bias = _stack([p for m in modules for p in (m.q.bias, m.k.bias, m.v.bias)]).view(-1, 1, 3 * dim)
-    blocks = len(modules)
+    blocks = len(MODALITIES)
 
-    def by_module(x: torch.Tensor) -> torch.Tensor:  # [G, N, F] -> [len(modules), G / len(modules) * N, F]
+    def by_module(x: torch.Tensor) -> torch.Tensor:  # [G, N, F] -> [3, G / 3 * N, F]
         return x if groups == blocks else x.reshape(blocks, -1, x.shape[-1])
 
     def by_group(x: torch.Tensor) -> torch.Tensor:  # the inverse
         return x if groups == blocks else x.view(groups, -1, x.shape[-1])
 
-    qkv = by_group(torch.baddbmm(bias, by_module(hidden), weight.transpose(1, 2)))
-    qkv = packer.unpack(qkv, dim=1)  # [G, B, T, 3D]
+    qkv = packer.unpack(by_group(layer.qkv(by_module(hidden))), dim=1)  # [G, B, T, 3D]
     qkv = qkv.view(groups * packer.batch, packer.length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
     query, key, value = qkv.unbind(0)  # [G * B, H, T, hd]
+    mlp_dropout = dropout
     dropout = config.attention_dropout_prob if training else 0.0
     scale = (dim // heads) ** -0.5
     probs = None
@@ -335,12 +400,11 @@ def _attention_layer(
         probs = probs.unflatten(0, (groups, packer.batch))
     else:
         attended = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=masks.attn_mask, dropout_p=dropout, scale=scale
+            query, key, value, attn_mask=masks.additive(query.dtype), dropout_p=dropout, scale=scale
         )
         attended = attended.masked_fill(masks.no_key, 0.0)
     attended = packer.pack(attended.transpose(1, 2).reshape(groups, packer.batch, packer.length, dim), dim=1)
-    mlp = by_group(_batched_mlp(by_module(attended), [m.mlp for m in modules], config.hidden_dropout_prob, training))
-    return hidden + attended + mlp, probs
+    return hidden + attended + by_group(layer.mlp(by_module(attended), mlp_dropout)), probs
 
 
 class ComPGradientModulator(nn.Module):
@@ -352,9 +416,9 @@ class ComPGradientModulator(nn.Module):
     times `max(1, Σ|w|)`), `W^u = ½ (g(u, v1) + g(u, v2))`, and averages `W^u` per utterance position over the
     batch (the prototype layer's weight `[K, T]` is shared by every conversation) into `scales` `[3, T]`.
 
-    The following `backward()` multiplies the gradient of each modality's prototype-layer first weight
-    column-wise by its row of `scales`, through gradient hooks on those three parameters (registered once by the
-    head). Run the backward of an armed forward before the next forward of the head, as every training loop does:
+    The following `backward()` multiplies the gradient of each modality's prototype-layer first weight (slice m
+    of the stacked `[3, max_utterances, K]` weight) row-wise by its row of `scales`, through a gradient hook on
+    that parameter (registered once by the head). Run the backward of an armed forward before the next forward of the head, as every training loop does:
     each forward of the head re-arms or disarms the modulator. All of it runs on the device, without a host
     synchronisation, and under `torch.compile` (the hooks run in the eager autograd engine).
     """
@@ -388,38 +452,41 @@ class ComPGradientModulator(nn.Module):
         self.scales = _modulation_from_errors(errors.T, positions, length, self.eps, valid)
         return self.scales
 
-    def _scale_gradient(self, modality: int, grad: torch.Tensor) -> torch.Tensor:
+    def _scale_gradient(self, grad: torch.Tensor) -> torch.Tensor:
         scales = self.scales
         if scales is None:
             return grad
-        # the weight is [K, max_utterances]; the forward used its first T columns
-        scale = F.pad(scales[modality], (0, grad.shape[1] - scales.shape[1]), value=1.0)
-        return grad * scale.to(grad.dtype)
+        # the weight is [3, max_utterances, K]; the forward used its first T rows
+        scale = F.pad(scales, (0, grad.shape[1] - scales.shape[1]), value=1.0)
+        return grad * scale.to(grad.dtype)[:, :, None]
 
 
 def _modulation_from_errors(
     errors: torch.Tensor, positions: torch.Tensor, length: int, eps: float, valid: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Eq. 10 on per-row errors `[N, 3]` of the `valid` rows, averaged per utterance position -> `[3, length]`
-    (1 where no valid row). Selection by `torch.where`, no host synchronisation."""
+    (1 where no valid row; non-finite weights are 1). No host synchronisation."""
     errors = errors.float()
     if valid is None:
         valid = torch.ones(errors.shape[0], dtype=torch.bool, device=errors.device)
-    # diff[n, u, v] = E^u - E^v on the valid rows, 0 elsewhere
+    # diff[n, u, v] = E^u - E^v on the valid rows, 0 elsewhere; total[u, v] = Σ_n diff[n, u, v]
     diff = torch.where(valid[:, None, None], errors[:, :, None] - errors[:, None, :], 0.0)
     total = diff.sum(0)  # [3, 3]
+    # g_n(u, v) = (total - diff_n) / total = 1 - diff_n / total, and 1 where |total| is negligible (inverse 0);
+    # the u == v pair has diff 0, so W^u_n = ½ Σ_{v≠u} g_n(u, v) = 1 − ½ Σ_v diff_n[u, v] / total[u, v]
     guard = total.abs() <= eps * diff.abs().sum(0).clamp_min(1.0)
-    per_pair = torch.where(guard, 1.0, (total - diff) / torch.where(guard, 1.0, total))  # [N, 3, 3]
-    # the u == v pair has diff 0, total 0 and weight 1: W^u = ½ (Σ_v g(u, v) − 1)
-    row_weights = torch.nan_to_num(0.5 * (per_pair.sum(-1) - 1.0), nan=1.0, posinf=1.0, neginf=1.0)  # [N, 3]
-    row_weights = torch.where(valid[:, None], row_weights, 0.0)
-    sums = row_weights.new_zeros(length, 3).index_add_(0, positions, row_weights)
-    counts = row_weights.new_zeros(length).index_add_(0, positions, valid.float())
-    return torch.where(counts > 0, sums.T / counts.clamp_min(1.0), 1.0)
+    inverse = total.reciprocal().masked_fill_(guard, 0.0)
+    ratio = (diff * inverse).sum(-1)  # [N, 3], 0 on the rows that are not valid
+    # per position: mean over the valid rows of W = 1 − ½ ratio (1 where no valid row: ratio sums to 0 there)
+    ratios = ratio.new_zeros(length, 3).index_add_(0, positions, ratio)
+    counts = ratio.new_zeros(length, 1).index_add_(0, positions, valid.to(ratio.dtype)[:, None])
+    weights = 1.0 - 0.5 * ratios / counts.clamp_min(1.0)
+    return torch.nan_to_num(weights.T, nan=1.0, posinf=1.0, neginf=1.0)  # non-finite errors: no modulation
 
 
 class ComPPromptGenerator(nn.Module):
-    """Prompt generation (Eq. 6-9 of the paper) for one modality and one propagation stage (the parameters).
+    """Prompt generation (Eq. 6-9 of the paper) of the three modalities for one propagation stage (the
+    parameters, stacked per modality).
 
     The first stage's generator owns the prototype layer (`prototype_layer`, an MLP over the utterance axis
     mapping `max_utterances` positions to `num_prototypes` prototypes); the second stage reuses the first
@@ -429,14 +496,152 @@ class ComPPromptGenerator(nn.Module):
 
     def __init__(self, config: ComPConfig, with_prototype_layer: bool):
         super().__init__()
+        groups, drop = len(MODALITIES), config.hidden_dropout_prob
         if with_prototype_layer:
-            self.prototype_layer = ComPMlp(
-                config.max_utterances, config.num_prototypes, config.num_prototypes, config.hidden_dropout_prob
+            self.prototype_layer = ComPStackedMlp(
+                groups, config.max_utterances, config.num_prototypes, config.num_prototypes, drop
             )
-        self.prompt_projection = ComPMlp(
-            config.hidden_size, config.prompt_dim, config.prompt_dim, config.hidden_dropout_prob
+        self.prompt_projection = ComPStackedMlp(groups, config.hidden_size, config.prompt_dim, config.prompt_dim, drop)
+        self.residual_projection = ComPStackedLinear(groups, config.hidden_size, config.prompt_dim)
+
+
+# -- checkpoint layout -----------------------------------------------------------------------------------------
+# The model stacks the per-modality layers of one shape into `ComPStackedLinear`s; checkpoints keep one `nn.Linear`
+# per modality (the layout of comp-emotion 0.1 checkpoints and of converted released weights: the names of the
+# released modules map one-to-one onto it). `_CHECKPOINT_LAYOUT` lists, for every stacked tensor name (relative
+# to the module that holds it, so it applies at any depth and under any prefix), the checkpoint names it stacks in
+# group order; `chunks` consecutive names are concatenated along the output features of one group (q, k, v).
+def _checkpoint_layout() -> list[tuple[str, tuple[str, ...], int]]:
+    rows: list[tuple[str, tuple[str, ...], int]] = []
+
+    def linear(target: str, sources: list[str], chunks: int = 1) -> None:
+        for name in ("weight", "bias"):
+            rows.append((f"{target}.{name}", tuple(f"{source}.{name}" for source in sources), chunks))
+
+    def mlp(target: str, sources: list[str]) -> None:
+        for fc in ("fc1", "fc2"):
+            linear(f"{target}.{fc}", [f"{source}.{fc}" for source in sources])
+
+    mlp("encoders", [f"shared_encoders.{m}" for m in MODALITIES] + [f"private_encoders.{m}" for m in MODALITIES])
+    mlp("decoders", [f"decoders.{m}" for m in MODALITIES])
+    linear("qkv", [f"modalities.{m}.{w}" for m in MODALITIES for w in ("q", "k", "v")], chunks=3)
+    mlp("mlp", [f"modalities.{m}.mlp" for m in MODALITIES])
+    for stage in range(2):
+        linear(f"prompt_fusions.{stage}", [f"prompt_fusions.{stage}.{m}" for m in MODALITIES])
+    mlp("prompt_splits", [f"prompt_splits.{m}" for m in MODALITIES])
+    mlp("prototype_layer", [f"{m}.prototype_layer" for m in MODALITIES])
+    mlp("prompt_projection", [f"{m}.prompt_projection" for m in MODALITIES])
+    linear("residual_projection", [f"{m}.residual_projection" for m in MODALITIES])
+    linear("modality_heads", [f"modality_heads.{m}" for m in MODALITIES])
+    return rows
+
+
+_CHECKPOINT_LAYOUT = _checkpoint_layout()
+
+
+def _stack_tensors(tensors: list[torch.Tensor], chunks: int, is_weight: bool) -> torch.Tensor:
+    """Checkpoint tensors (`[out, in]` weights or `[out]` biases, in group order) -> one stacked tensor."""
+    groups = [torch.cat(tensors[i : i + chunks], dim=0) for i in range(0, len(tensors), chunks)]
+    if is_weight:
+        return torch.stack([group.t() for group in groups]).contiguous()  # [G, in, out]
+    return torch.stack(groups).unsqueeze(1)  # [G, 1, out]
+
+
+def _unstack_tensor(tensor: torch.Tensor, chunks: int, is_weight: bool) -> list[torch.Tensor]:
+    """The inverse of `_stack_tensors`: contiguous checkpoint tensors in group order."""
+    groups = [group.t() for group in tensor.unbind(0)] if is_weight else [group[0] for group in tensor.unbind(0)]
+    return [part.contiguous() for group in groups for part in group.chunk(chunks, dim=0)]
+
+
+def _matches(key: str, name: str) -> str | None:
+    """The prefix of `key` when it is `prefix + name` with `prefix` empty or ending with a dot."""
+    if key == name:
+        return ""
+    if key.endswith("." + name):
+        return key[: -len(name)]
+    return None
+
+
+def model_layout_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict in the checkpoint layout (one `nn.Linear` per modality, any key prefix) in the model's stacked
+    layout. Keys already stacked, and keys the layout does not concern, pass through unchanged."""
+    out = dict(state_dict)
+    for target, sources, chunks in _CHECKPOINT_LAYOUT:
+        prefixes = {prefix for key in state_dict if (prefix := _matches(key, sources[0])) is not None}
+        for prefix in sorted(prefixes):
+            names = [prefix + source for source in sources]
+            missing = [name for name in names if name not in out]
+            if missing:
+                raise ValueError(
+                    f"cannot stack `{prefix + target}`: the checkpoint has {names[0]} but not " + ", ".join(missing)
+                )
+            tensors = [out.pop(name) for name in names]
+            out[prefix + target] = _stack_tensors(tensors, chunks, target.endswith("weight"))
+    return out
+
+
+def checkpoint_layout_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's stacked state dict in the checkpoint layout (what `save_pretrained` writes): the inverse of
+    `model_layout_state_dict`."""
+    out = dict(state_dict)
+    for target, sources, chunks in _CHECKPOINT_LAYOUT:
+        for key in [key for key in out if _matches(key, target) is not None]:
+            prefix = _matches(key, target)
+            parts = _unstack_tensor(out.pop(key), chunks, target.endswith("weight"))
+            out.update({prefix + source: part for source, part in zip(sources, parts)})
+    return out
+
+
+def _register_checkpoint_layout() -> None:
+    """Teach `from_pretrained` to stack the checkpoint layout and `save_pretrained` to write it (transformers'
+    weight-conversion mapping for the `comp` model type; loading a stacked state dict needs nothing)."""
+    try:
+        from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+        from transformers.core_model_loading import ConversionOps, WeightConverter
+    except ImportError:  # pragma: no cover - transformers without weight conversions: stacked checkpoints only
+        return
+
+    class StackGroups(ConversionOps):
+        def __init__(self, chunks: int, is_weight: bool):
+            self.chunks, self.is_weight = chunks, is_weight
+
+        def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+            if any(pattern not in input_dict for pattern in source_patterns):
+                return {}  # the stacked tensor is then reported missing, as any weight absent from a checkpoint
+            tensors = [input_dict.pop(pattern) for pattern in source_patterns]
+            tensors = [t[0] if isinstance(t, list) else t for t in tensors]
+            return {target_patterns[0]: _stack_tensors(tensors, self.chunks, self.is_weight)}
+
+        @property
+        def reverse_op(self) -> ConversionOps:
+            return UnstackGroups(self.chunks, self.is_weight)
+
+    class UnstackGroups(ConversionOps):
+        def __init__(self, chunks: int, is_weight: bool):
+            self.chunks, self.is_weight = chunks, is_weight
+
+        def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+            tensor = input_dict[source_patterns[0]]
+            tensor = tensor[0] if isinstance(tensor, list) else tensor
+            parts = _unstack_tensor(tensor, self.chunks, self.is_weight)
+            return dict(zip(target_patterns, parts))
+
+        @property
+        def reverse_op(self) -> ConversionOps:
+            return StackGroups(self.chunks, self.is_weight)
+
+    converters = [
+        WeightConverter(
+            source_patterns=list(sources),
+            target_patterns=target,
+            operations=[StackGroups(chunks, target.endswith("weight"))],
         )
-        self.residual_projection = nn.Linear(config.hidden_size, config.prompt_dim)
+        for target, sources, chunks in _CHECKPOINT_LAYOUT
+    ]
+    register_checkpoint_conversion_mapping(ComPConfig.model_type, converters, overwrite=True)
+
+
+_register_checkpoint_layout()
 
 
 class ComPPreTrainedModel(PreTrainedModel):
@@ -461,8 +666,9 @@ class ComPPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
-        """PyTorch's default `nn.Linear` initialisation (as the released code), or N(0, initializer_range)."""
-        if not isinstance(module, nn.Linear):
+        """PyTorch's default `nn.Linear` initialisation (as the released code), or N(0, initializer_range); a
+        `ComPStackedLinear` is initialised as the `nn.Linear`s it stacks."""
+        if not isinstance(module, (nn.Linear, ComPStackedLinear)):
             return
         std = self.config.initializer_range
         if std is not None:
@@ -470,15 +676,36 @@ class ComPPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 self._init(module.bias, "zeros")
             return
-        self._init(module.weight, "kaiming_uniform", a=math.sqrt(5))
+        fan_in = module.in_features
+        # kaiming_uniform_(a=sqrt(5)) of an [out, in] weight is U(-1/sqrt(in), 1/sqrt(in)), the bias's bound too
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        self._init(module.weight, "uniform", a=-bound, b=bound)
         if module.bias is not None:
-            bound = 1.0 / math.sqrt(module.weight.shape[1]) if module.weight.shape[1] > 0 else 0.0
             self._init(module.bias, "uniform", a=-bound, b=bound)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """`load_state_dict` accepts the checkpoint layout (one `nn.Linear` per modality) as well as the stacked
+        one: the keys under `prefix` are stacked first."""
+        own = {key: value for key, value in state_dict.items() if key.startswith(prefix)}
+        stacked = model_layout_state_dict(own)
+        if stacked.keys() != own.keys():
+            for key in own:
+                del state_dict[key]
+            state_dict.update(stacked)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
     def _init(tensor: torch.Tensor, kind: str, **kwargs) -> None:
         source = _init if _init is not None else nn.init
         getattr(source, f"{kind}_")(tensor, **kwargs)
+
+    def _constant(self, values: tuple, like: torch.Tensor) -> torch.Tensor:
+        """`torch.tensor(values)` on `like`'s device and dtype, made once (not a host-to-device copy per step)."""
+        cache = self.__dict__.setdefault("_constants", {})
+        key = (values, like.device, like.dtype)
+        if key not in cache:
+            cache[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+        return cache[key]
 
     def _attention_is_eager(self, output_attentions: bool) -> bool:
         implementation = getattr(self.config, "_attn_implementation", None) or "sdpa"
@@ -535,23 +762,19 @@ class ComPModel(ComPPreTrainedModel):
         drop = config.hidden_dropout_prob
         self.training_stage = int(getattr(config, "trained_stage", 2))
         self.gradient_checkpointing = False
+        groups = len(MODALITIES)
         self.input_projections = nn.ModuleDict({m: nn.Linear(config.modality_dims[m], dim) for m in MODALITIES})
         self.input_dropout = ComPDropout(drop)
-        self.shared_encoders = nn.ModuleDict({m: ComPMlp(dim, dim, dim, drop) for m in MODALITIES})
-        self.private_encoders = nn.ModuleDict({m: ComPMlp(dim, dim, dim, drop) for m in MODALITIES})
-        self.decoders = nn.ModuleDict({m: ComPMlp(2 * dim, dim, dim, drop) for m in MODALITIES})
+        # groups: shared audio, text, video, then private audio, text, video
+        self.encoders = ComPStackedMlp(2 * groups, dim, dim, dim, drop)
+        self.decoders = ComPStackedMlp(groups, 2 * dim, dim, dim, drop)
         self.propagation_stacks = nn.ModuleList([ComPPropagationStack(config) for _ in range(2)])
         # Linear(D + 2p -> D) that fuses a stream with the two prompts it receives, before each stack.
-        self.prompt_fusions = nn.ModuleList(
-            [nn.ModuleDict({m: nn.Linear(dim + 2 * prompt, dim) for m in MODALITIES}) for _ in range(2)]
-        )
+        self.prompt_fusions = nn.ModuleList([ComPStackedLinear(groups, dim + 2 * prompt, dim) for _ in range(2)])
         # After the first stack: MLP(D, D, D + 2p) that splits a stream back into features and two prompts.
-        self.prompt_splits = nn.ModuleDict({m: ComPMlp(dim, dim, dim + 2 * prompt, drop) for m in MODALITIES})
+        self.prompt_splits = ComPStackedMlp(groups, dim, dim, dim + 2 * prompt, drop)
         self.prompt_generators = nn.ModuleList(
-            [
-                nn.ModuleDict({m: ComPPromptGenerator(config, with_prototype_layer=stage == 0) for m in MODALITIES})
-                for stage in range(2)
-            ]
+            [ComPPromptGenerator(config, with_prototype_layer=stage == 0) for stage in range(2)]
         )
         self.coordinator = ComPMlp(3 * dim, dim, 3, drop)
         self.post_init()
@@ -706,6 +929,18 @@ class ComPModel(ComPPreTrainedModel):
             full = utterance_index.shape[0] == batch * length  # every position is real: no packing needed
             packer = _Packer(None if full else utterance_index.long(), batch, length, attention.device)
 
+        with_private = stage == 1 and output_private_streams
+        # Gradient checkpointing re-runs the attention layers in the backward: their dropouts then draw their own
+        # masks (the checkpoint restores the random state), not masks taken from the forward's pool.
+        pooled_attention = not (self.gradient_checkpointing and training)
+        if training and drop > 0.0:
+            numel = self._dropout_numel(stage, packer, with_private, pooled_attention, return_packed)
+            dropout = _DropoutMasks(drop, numel, self.input_projections[AUDIO].weight)
+        else:
+            dropout = _no_dropout
+        # the forward's dropouts travel with its layout: `packer.dropout` for every hidden dropout, and
+        # `packer.attention_dropout` for the attention layers' MLPs (None: the layers' own)
+        packer.dropout, packer.attention_dropout = dropout, dropout if pooled_attention else None
         mask_rows = packer.pack(observed)  # [N, 3] bool
         missing_rows = ~mask_rows
         # The model zeroes masked features itself, by selection: NaN or Inf there cannot leak into any output.
@@ -713,18 +948,11 @@ class ComPModel(ComPPreTrainedModel):
             packer.pack(features[m]).masked_fill(missing_rows[:, i, None], 0.0) for i, m in enumerate(MODALITIES)
         ]
         projected = torch.stack([self.input_projections[m](inputs[i]) for i, m in enumerate(MODALITIES)])
-        projected = _dropout(projected, drop, training)  # [3, N, D]
+        projected = dropout(projected)  # [3, N, D]
         # shared and private encoders in one batched pass over 6 groups
-        encoded = _batched_mlp(
-            projected.repeat(2, 1, 1),
-            [self.shared_encoders[m] for m in MODALITIES] + [self.private_encoders[m] for m in MODALITIES],
-            drop,
-            training,
-        )  # [6, N, D]: shared a, t, v, private a, t, v
-        shared, private = encoded[:3], encoded[3:]
-        reconstructed = _batched_mlp(
-            torch.cat([shared, private], dim=-1), [self.decoders[m] for m in MODALITIES], drop, training
-        )
+        encoded = self.encoders(projected.repeat(2, 1, 1), dropout)  # [6, N, D]: shared a, t, v, private a, t, v
+        shared, private = encoded.unflatten(0, (2, 3)).unbind(0)
+        reconstructed = self.decoders(torch.cat([shared, private], dim=-1), dropout)
         key_mask = observed.permute(2, 0, 1)  # [3, B, T]
         row_missing = missing_rows.T[..., None]  # [3, N, 1]
 
@@ -734,7 +962,6 @@ class ComPModel(ComPPreTrainedModel):
         if stage == 1 or not config.use_knowledge_propagation:
             # Stage 1 (and the "w/o KP" ablation): each stream through both stacks, no prompts; with the private
             # branches, the 3 shared and 3 private streams run as 6 groups of one pass.
-            with_private = stage == 1 and output_private_streams
             hidden = shared
             masks = key_mask
             if with_private:
@@ -754,13 +981,15 @@ class ComPModel(ComPPreTrainedModel):
                 private_streams = hidden[1::2]
             fused_streams = streams.masked_fill(row_missing, 0.0)  # missing rows are zeroed before concatenation
         else:
-            streams, coordinator_weights = self._propagate(
+            streams, coordinator_weights, concatenated = self._propagate(
                 shared, key_mask, row_missing, observed, packer, eager, hidden_states, attentions
             )
             # In stage 2 the rows of missing modalities are not zeroed (released behaviour): after knowledge
             # propagation they hold what the other modalities reconstructed for them.
-            fused_streams = streams * coordinator_weights.T[..., None]
-        fused = fused_streams.permute(1, 0, 2).reshape(packer.rows, -1)  # [N, 3D]
+            fused_streams = None
+            fused = (concatenated * coordinator_weights[..., None]).view(packer.rows, -1)  # [N, 3D]
+        if fused_streams is not None:
+            fused = fused_streams.permute(1, 0, 2).reshape(packer.rows, -1)  # [N, 3D]
 
         state = ComPPackedState(
             packer=packer,
@@ -802,13 +1031,35 @@ class ComPModel(ComPPreTrainedModel):
             outputs.attention_mask = unpack(state.real.to(fused.dtype))
         return outputs if return_dict else outputs.to_tuple()
 
+    def _dropout_numel(self, stage: int, packer: _Packer, with_private: bool, attention: bool, head: bool) -> int:
+        """How many elements one training forward drops out with `hidden_dropout_prob` (the size of its
+        `_DropoutMasks`), site by site in forward order; `attention`: the attention layers' MLPs draw from it;
+        `head`: so does the fusion tail of `ComPForEmotionRecognition`."""
+        config = self.config
+        rows, dim, prompt = packer.rows, config.hidden_size, config.prompt_dim
+        layers = 2 * (config.num_hidden_layers // 2)  # both stacks
+        numel = 3 * rows * dim + 2 * 6 * rows * dim + 2 * 3 * rows * dim  # input, encoders, decoders
+        if stage == 1 or not config.use_knowledge_propagation:
+            groups = 6 if with_private else 3
+        else:
+            groups = 3
+            if config.use_prompt_generation:  # prototype layer, then the prompt projections of both stages
+                numel += 2 * 3 * packer.batch * dim * config.num_prototypes + 2 * 2 * 3 * rows * prompt
+            numel += 3 * rows * dim + 3 * rows * (dim + 2 * prompt)  # prompt split
+            if config.use_coordinator:
+                numel += rows * dim + rows * 3
+        if attention:
+            numel += layers * 2 * groups * rows * dim
+        if head:
+            numel += rows * 3 * dim
+        return numel
+
     def _stack(self, hidden, stack, masks, packer, eager, hidden_states, attentions) -> torch.Tensor:
         """One propagation stack on `G` groups `[G, N, D]`: audio, text, video, each repeated `G / 3` times in a row
         (modality-major); `hidden_states` and `attentions` receive the first group of each modality."""
         first = slice(None, None, hidden.shape[0] // len(MODALITIES))
         for layer in stack.layers:
-            modules = [layer.modalities[m] for m in MODALITIES]
-            args = (hidden, modules, masks, packer, self.config, self.training, eager)
+            args = (hidden, layer, masks, packer, self.config, self.training, eager, packer.attention_dropout)
             if self.gradient_checkpointing and self.training:
                 hidden, probs = self._gradient_checkpointing_func(_attention_layer, *args)
             else:
@@ -822,39 +1073,35 @@ class ComPModel(ComPPreTrainedModel):
     def _prototypes(self, shared, row_missing, packer) -> torch.Tensor:
         """Compress each conversation's utterances (rows `[3, N, D]`) into `K` prototypes `[3, B, K, D]`.
 
-        Only the first `T` columns of the `[K, max_utterances]` first layer are used: with the rows of padded
-        (and, by default, missing) utterances zeroed, the other columns would only ever multiply zeros.
+        Only the first `T` rows of the `[max_utterances, K]` first layer are used: with the rows of padded (and,
+        by default, missing) utterances zeroed, the other rows would only ever multiply zeros.
         """
         config = self.config
-        layers = [self.prompt_generators[0][m].prototype_layer for m in MODALITIES]
+        layer = self.prompt_generators[0].prototype_layer
         if not config.reference_compat:
             # Deviation (default mode): missing utterances do not feed the prototypes (the intent of Eq. 7's
             # mask), and padded ones are zeros. The released code feeds both (padded rows carry the biases).
             shared = shared.masked_fill(row_missing, 0.0)
-        weight = _stack([layer.fc1.weight for layer in layers])[:, :, : packer.length]  # [3, K, T]
-        bias = _stack([layer.fc1.bias for layer in layers])[:, None, None, :]  # [3, 1, 1, K]
-        transposed = packer.unpack(shared, dim=1).transpose(2, 3)  # [3, B, D, T]
-        hidden = _dropout(
-            F.gelu(transposed @ weight.transpose(1, 2)[:, None] + bias), config.hidden_dropout_prob, self.training
-        )
-        weight2, bias2 = _stacked([layer.fc2 for layer in layers])
-        protos = hidden @ weight2.transpose(1, 2)[:, None] + bias2[:, None]  # [3, B, D, K]
-        return _dropout(protos, config.hidden_dropout_prob, self.training).transpose(2, 3)
+        groups, dim = shared.shape[0], shared.shape[-1]
+        # the utterance axis last: [3, B * D, T]
+        transposed = packer.unpack(shared, dim=1).transpose(2, 3).reshape(groups, -1, packer.length)
+        hidden = torch.baddbmm(layer.fc1.bias, transposed, layer.fc1.weight[:, : packer.length])
+        protos = packer.dropout(layer.fc2(packer.dropout(F.gelu(hidden))))  # [3, B * D, K]
+        return protos.view(groups, packer.batch, dim, -1).transpose(2, 3)  # [3, B, K, D]
 
-    def _prompts(self, generators, hidden, prototypes, packer, released_mask) -> torch.Tensor:
+    def _prompts(self, generator, hidden, prototypes, packer, released_mask) -> torch.Tensor:
         """Prompts `[3, N, p]` for the rows `hidden` `[3, N, D]` given prototypes `[3, B, K, D]`.
 
         `released_mask` (`[3, B, L]`, reference mode only) reproduces the released code's similarity mask bit for
         bit: it is a no-op mathematically, but `cos - 10000` rounds in float32.
         """
         config = self.config
-        modules = [generators[m] for m in MODALITIES]
-        residual = _batched_linear(hidden, [g.residual_projection for g in modules])
+        residual = generator.residual_projection(hidden)
         if prototypes is None:  # ablation "w/o PG": the prompts are not built from prototypes
             return residual
         groups, _, dim = hidden.shape
-        queries = F.normalize(hidden, dim=-1)
-        keys = F.normalize(prototypes, dim=-1)
+        queries = _normalize(hidden)
+        keys = _normalize(prototypes)
         # Eq. 7's mask is constant along each row of the similarity matrix, so it cannot change a row softmax
         # (the released code's mask is a no-op as well); the default mode omits it.
         if config.reference_compat or config.prototype_scope == "batch":
@@ -870,21 +1117,20 @@ class ComPModel(ComPPreTrainedModel):
         else:
             # Deviation (default, prototype_scope="dialogue"): only the conversation's own prototypes, in the
             # [B, T] layout with batched products.
-            similarity = packer.unpack(queries, dim=1) @ keys.transpose(2, 3)  # [3, B, T, K]
-            aggregated = packer.pack(torch.softmax(similarity, dim=-1) @ prototypes, dim=1)  # [3, N, D]
-        prompts = _batched_mlp(
-            aggregated, [g.prompt_projection for g in modules], config.hidden_dropout_prob, self.training
-        )
-        return prompts + residual
+            flat = groups * packer.batch
+            queries = packer.unpack(queries, dim=1).reshape(flat, packer.length, dim)
+            similarity = torch.bmm(queries, keys.reshape(flat, -1, dim).transpose(1, 2))  # [3 * B, T, K]
+            aggregated = torch.bmm(torch.softmax(similarity, dim=-1), prototypes.reshape(flat, -1, dim))
+            aggregated = packer.pack(aggregated.view(groups, packer.batch, packer.length, dim), dim=1)  # [3, N, D]
+        return generator.prompt_projection(aggregated, packer.dropout) + residual
 
     def _propagate(self, shared, key_mask, row_missing, observed, packer, eager, hidden_states, attentions):
         """Stage 2: prompt generation, two knowledge-propagation stages with momentum, and the coordinator."""
         config = self.config
         dim = config.hidden_size
-        drop = config.hidden_dropout_prob
         first_generators, second_generators = self.prompt_generators
         stacks = self.propagation_stacks
-        others = torch.tensor(_OTHERS, device=shared.device)
+        others = self._constant(_OTHERS, shared.new_empty(0, dtype=torch.long))
         masks = _AttentionMasks(key_mask)
 
         prototypes = self._prototypes(shared, row_missing, packer) if config.use_prompt_generation else None
@@ -893,33 +1139,34 @@ class ComPModel(ComPPreTrainedModel):
 
         def received(prompts: torch.Tensor) -> torch.Tensor:
             """For each modality, the prompts of its two others, concatenated: [3, N, 2p]."""
-            chosen = prompts.index_select(0, others).unflatten(0, (2, 3))
-            return torch.cat([chosen[0], chosen[1]], dim=-1)
+            groups, rows, width = prompts.shape
+            chosen = prompts.index_select(0, others).view(groups, 2, rows, width)  # [3, 2, N, p]
+            return chosen.transpose(1, 2).reshape(groups, rows, 2 * width)
 
         # Knowledge propagation, stage 1: a stream is concatenated with the prompts of the two others.
-        fusions = [self.prompt_fusions[0][m] for m in MODALITIES]
-        hidden = _batched_linear(torch.cat([shared, received(prompts)], dim=-1), fusions)
+        hidden = self.prompt_fusions[0](torch.cat([shared, received(prompts)], dim=-1))
         if hidden_states is not None:
             hidden_states.append(hidden)
         hidden = self._stack(hidden, stacks[0], masks, packer, eager, hidden_states, attentions)
-        split = _batched_mlp(hidden, [self.prompt_splits[m] for m in MODALITIES], drop, self.training)
-        split_streams = split[..., :dim]
+        split_streams, split_prompts = self.prompt_splits(hidden, packer.dropout).split(
+            [dim, 2 * config.prompt_dim], -1
+        )
 
         # Prompt generation, stage 2 (reusing the first stage's prototypes) and momentum updating:
         # P = λ·(prompts received from the first stack) + (1 − λ)·(new prompts of the others).
         new_prompts = self._prompts(second_generators, split_streams, prototypes, packer, released)
         lam = config.prompt_momentum
-        momentum = lam * split[..., dim:] + (1.0 - lam) * received(new_prompts)
-        fusions = [self.prompt_fusions[1][m] for m in MODALITIES]
-        hidden = _batched_linear(torch.cat([split_streams, momentum], dim=-1), fusions)
+        momentum = lam * split_prompts + (1.0 - lam) * received(new_prompts)
+        hidden = self.prompt_fusions[1](torch.cat([split_streams, momentum], dim=-1))
         streams = self._stack(hidden, stacks[1], masks, packer, eager, hidden_states, attentions)
 
+        flat = streams.permute(1, 0, 2).reshape(packer.rows, -1)  # [N, 3D]: the three streams side by side
         if config.use_coordinator:
-            concatenated = streams.permute(1, 0, 2).reshape(packer.rows, -1)
-            weights = torch.softmax(self.coordinator(concatenated), dim=-1)
+            coordinator, dropout = self.coordinator, packer.dropout
+            weights = torch.softmax(dropout(coordinator.fc2(dropout(F.gelu(coordinator.fc1(flat))))), dim=-1)
         else:  # ablation "w/o Cr": equal weights
             weights = shared.new_full((packer.rows, 3), 1.0 / 3.0)
-        return streams, weights
+        return streams, weights, flat.view(packer.rows, 3, -1)
 
 
 # -- the model with heads and losses ---------------------------------------------------------------------------
@@ -940,7 +1187,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         super().__init__(config)
         dim, num_labels = config.hidden_size, config.num_labels
         self.comp = ComPModel(config)
-        self.modality_heads = nn.ModuleDict({m: nn.Linear(dim, num_labels) for m in MODALITIES})
+        self.modality_heads = ComPStackedLinear(len(MODALITIES), dim, num_labels)
         self.fusion = nn.Linear(3 * dim, 3 * dim)
         self.fusion_dropout = ComPDropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(3 * dim, num_labels)
@@ -949,20 +1196,19 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         self._hook_prototype_layers()
 
     def _hook_prototype_layers(self) -> None:
-        """Register the modulator's gradient hooks on the three prototype-layer weights, once per (parameter,
-        modulator) pair: loading may replace the parameters and a deep copy copies the hooks of the original, so an
+        """Register the modulator's gradient hook on the stacked prototype-layer weight, once per (parameter,
+        modulator) pair: loading may replace the parameter and a deep copy copies the hooks of the original, so an
         armed forward checks again and replaces a hook that belongs to another modulator."""
         modulator = self.gradient_modulator
-        for i, m in enumerate(MODALITIES):
-            weight = self.comp.prompt_generators[0][m].prototype_layer.fc1.weight
-            if getattr(weight, "_comp_modulator_id", None) == id(modulator):
-                continue
-            stale = getattr(weight, "_comp_modulator_hook", None)
-            if stale is not None and weight._backward_hooks is not None:
-                weight._backward_hooks.pop(stale, None)
-            handle = weight.register_hook(functools.partial(modulator._scale_gradient, i))
-            weight._comp_modulator_id = id(modulator)
-            weight._comp_modulator_hook = handle.id
+        weight = self.comp.prompt_generators[0].prototype_layer.fc1.weight
+        if getattr(weight, "_comp_modulator_id", None) == id(modulator):
+            return
+        stale = getattr(weight, "_comp_modulator_hook", None)
+        if stale is not None and weight._backward_hooks is not None:
+            weight._backward_hooks.pop(stale, None)
+        handle = weight.register_hook(modulator._scale_gradient)
+        weight._comp_modulator_id = id(modulator)
+        weight._comp_modulator_hook = handle.id
 
     def set_training_stage(self, stage: int) -> None:
         """Switch between stage 1 (unimodal paths) and stage 2 (the full model, also used for inference). The
@@ -975,7 +1221,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
 
     def _heads(self, streams: torch.Tensor) -> torch.Tensor:
         """Unimodal heads on `[3, N, D]` -> `[3, N, C]`."""
-        return _batched_linear(streams, [self.modality_heads[m] for m in MODALITIES])
+        return self.modality_heads(streams)
 
     def forward(
         self,
@@ -1035,7 +1281,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             output_private_streams=want_loss and stage == 1,
         )
         state = backbone.packed
-        hidden = state.fused + _dropout(F.relu(self.fusion(state.fused)), config.hidden_dropout_prob, self.training)
+        hidden = state.fused + state.packer.dropout(F.relu(self.fusion(state.fused)))
         logits = self.classifier(hidden)  # [N, C]
         modality_logits = self._heads(state.streams)  # [3, N, C]
         if config.is_regression:
@@ -1051,13 +1297,20 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
                     modality_logits, targets, valid, state.packer.position, state.packer.length
                 )
 
+        # the padded outputs, unpacked together: one scatter for the four of them
+        rows = state.packer.rows
+        parts = [logits.reshape(rows, -1), modality_logits.transpose(0, 1).reshape(rows, -1), hidden]
+        if state.coordinator_weights is not None:
+            parts.append(state.coordinator_weights)
+        padded = state.unpack(torch.cat(parts, dim=-1)).split([part.shape[-1] for part in parts], dim=-1)
+        head = padded[0].shape[:2]
         output = ComPOutput(
             loss=loss,
-            logits=state.unpack(logits),
-            modality_logits=state.unpack(modality_logits.transpose(0, 1)),
-            coordinator_weights=state.unpack(state.coordinator_weights),
+            logits=padded[0].reshape(*head, *logits.shape[1:]),
+            modality_logits=padded[1].reshape(*head, *modality_logits.transpose(0, 1).shape[1:]),
+            coordinator_weights=padded[3] if state.coordinator_weights is not None else None,
             loss_terms=terms,
-            last_hidden_state=state.unpack(hidden),
+            last_hidden_state=padded[2],
             hidden_states=backbone.hidden_states,
             attentions=backbone.attentions,
             modulation_weights=modulation,
@@ -1099,7 +1352,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             index = target.clamp_min(0)[None, :, None].expand(prediction.shape[0], -1, 1)
             per_row = -log_probs.gather(-1, index).squeeze(-1)
         per_row = torch.where(valid, per_row, 0.0)
-        return per_row.sum(-1) / valid.sum().clamp_min(1)
+        return per_row.sum(-1) / _row_count(valid)
 
     def _loss(self, state: ComPPackedState, logits, modality_logits, targets, valid, stage):
         config = self.config
@@ -1115,7 +1368,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
                 private_loss = self._task_losses(1.0 - private_logits, targets, valid)
             task = self._task_losses(modality_logits, targets, valid)
             weights = (config.stage1_modality_loss_weight,) * 3 + (config.private_loss_weight,) * 3
-            values = torch.cat([task, private_loss])
+            values = [task, private_loss]
             names = _STAGE1_TERMS
         else:
             task = self._task_losses(torch.cat([logits[None], modality_logits]), targets, valid)  # [4]
@@ -1124,11 +1377,11 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             reconstruction = ((state.reconstructed - state.projected) ** 2).mean()
             weights = (config.fused_loss_weight,) + (config.modality_loss_weight,) * 3
             weights += (config.reconstruction_loss_weight,)
-            values = torch.cat([task, reconstruction[None]])
+            values = [task, reconstruction[None]]
             names = _STAGE2_TERMS
-        values = torch.cat([values, self._disentanglement(state)[None]])
+        values = torch.cat([*values, self._disentanglement(state)[None]])
         weights += (config.disentangle_loss_weight,)
-        weighted = values * torch.tensor(weights, dtype=values.dtype, device=values.device)
+        weighted = values * self._constant(weights, values)
         loss = weighted.sum()
         return loss, dict(zip(names + ("disentanglement",), weighted.detach().unbind()))
 
@@ -1140,18 +1393,27 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         features, averaged over the computed rows). Pairs (a, t), (a, v), (t, v): each modality is in two."""
         real = state.real
         rows = state.shared.shape[1]
-        private = F.normalize(state.private, dim=-1, eps=1e-8)
-        shared = F.normalize(state.shared, dim=-1, eps=1e-8)
+        private = _normalize(state.private, eps=1e-8)
+        shared = _normalize(state.shared, eps=1e-8)
         # pairs of modalities as (i, i + 1 mod 3): (a, t), (t, v), (v, a) — the same three unordered pairs
         cos_private = (private * private.roll(-1, 0)).sum(-1).abs()  # [3, N]
         cos_shared_private = (private * shared).sum(-1).abs()  # [3, N]
-        cosines = torch.where(real, cos_private + 2.0 * cos_shared_private, 0.0).sum() / real.sum().clamp_min(1)
+        cosines = torch.where(real, cos_private + 2.0 * cos_shared_private, 0.0).sum() / _row_count(real)
         log_p = F.logsigmoid(state.shared)
         log_q = log_p.roll(-1, 0)
         p, q = log_p.exp(), log_q.exp()
         log_mid = torch.log(0.5 * (p + q))
         jsd = 0.5 * (p * (log_p - log_mid) + q * (log_q - log_mid)).sum() / max(rows, 1)
         return cosines + jsd
+
+
+def _with_checkpoint_names(key: str) -> str:
+    """A stacked parameter name followed by the checkpoint names it is made of (for error messages)."""
+    for target, sources, _ in _CHECKPOINT_LAYOUT:
+        prefix = _matches(key, target)
+        if prefix is not None:
+            return f"{key} (stacked from {', '.join(prefix + source for source in sources)})"
+    return key
 
 
 def load_comp_checkpoint(
@@ -1170,6 +1432,8 @@ def load_comp_checkpoint(
         problems = []
         for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
             keys = sorted(str(k) for k in (info.get(kind) or ()))
+            if kind == "missing_keys":
+                keys = [_with_checkpoint_names(key) for key in keys]
             if keys:
                 shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
                 problems.append(f"{kind.replace('_', ' ')}: {shown}")
@@ -1187,6 +1451,10 @@ __all__ = [
     "ComPOutput",
     "ComPPackedState",
     "ComPPreTrainedModel",
+    "ComPStackedLinear",
+    "ComPStackedMlp",
+    "checkpoint_layout_state_dict",
     "load_comp_checkpoint",
+    "model_layout_state_dict",
     "utterance_index_from_attention_mask",
 ]

@@ -123,7 +123,7 @@ def test_converter_drops_never_used_modules_and_round_trips(tmp_path):
     assert n_ours == sum(v.numel() for v in state.values()) - dropped
     torch.testing.assert_close(model.fusion.weight, state["proj1.weight"])
     torch.testing.assert_close(
-        model.comp.propagation_stacks[1].layers[1].modalities["video"].mlp.fc2.bias,
+        model.comp.propagation_stacks[1].layers[1].mlp.fc2.bias[2, 0],  # [modality, 1, out]
         state["block2.blocks.1.Transformer_v.mlp.fc2.bias"],
     )
 

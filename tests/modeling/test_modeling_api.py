@@ -309,7 +309,7 @@ def test_a_deep_copy_modulates_with_its_own_modulator():
     batch = make_batch(seed=2)
     copied(**batch).loss.backward()
     fresh(**batch).loss.backward()
-    name = "comp.prompt_generators.0.audio.prototype_layer.fc1.weight"
+    name = "comp.prompt_generators.0.prototype_layer.fc1.weight"
     torch.testing.assert_close(
         dict(copied.named_parameters())[name].grad, dict(fresh.named_parameters())[name].grad, rtol=0, atol=0
     )

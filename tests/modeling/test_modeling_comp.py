@@ -14,7 +14,7 @@ import torch
 from package_blocker import BLOCK_PACKAGES
 from safetensors.torch import load_file
 
-from modeling_comp import MODALITIES, ComPConfig, ComPForEmotionRecognition, ComPModel
+from modeling_comp import MODALITIES, ComPConfig, ComPForEmotionRecognition, ComPModel, checkpoint_layout_state_dict
 from modeling_comp.modeling_comp import _modulation_from_errors
 
 
@@ -209,13 +209,16 @@ def test_stage1_does_not_train_fusion_coordinator_or_prompts():
     for name, param in model.named_parameters():
         if name.startswith(untouched):
             assert param.grad is None or param.grad.abs().sum() == 0, name
-    assert model.comp.propagation_stacks[0].layers[0].modalities["text"].q.weight.grad.abs().sum() > 0
+    dim = model.config.hidden_size
+    text_query = model.comp.propagation_stacks[0].layers[0].qkv.weight.grad[1, :, :dim]  # [modality, in, q|k|v]
+    assert text_query.abs().sum() > 0
 
 
 def grads(model, batch):
+    """Gradients by parameter name of the checkpoint layout (one `nn.Linear` per modality)."""
     model.zero_grad()
     model(**batch).loss.backward()
-    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return checkpoint_layout_state_dict({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
 
 
 def test_gradient_modulator_scales_exactly_the_prototype_layer_columns():
@@ -281,7 +284,8 @@ def _stage2_grad_norms(**overrides):
     model.train()
     model.set_training_stage(2)
     model(**make_batch()).loss.backward()
-    return {n: (p.grad.abs().sum().item() if p.grad is not None else 0.0) for n, p in model.named_parameters()}
+    gradients = {n: (p.grad if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
+    return {n: g.abs().sum().item() for n, g in checkpoint_layout_state_dict(gradients).items()}
 
 
 def test_ablation_switches_change_what_they_name():
