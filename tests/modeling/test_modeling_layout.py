@@ -123,7 +123,7 @@ def test_the_dropout_pool_is_sized_exactly(monkeypatch, stage, overrides, checkp
     CountingMasks.instances = []
     model = make_model(hidden_dropout_prob=0.3, **overrides).train()
     if checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     model.set_training_stage(stage)
     model(**make_batch()).loss.backward()
     (masks,) = CountingMasks.instances
@@ -182,3 +182,18 @@ def test_the_head_outputs_are_the_packed_rows_unpacked():
     assert (out.logits[~real] == 0).all() and (out.last_hidden_state[~real] == 0).all()
     torch.testing.assert_close(out.coordinator_weights[real].sum(-1), torch.ones(int(real.sum())))
     assert isinstance(model, ComPForEmotionRecognition)
+
+
+def test_checkpointed_attention_recomputes_its_own_dropout_masks():
+    """With dropout, activation checkpointing gives the gradients of the same forward run without recomputation."""
+    batch = make_batch()
+    recomputed, direct = (make_model(seed=4, hidden_dropout_prob=0.3).train() for _ in range(2))
+    recomputed.activation_checkpointing_enable()
+    direct.activation_checkpointing_enable()
+    direct.comp._gradient_checkpointing_func = lambda function, *args: function(*args)  # same path, no recompute
+    for model in (recomputed, direct):
+        torch.manual_seed(11)
+        model(**batch).loss.backward()
+    for (name, a), (_, b) in zip(recomputed.named_parameters(), direct.named_parameters()):
+        if a.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, msg=name)
