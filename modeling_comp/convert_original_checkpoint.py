@@ -1,8 +1,9 @@
 """Convert a `state_dict` saved by the authors' released ComP code into a comp-emotion checkpoint.
 
 The released model (github.com/WenjueHE/2026-AAAI-ComP; its parameter names are listed by
-`released_state_dict_keys`) maps one-to-one onto `ComPForEmotionRecognition`; the modules it defines but never
-calls (`prop_former_*_2.proj_n`, `prop_proj_rev_*_2`) are dropped. The result has `reference_compat=True`, so its evaluation forward is the
+`released_state_dict_keys`) maps one-to-one onto the checkpoint layout of `ComPForEmotionRecognition` (one
+`nn.Linear` per modality; the model stacks them as it loads); the modules it defines but never calls
+(`prop_former_*_2.proj_n`, `prop_proj_rev_*_2`) are dropped. The result has `reference_compat=True`, so its evaluation forward is the
 released one. Every hyper-parameter is read from the tensor shapes except those that leave no trace in them
 (attention heads, prompt momentum λ, the task type when it is ambiguous), which are options. The converted
 config records the input features (`modality_features`): those of the paper's four corpora (`--corpus`), filled
