@@ -57,7 +57,8 @@ _AUTHORS_NAMES = {"mosi": "CMUMOSI", "mosei": "CMUMOSEI"}
 
 def _env(pythonpath: Path, threads: int | None) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(pythonpath)
+    # the tree first; a PYTHONPATH already set (packages installed with --target, say) stays behind it
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath), os.environ.get("PYTHONPATH", "")) if p)
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -184,7 +185,7 @@ def run_authors(code: Path, corpus: Path, size: str, epochs: int, work: Path, th
         "--gpu", "0",
     ]  # fmt: skip
     env = _env(copy, threads)
-    env["PYTHONPATH"] = f"{copy}{os.pathsep}{script_dir}"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(copy), str(script_dir), os.environ.get("PYTHONPATH", "")) if p)
     seconds, proc = _timed(cmd, env, script_dir, timeout)
     result = {"variant": "authors train_mr.py", "wall_s": seconds, "returncode": proc.returncode}
     if proc.returncode != 0:
