@@ -158,15 +158,6 @@ def _dropout(hidden: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return hidden * keep
 
 
-def _row_count(mask: torch.Tensor) -> torch.Tensor:
-    """`max(1, mask.sum())`, computed once per mask tensor (the losses divide by it several times)."""
-    count = getattr(mask, "_comp_row_count", None)
-    if count is None:
-        count = mask.sum().clamp_min(1)
-        mask._comp_row_count = count
-    return count
-
-
 def _no_dropout(hidden: torch.Tensor) -> torch.Tensor:
     return hidden
 
@@ -1344,7 +1335,9 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             torch._assert_async(ok, f"labels must be class ids in [0, {config.num_labels}) or -100")
         return targets
 
-    def _task_losses(self, prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def _task_losses(
+        self, prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, count: torch.Tensor
+    ) -> torch.Tensor:
         """Masked-mean task loss of `[G, N, C]` predictions (`[G, N]` for regression) -> `[G]`."""
         if self.config.is_regression:
             per_row = (prediction - target) ** 2
@@ -1353,26 +1346,30 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             index = target.clamp_min(0)[None, :, None].expand(prediction.shape[0], -1, 1)
             per_row = -log_probs.gather(-1, index).squeeze(-1)
         per_row = torch.where(valid, per_row, 0.0)
-        return per_row.sum(-1) / _row_count(valid)
+        return per_row.sum(-1) / count
 
     def _loss(self, state: ComPPackedState, logits, modality_logits, targets, valid, stage):
         config = self.config
+        # rows averaged over: the valid ones for the task losses, the real ones for the disentanglement (the same
+        # rows in regression)
+        count = valid.sum().clamp_min(1)
+        real_count = count if valid is state.real else state.real.sum().clamp_min(1)
         if stage == 1:
             private_logits = self._heads(state.private_streams)  # [3, N, C]
             if config.is_regression:
                 # The private heads regress a noise target (one draw per batch shared by the three modalities).
                 noise = (config.private_noise_std * torch.randn_like(targets)).clamp(-3.0, 3.0)
-                private_loss = self._task_losses(private_logits.squeeze(-1), noise, valid)
+                private_loss = self._task_losses(private_logits.squeeze(-1), noise, valid, count)
             else:
                 # The private heads are trained to make the true class the *lowest* logit (cross-entropy on
                 # 1 - logits), pushing label information out of the private features.
-                private_loss = self._task_losses(1.0 - private_logits, targets, valid)
-            task = self._task_losses(modality_logits, targets, valid)
+                private_loss = self._task_losses(1.0 - private_logits, targets, valid, count)
+            task = self._task_losses(modality_logits, targets, valid, count)
             weights = (config.stage1_modality_loss_weight,) * 3 + (config.private_loss_weight,) * 3
             values = [task, private_loss]
             names = _STAGE1_TERMS
         else:
-            task = self._task_losses(torch.cat([logits[None], modality_logits]), targets, valid)  # [4]
+            task = self._task_losses(torch.cat([logits[None], modality_logits]), targets, valid, count)  # [4]
             # Mean over every computed row: the real utterances by default (deviation: the released code also
             # averages over the padded positions, which is what reference mode, computing them, does).
             reconstruction = ((state.reconstructed - state.projected) ** 2).mean()
@@ -1380,14 +1377,14 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             weights += (config.reconstruction_loss_weight,)
             values = [task, reconstruction[None]]
             names = _STAGE2_TERMS
-        values = torch.cat([*values, self._disentanglement(state)[None]])
+        values = torch.cat([*values, self._disentanglement(state, real_count)[None]])
         weights += (config.disentangle_loss_weight,)
         weighted = values * self._constant(weights, values)
         loss = weighted.sum()
         return loss, dict(zip(names + ("disentanglement",), weighted.detach().unbind()))
 
     @staticmethod
-    def _disentanglement(state: ComPPackedState) -> torch.Tensor:
+    def _disentanglement(state: ComPPackedState, real_count: torch.Tensor) -> torch.Tensor:
         """DRFuse-style disentanglement: for each pair of modalities (m, n), |cos| between the private features
         of m and n and between the shared and private features of m and of n (averaged over real utterances),
         plus the Jensen-Shannon divergence between the sigmoids of the shared features of m and n (summed over
@@ -1399,7 +1396,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         # pairs of modalities as (i, i + 1 mod 3): (a, t), (t, v), (v, a) — the same three unordered pairs
         cos_private = (private * private.roll(-1, 0)).sum(-1).abs()  # [3, N]
         cos_shared_private = (private * shared).sum(-1).abs()  # [3, N]
-        cosines = torch.where(real, cos_private + 2.0 * cos_shared_private, 0.0).sum() / _row_count(real)
+        cosines = torch.where(real, cos_private + 2.0 * cos_shared_private, 0.0).sum() / real_count
         log_p = F.logsigmoid(state.shared)
         log_q = log_p.roll(-1, 0)
         p, q = log_p.exp(), log_q.exp()
