@@ -1340,7 +1340,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
     ) -> torch.Tensor:
         """Masked-mean task loss of `[G, N, C]` predictions (`[G, N]` for regression) -> `[G]`."""
         if self.config.is_regression:
-            per_row = (prediction - target) ** 2
+            per_row = F.mse_loss(prediction, target.expand_as(prediction), reduction="none")
         else:
             log_probs = torch.log_softmax(prediction, dim=-1)
             index = target.clamp_min(0)[None, :, None].expand(prediction.shape[0], -1, 1)
@@ -1372,7 +1372,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             task = self._task_losses(torch.cat([logits[None], modality_logits]), targets, valid, count)  # [4]
             # Mean over every computed row: the real utterances by default (deviation: the released code also
             # averages over the padded positions, which is what reference mode, computing them, does).
-            reconstruction = ((state.reconstructed - state.projected) ** 2).mean()
+            reconstruction = F.mse_loss(state.reconstructed, state.projected)
             weights = (config.fused_loss_weight,) + (config.modality_loss_weight,) * 3
             weights += (config.reconstruction_loss_weight,)
             values = [task, reconstruction[None]]
