@@ -302,29 +302,50 @@ class _Packer:
         return packed.unflatten(dim, (self.batch, self.length))
 
 
-class _AttentionMasks:
-    """Per-forward masks of the attention layers: for each group, which keys may be attended to."""
+# Attention over the packed rows (a block-diagonal mask: each row attends to the rows of its conversation) costs
+# N^2 scores, attention over the padded layout B * T^2 plus scattering the rows into a zero-filled [B, T] buffer and
+# gathering them back in every layer. The packed form is used when N^2 <= this ratio times B * T^2 (conversations
+# of similar lengths favour the padded form, a long tail of short ones the packed form).
+_PACKED_ATTENTION_RATIO = 2.5
 
-    def __init__(self, key_mask: torch.Tensor):  # [G, B, T] bool
-        groups_batch, length = key_mask.shape[0] * key_mask.shape[1], key_mask.shape[2]
-        key_mask = key_mask.reshape(groups_batch, length)  # [G * B, T]
-        no_key = ~key_mask.any(dim=-1, keepdim=True)  # [G * B, 1]
-        # Conversations without any observed key: the released code's softmax gives NaN, then 0. We let every key
-        # through for them (so the kernel sees no empty row) and zero their output afterwards.
-        self.allowed = key_mask | no_key  # [G * B, T]
-        self.no_key = no_key.view(groups_batch, 1, 1, 1)
+
+class _AttentionMasks:
+    """Per-forward masks of the attention layers: for each group, which keys each query may attend to.
+
+    Padded layout (`packed=False`): `[G * B, 1, 1, T]`, the observed keys of the conversation. Packed layout: `[G, 1,
+    N, N]`, the observed keys among the rows of the query's own conversation (block-diagonal).
+    """
+
+    def __init__(self, key_mask: torch.Tensor, packer: _Packer, packed: bool):  # key_mask [G, B, T] bool
+        self.packed = packed
+        groups, length = key_mask.shape[0], key_mask.shape[2]
+        if packed:
+            rows = packer.index if packer.index is not None else torch.arange(packer.rows, device=key_mask.device)
+            conversation = torch.div(rows, length, rounding_mode="floor")
+            same = conversation[:, None] == conversation[None, :]  # [N, N]
+            allowed = same & packer.pack(key_mask, dim=1)[:, None, :]  # [G, N, N]
+            no_key = ~allowed.any(dim=-1, keepdim=True)  # [G, N, 1]
+            # Conversations without any observed key: the released code's softmax gives NaN, then 0. We let every key
+            # of the conversation through for them (so the kernel sees no empty row) and zero their output afterwards.
+            self.allowed = (allowed | (same & no_key))[:, None]  # [G, 1, N, N]
+            self.no_key = no_key[:, None]  # [G, 1, N, 1]
+        else:
+            key_mask = key_mask.reshape(groups * key_mask.shape[1], length)  # [G * B, T]
+            no_key = ~key_mask.any(dim=-1, keepdim=True)  # [G * B, 1]
+            self.allowed = (key_mask | no_key)[:, None, None, :]  # [G * B, 1, 1, T]
+            self.no_key = no_key.view(-1, 1, 1, 1)
         self._additive: dict[torch.dtype, torch.Tensor] = {}
 
     @property
     def attn_mask(self) -> torch.Tensor:
-        """The boolean mask `[G * B, 1, 1, T]` (True: may be attended to)."""
-        return self.allowed[:, None, None, :]
+        """The boolean mask (True: may be attended to)."""
+        return self.allowed
 
     def additive(self, dtype: torch.dtype) -> torch.Tensor:
-        """The mask as the additive float mask `[G * B, 1, 1, T]` of `scaled_dot_product_attention` (0 or -inf,
-        as log(1) and log(0)), built once per dtype (SDPA would convert the boolean mask in every layer)."""
+        """The mask as the additive float mask of `scaled_dot_product_attention` (0 or -inf, as log(1) and log(0)),
+        built once per dtype (SDPA would convert the boolean mask in every layer)."""
         if dtype not in self._additive:
-            self._additive[dtype] = self.allowed.to(dtype).log_()[:, None, None, :]
+            self._additive[dtype] = self.allowed.to(dtype).log_()
         return self._additive[dtype]
 
 
@@ -377,9 +398,13 @@ def _attention_layer(
     def by_group(x: torch.Tensor) -> torch.Tensor:  # the inverse
         return x if groups == blocks else x.view(groups, -1, x.shape[-1])
 
-    qkv = packer.unpack(by_group(layer.qkv(by_module(hidden))), dim=1)  # [G, B, T, 3D]
-    qkv = qkv.view(groups * packer.batch, packer.length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
-    query, key, value = qkv.unbind(0)  # [G * B, H, T, hd]
+    qkv = by_group(layer.qkv(by_module(hidden)))  # [G, N, 3D]
+    if masks.packed:  # [G, H, N, hd]: every row of the group at once, the mask keeps conversations apart
+        qkv = qkv.view(groups, packer.rows, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+    else:  # [G * B, H, T, hd]
+        qkv = packer.unpack(qkv, dim=1).view(groups * packer.batch, packer.length, 3, heads, dim // heads)
+        qkv = qkv.permute(2, 0, 3, 1, 4)
+    query, key, value = qkv.unbind(0)
     mlp_dropout = dropout
     dropout = config.attention_dropout_prob if training else 0.0
     scale = (dim // heads) ** -0.5
@@ -395,7 +420,10 @@ def _attention_layer(
             query, key, value, attn_mask=masks.additive(query.dtype), dropout_p=dropout, scale=scale
         )
         attended = attended.masked_fill(masks.no_key, 0.0)
-    attended = packer.pack(attended.transpose(1, 2).reshape(groups, packer.batch, packer.length, dim), dim=1)
+    if masks.packed:
+        attended = attended.transpose(1, 2).reshape(groups, packer.rows, dim)
+    else:
+        attended = packer.pack(attended.transpose(1, 2).reshape(groups, packer.batch, packer.length, dim), dim=1)
     return hidden + attended + by_group(layer.mlp(by_module(attended), mlp_dropout)), probs
 
 
@@ -963,7 +991,7 @@ class ComPModel(ComPPreTrainedModel):
                 # modality-major groups: shared a, private a, shared t, private t, shared v, private v
                 hidden = torch.stack([shared, sources], dim=1).flatten(0, 1)
                 masks = key_mask.repeat_interleave(2, dim=0)
-            attention_masks = _AttentionMasks(masks)
+            attention_masks = _AttentionMasks(masks, packer, self._packed_attention(packer, eager))
             if hidden_states is not None:
                 hidden_states.append(shared)
             for stack in self.propagation_stacks:
@@ -1022,6 +1050,13 @@ class ComPModel(ComPPreTrainedModel):
             outputs.modality_mask = unpack(mask_rows.to(fused.dtype))
             outputs.attention_mask = unpack(state.real.to(fused.dtype))
         return outputs if return_dict else outputs.to_tuple()
+
+    def _packed_attention(self, packer: _Packer, eager: bool) -> bool:
+        """Attention over the packed rows rather than the padded layout (see `_PACKED_ATTENTION_RATIO`); never with
+        eager attention (its probabilities are returned in the padded layout) nor in reference mode."""
+        if eager or self.config.reference_compat:
+            return False
+        return packer.rows**2 <= _PACKED_ATTENTION_RATIO * packer.batch * packer.length**2
 
     def _dropout_numel(self, stage: int, packer: _Packer, with_private: bool, attention: bool, head: bool) -> int:
         """How many elements one training forward drops out with `hidden_dropout_prob` (the size of its
@@ -1123,7 +1158,7 @@ class ComPModel(ComPPreTrainedModel):
         first_generators, second_generators = self.prompt_generators
         stacks = self.propagation_stacks
         others = self._constant(_OTHERS, shared.new_empty(0, dtype=torch.long))
-        masks = _AttentionMasks(key_mask)
+        masks = _AttentionMasks(key_mask, packer, self._packed_attention(packer, eager))
 
         prototypes = self._prototypes(shared, row_missing, packer) if config.use_prompt_generation else None
         released = observed.permute(2, 0, 1) if config.reference_compat else None

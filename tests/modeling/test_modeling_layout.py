@@ -197,3 +197,47 @@ def test_checkpointed_attention_recomputes_its_own_dropout_masks():
     for (name, a), (_, b) in zip(recomputed.named_parameters(), direct.named_parameters()):
         if a.grad is not None:
             torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+# -- packed or padded attention ----------------------------------------------------------------------------------
+def no_key_batch():
+    """Padding, and a conversation whose audio is missing everywhere (its audio attention has no key)."""
+    batch = make_batch(batch=4, length=6, seed=9)
+    batch["modality_mask"][1, :, 0] = 0
+    batch["modality_mask"][1, :, 1] = 1
+    batch["attention_mask"][2, 3:] = 0
+    return batch
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_packed_and_padded_attention_agree(monkeypatch, stage):
+    results = []
+    for ratio in (0.0, float("inf")):  # padded, then packed
+        monkeypatch.setattr(modeling, "_PACKED_ATTENTION_RATIO", ratio)
+        model = make_model(seed=3).train()
+        model.set_training_stage(stage)
+        out = model(**no_key_batch())
+        out.loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out, grads))
+    (padded, g_padded), (packed, g_packed) = results
+    for key in ("logits", "modality_logits", "last_hidden_state", "loss"):
+        torch.testing.assert_close(packed[key], padded[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert g_packed.keys() == g_padded.keys()
+    for name in g_padded:
+        torch.testing.assert_close(g_packed[name], g_padded[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_attention_layout_follows_the_padding_waste():
+    model = make_model()
+    choose = model.comp._packed_attention
+    device = torch.device("cpu")
+    # CMU-MOSEI-like batch: 32 conversations padded to 40, 260 real utterances -> packed
+    assert choose(modeling._Packer(torch.arange(260), 32, 40, device), eager=False)
+    # CMU-MOSI-like batch: 32 conversations padded to 63, 768 real utterances -> padded
+    assert not choose(modeling._Packer(torch.arange(768), 32, 63, device), eager=False)
+    # eager attention returns probabilities in the padded layout
+    assert not choose(modeling._Packer(torch.arange(260), 32, 40, device), eager=True)
+    assert not make_model(reference_compat=True).comp._packed_attention(
+        modeling._Packer(None, 1, 12, device), eager=False
+    )
