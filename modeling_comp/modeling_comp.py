@@ -15,8 +15,9 @@ computation. The per-modality layers of one shape are stored stacked (`ComPStack
 training step dispatches few, large operators and the backward accumulates few gradients. Checkpoints keep one
 `nn.Linear` per modality (`save_pretrained` writes that layout; `from_pretrained` and `load_state_dict` read it
 and the stacked one, see `checkpoint_layout_state_dict`). Position-wise layers run on the packed rows of the real
-utterances (`[3, N, D]`); only the attention and the prototype layer see the `[batch, T]` layout. Nothing in the
-forward or backward synchronises with the host when the caller passes `utterance_index` (see
+utterances (`[3, N, D]`); the prototype layer sees the `[batch, T]` layout, and so does the attention when that
+is cheaper than attending over the packed rows with a block-diagonal mask (`_PACKED_ATTENTION_RATIO`). Nothing in
+the forward or backward synchronises with the host when the caller passes `utterance_index` (see
 `utterance_index_from_attention_mask`).
 
 This file and `configuration_comp.py` are copied into every saved checkpoint for `trust_remote_code` users:
