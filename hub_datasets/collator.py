@@ -35,7 +35,9 @@ class ComPDataCollator:
         max_utterances: The model's ``max_utterances``; longer conversations raise a ``ValueError`` that names
             them. ``None`` accepts any length.
         pad_to: ``"longest"`` (the batch's longest conversation, default) or ``"max_utterances"`` (always
-            ``max_utterances``, as the released code's fixed ``seq_len`` padding).
+            ``max_utterances``, as the released code's fixed ``seq_len`` padding; ``utterance_index`` then lists
+            every position, so that the model's shapes do not depend on the batch: static shapes for
+            ``torch.compile``).
         label_pad_value: Padding of classification labels.
         task: ``"classification"`` or ``"regression"``; default: inferred from the labels' dtype.
         processor: A configured :class:`~modeling_comp.ComPProcessor` (e.g. ``ComPProcessor.from_model_config``,
@@ -119,6 +121,9 @@ class ComPDataCollator:
                 )
         batch = dict(self.processor(list(rows), return_tensors="pt"))
         # Which flat positions hold real utterances, computed here on the host so that the model's forward and
-        # backward need no host synchronisation to find them (pass it on as `utterance_index=`).
-        batch[UTTERANCE_INDEX] = utterance_index_from_attention_mask(batch["attention_mask"])
+        # backward need no host synchronisation to find them (pass it on as `utterance_index=`). Padded to
+        # max_utterances (static shapes, for torch.compile), every position: the model computes the padded ones too.
+        batch[UTTERANCE_INDEX] = utterance_index_from_attention_mask(
+            batch["attention_mask"], every_position=self.pad_to == "max_utterances"
+        )
         return batch

@@ -50,16 +50,22 @@ except ImportError:  # pragma: no cover - older transformers
 _OTHERS = (1, 2, 0, 2, 0, 1)
 
 
-def utterance_index_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+def utterance_index_from_attention_mask(attention_mask: torch.Tensor, every_position: bool = False) -> torch.Tensor:
     """The optional `utterance_index` input of the ComP models, computed on the host from `attention_mask`.
 
     Returns a 1-D `torch.long` tensor of the flat positions `b * T + t` (row-major over `[batch, T]`) of the real
     utterances (`attention_mask != 0`), in increasing order. A data collator computes it on the CPU batch and
     moves it to the device with the other tensors; the model then packs and unpacks rows without a host
     synchronisation (without it the model computes the same thing itself, which costs one `nonzero`).
+
+    With `every_position=True` it lists every position (`arange(batch * T)`): the model then computes the padded
+    positions too (masked out of every output and loss), so the shapes inside the model depend on `[batch, T]`
+    only, not on how many utterances are real: static shapes for `torch.compile` and CUDA graphs.
     """
     if attention_mask.dim() != 2:
         raise ValueError(f"`attention_mask` must have shape [batch, utterances], got {tuple(attention_mask.shape)}")
+    if every_position:
+        return torch.arange(attention_mask.numel(), device=attention_mask.device)
     return torch.nonzero(attention_mask.reshape(-1) != 0).squeeze(1)
 
 
@@ -754,14 +760,23 @@ class ComPPackedState:
     shared: torch.Tensor  # [3, N, D]
     private: torch.Tensor  # [3, N, D]
     modality_mask: torch.Tensor  # [N, 3] bool
-    real: torch.Tensor  # [N] bool: real utterances (padded rows exist in reference mode only)
+    real: torch.Tensor  # [N] bool: real utterances
+    # padded rows computed in the default mode (`utterance_index` listing every position): the losses average over
+    # the real rows and the outputs are zeroed at padded positions; `attention` is the caller's [B, T] mask
+    masked_rows: bool = False
+    attention: torch.Tensor | None = None
 
     def unpack(self, packed: torch.Tensor | None, dim: int = 0) -> torch.Tensor | None:
         """Padded `[B, T, ...]` view of rows (at `dim`), cut back to the caller's `T` (reference mode pads to L)."""
         if packed is None:
             return None
         padded = self.packer.unpack(packed, dim)
-        return padded if self.packer.length == self.length else padded.narrow(dim + 1, 0, self.length)
+        padded = padded if self.packer.length == self.length else padded.narrow(dim + 1, 0, self.length)
+        if self.masked_rows:
+            shape = [1] * padded.dim()
+            shape[dim], shape[dim + 1] = self.attention.shape
+            padded = padded.masked_fill(~self.attention.view(shape), 0.0)
+        return padded
 
 
 class ComPModel(ComPPreTrainedModel):
@@ -1025,6 +1040,8 @@ class ComPModel(ComPPreTrainedModel):
             private=private,
             modality_mask=mask_rows,
             real=packer.pack(attention),
+            masked_rows=packer.index is None and not reference,
+            attention=attention,
         )
         unpack = state.unpack
 
@@ -1394,7 +1411,10 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             private_logits = self._heads(state.private_streams)  # [3, N, C]
             if config.is_regression:
                 # The private heads regress a noise target (one draw per batch shared by the three modalities).
-                noise = (config.private_noise_std * torch.randn_like(targets)).clamp(-3.0, 3.0)
+                # (drawn per padded position, so a real utterance's draw does not depend on which rows are computed)
+                packer = state.packer
+                draw = torch.randn(packer.batch, packer.length, dtype=targets.dtype, device=targets.device)
+                noise = (config.private_noise_std * packer.pack(draw)).clamp(-3.0, 3.0)
                 private_loss = self._task_losses(private_logits.squeeze(-1), noise, valid, count)
             else:
                 # The private heads are trained to make the true class the *lowest* logit (cross-entropy on
@@ -1408,7 +1428,11 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             task = self._task_losses(torch.cat([logits[None], modality_logits]), targets, valid, count)  # [4]
             # Mean over every computed row: the real utterances by default (deviation: the released code also
             # averages over the padded positions, which is what reference mode, computing them, does).
-            reconstruction = F.mse_loss(state.reconstructed, state.projected)
+            if state.masked_rows:  # padded rows computed: they do not count
+                per_row = F.mse_loss(state.reconstructed, state.projected, reduction="none").mean(-1)  # [3, N]
+                reconstruction = torch.where(state.real, per_row, 0.0).sum() / (3 * real_count)
+            else:
+                reconstruction = F.mse_loss(state.reconstructed, state.projected)
             weights = (config.fused_loss_weight,) + (config.modality_loss_weight,) * 3
             weights += (config.reconstruction_loss_weight,)
             values = [task, reconstruction[None]]
@@ -1437,7 +1461,11 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         log_q = log_p.roll(-1, 0)
         p, q = log_p.exp(), log_q.exp()
         log_mid = torch.log(0.5 * (p + q))
-        jsd = 0.5 * (p * (log_p - log_mid) + q * (log_q - log_mid)).sum() / max(rows, 1)
+        divergence = p * (log_p - log_mid) + q * (log_q - log_mid)
+        if state.masked_rows:  # padded rows computed: they do not count
+            jsd = 0.5 * torch.where(real[:, None], divergence, 0.0).sum() / real_count
+        else:
+            jsd = 0.5 * divergence.sum() / max(rows, 1)
         return cosines + jsd
 
 

@@ -264,6 +264,8 @@ class DeviceCorpus:
         full = collate(rows)
         full.pop(UTTERANCE_INDEX, None)  # computed per batch (see `batch`)
         self.device = device
+        # padded to max_utterances (static shapes, for torch.compile): the model computes every position
+        self.every_position = pad_to_max
         self.length = int(full[ATTENTION_MASK].shape[1])
         # the attention mask also kept on the host: a batch's `utterance_index` is computed there
         self.attention_mask = full[ATTENTION_MASK]
@@ -293,7 +295,7 @@ class DeviceCorpus:
         """
         from modeling_comp import utterance_index_from_attention_mask
 
-        utterance_index = utterance_index_from_attention_mask(self.attention_mask[index])
+        utterance_index = utterance_index_from_attention_mask(self.attention_mask[index], self.every_position)
         index = index.to(self.device, non_blocking=True)
         mask = self.mask[index]
         out = {MODALITY_MASK: mask, UTTERANCE_INDEX: utterance_index.to(self.device, non_blocking=True)}

@@ -14,6 +14,7 @@ from modeling_comp import (
     checkpoint_layout_state_dict,
     load_comp_checkpoint,
     model_layout_state_dict,
+    utterance_index_from_attention_mask,
 )
 
 
@@ -241,3 +242,45 @@ def test_the_attention_layout_follows_the_padding_waste():
     assert not make_model(reference_compat=True).comp._packed_attention(
         modeling._Packer(None, 1, 12, device), eager=False
     )
+
+
+# -- static shapes: every position computed ----------------------------------------------------------------------
+@pytest.mark.parametrize("stage", [1, 2])
+@pytest.mark.parametrize("regression", [False, True])
+def test_computing_every_position_changes_no_output_loss_or_gradient(stage, regression):
+    batch = no_key_batch() if not regression else make_batch(batch=4, length=6, seed=9, regression=True)
+    batch["attention_mask"][0, 2:] = 0
+    overrides = {"problem_type": "regression", "num_labels": 1} if regression else {}
+    results = []
+    for every_position in (False, True):
+        model = make_model(seed=3, **overrides).train()
+        model.set_training_stage(stage)
+        index = utterance_index_from_attention_mask(batch["attention_mask"], every_position=every_position)
+        out = model(**batch, utterance_index=index)
+        out.loss.backward()
+        results.append((out, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (rows, g_rows), (every, g_every) = results
+    padded = batch["attention_mask"] == 0
+    for key in ("logits", "modality_logits", "last_hidden_state", "loss"):
+        torch.testing.assert_close(every[key], rows[key], rtol=1e-5, atol=1e-6, msg=key)
+    for term in rows.loss_terms:
+        torch.testing.assert_close(every.loss_terms[term], rows.loss_terms[term], rtol=1e-5, atol=1e-6, msg=term)
+    assert (every.logits[padded] == 0).all() and (every.last_hidden_state[padded] == 0).all()
+    for name in g_rows:
+        torch.testing.assert_close(g_every[name], g_rows[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_every_position_gives_static_shapes_under_torch_compile():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = make_model(seed=6).train()
+    model.set_training_stage(2)
+    compiled = torch.compile(model, backend="aot_eager", dynamic=False)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for real in (12, 10, 7):  # the number of real utterances changes, the padded shape does not
+            batch = make_batch(batch=3, length=12)
+            batch["attention_mask"][0, real:] = 0
+            index = utterance_index_from_attention_mask(batch["attention_mask"], every_position=True)
+            compiled(**batch, utterance_index=index).loss.backward()
+    torch._dynamo.reset()
