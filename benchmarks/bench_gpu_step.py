@@ -15,7 +15,8 @@ For MOSEI-shaped batches (regression, the released sizes: features 512/1024/1024
 
 `--baseline-dir` is a `modeling_comp` folder of another revision (`git archive <rev> modeling_comp | tar -x -C
 .baseline`), imported under another name; without it only this tree is measured. `--compile` adds this tree under
-`torch.compile` (inductor, static shapes: every batch of a run padded to the same length) at the largest batch size
+`torch.compile` (inductor, static shapes: every batch of a run padded to the same length and every position
+computed, as `--compile` in the recipes) at the largest batch size
 (each compilation takes a while). Without a GPU it runs
 on the CPU with the same code (useful to try the script before a device session; the device-only columns are
 empty). Every figure comes from this run, on this machine; the device name is printed with them.
@@ -75,7 +76,13 @@ def measure(module, batches, stage: int, device, steps: int, compiled: bool, wit
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5, **({"fused": True} if cuda else {}))
     if with_index:
         batches = [
-            {**b, "utterance_index": module.utterance_index_from_attention_mask(b["attention_mask"].cpu()).to(device)}
+            {
+                **b,
+                # compiled: every position computed, so that the shapes do not change from batch to batch
+                "utterance_index": module.utterance_index_from_attention_mask(
+                    b["attention_mask"].cpu(), every_position=compiled
+                ).to(device),
+            }
             for b in batches
         ]
     runner = torch.compile(model, dynamic=False) if compiled else model
