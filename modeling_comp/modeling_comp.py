@@ -324,7 +324,7 @@ class _AttentionMasks:
     """
 
     def __init__(self, key_mask: torch.Tensor, packer: _Packer, packed: bool):  # key_mask [G, B, T] bool
-        self.packed = packed
+        self.packed = packed  # `allowed`: the boolean mask (True: may be attended to)
         groups, length = key_mask.shape[0], key_mask.shape[2]
         if packed:
             rows = packer.index if packer.index is not None else torch.arange(packer.rows, device=key_mask.device)
@@ -342,11 +342,6 @@ class _AttentionMasks:
             self.allowed = (key_mask | no_key)[:, None, None, :]  # [G * B, 1, 1, T]
             self.no_key = no_key.view(-1, 1, 1, 1)
         self._additive: dict[torch.dtype, torch.Tensor] = {}
-
-    @property
-    def attn_mask(self) -> torch.Tensor:
-        """The boolean mask (True: may be attended to)."""
-        return self.allowed
 
     def additive(self, dtype: torch.dtype) -> torch.Tensor:
         """The mask as the additive float mask of `scaled_dot_product_attention` (0 or -inf, as log(1) and log(0)),
@@ -389,12 +384,12 @@ def _attention_layer(
     config: ComPConfig,
     training: bool,
     eager: bool,
-    dropout=None,
+    mlp_dropout=None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One attention layer for `G` groups of packed rows `[G, N, D]`, `G` a multiple of 3, groups modality-major
     (the `G / 3` groups of a modality are adjacent, e.g. its shared and private streams): each modality's groups
     are one `[G / 3 * N, D]` block of rows for its products. Returns `hidden + O + MLP(O)` and, with `eager`, the
-    attention probabilities `[G, B, H, T, T]`. `dropout` is the MLP's dropout (default: the layer's own)."""
+    attention probabilities `[G, B, H, T, T]`. `mlp_dropout` is the MLP's dropout (default: the layer's own)."""
     groups, dim = hidden.shape[0], hidden.shape[-1]
     heads = config.num_attention_heads
     blocks = len(MODALITIES)
@@ -412,13 +407,12 @@ def _attention_layer(
         qkv = packer.unpack(qkv, dim=1).view(groups * packer.batch, packer.length, 3, heads, dim // heads)
         qkv = qkv.permute(2, 0, 3, 1, 4)
     query, key, value = qkv.unbind(0)
-    mlp_dropout = dropout
     dropout = config.attention_dropout_prob if training else 0.0
     scale = (dim // heads) ** -0.5
     probs = None
     if eager:
         scores = (query @ key.transpose(-1, -2)) * scale
-        probs = torch.softmax(scores.masked_fill(~masks.attn_mask, float("-inf")), dim=-1)
+        probs = torch.softmax(scores.masked_fill(~masks.allowed, float("-inf")), dim=-1)
         probs = probs.masked_fill(masks.no_key, 0.0)
         attended = _dropout(probs, dropout, training) @ value
         probs = probs.unflatten(0, (groups, packer.batch))
@@ -445,8 +439,8 @@ class ComPGradientModulator(nn.Module):
 
     The following `backward()` multiplies the gradient of each modality's prototype-layer first weight (slice m
     of the stacked `[3, max_utterances, K]` weight) row-wise by its row of `scales`, through a gradient hook on
-    that parameter (registered once by the head). Run the backward of an armed forward before the next forward of the head, as every training loop does:
-    each forward of the head re-arms or disarms the modulator. All of it runs on the device, without a host
+    that parameter (registered once by the head). Run the backward of an armed forward before the next forward of
+    the head, as every training loop does: each forward of the head re-arms or disarms the modulator. All of it runs on the device, without a host
     synchronisation, and under `torch.compile` (the hooks run in the eager autograd engine).
     """
 
@@ -1016,16 +1010,14 @@ class ComPModel(ComPPreTrainedModel):
             if with_private:
                 private_streams = hidden[1::2]
             fused_streams = streams.masked_fill(row_missing, 0.0)  # missing rows are zeroed before concatenation
+            fused = fused_streams.permute(1, 0, 2).reshape(packer.rows, -1)  # [N, 3D]
         else:
             streams, coordinator_weights, concatenated = self._propagate(
                 shared, key_mask, row_missing, observed, packer, eager, hidden_states, attentions
             )
             # In stage 2 the rows of missing modalities are not zeroed (released behaviour): after knowledge
             # propagation they hold what the other modalities reconstructed for them.
-            fused_streams = None
             fused = (concatenated * coordinator_weights[..., None]).view(packer.rows, -1)  # [N, 3D]
-        if fused_streams is not None:
-            fused = fused_streams.permute(1, 0, 2).reshape(packer.rows, -1)  # [N, 3D]
 
         state = ComPPackedState(
             packer=packer,
