@@ -36,31 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from bench_model import _import_as, conversation_lengths  # noqa: E402
+from bench_model import _import_as, conversation_lengths, mosei_batch  # noqa: E402
 
 
 def make_batches(count: int, batch_size: int, width: int, device, seed: int = 0) -> list[dict]:
-    import torch
-
+    """`count` MOSEI-shaped batches of different conversation lengths, all padded to `width`, on `device`."""
     lengths = conversation_lengths("mosei", count, batch_size, seed=seed)
-    g = torch.Generator().manual_seed(seed)
-    batches = []
-    for row in lengths:
-        attention = torch.zeros(batch_size, width)
-        for i, n in enumerate(row):
-            attention[i, : min(n, width)] = 1
-        mask = (torch.rand(batch_size, width, 3, generator=g) < 0.6).float()
-        mask[..., 1] = torch.maximum(mask[..., 1], 1 - mask.amax(-1))
-        batch = {
-            "audio": torch.randn(batch_size, width, 512, generator=g) * attention[..., None],
-            "text": torch.randn(batch_size, width, 1024, generator=g) * attention[..., None],
-            "video": torch.randn(batch_size, width, 1024, generator=g) * attention[..., None],
-            "modality_mask": mask * attention[..., None],
-            "attention_mask": attention,
-            "labels": (torch.rand(batch_size, width, generator=g) * 6 - 3) * attention,
-        }
-        batches.append({k: v.to(device) for k, v in batch.items()})
-    return batches
+    batches = [mosei_batch(batch_size, seed=seed + i, lengths=row, width=width) for i, row in enumerate(lengths)]
+    return [{k: v.to(device) for k, v in batch.items()} for batch in batches]
 
 
 def measure(module, batches, stage: int, device, steps: int, compiled: bool, with_index: bool) -> dict:

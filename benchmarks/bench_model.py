@@ -155,15 +155,18 @@ def _is_sync(func, args) -> bool:
     return False
 
 
-def mosei_batch(batch_size: int = 32, seed: int = 1):
+def mosei_batch(batch_size: int = 32, seed: int = 1, lengths: list[int] | None = None, width: int | None = None):
+    """A MOSEI-shaped regression batch: `lengths` (default: drawn once, the same for every seed) padded to `width`
+    (default: the longest; longer conversations are cut to it); features, masks and labels drawn from `seed`."""
     import torch
 
-    lengths = conversation_lengths("mosei", 1, batch_size, seed=0)[0]
+    if lengths is None:
+        lengths = conversation_lengths("mosei", 1, batch_size, seed=0)[0]
     g = torch.Generator().manual_seed(seed)
-    width = max(lengths)
+    width = width or max(lengths)
     attention = torch.zeros(batch_size, width)
     for i, n in enumerate(lengths):
-        attention[i, :n] = 1
+        attention[i, : min(n, width)] = 1
     mask = (torch.rand(batch_size, width, 3, generator=g) < 0.6).float()
     mask[..., 1] = torch.maximum(mask[..., 1], 1 - mask.amax(-1))
     return {

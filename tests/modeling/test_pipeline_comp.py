@@ -14,11 +14,11 @@ import pytest
 import torch
 from hub_standin import hub_standin
 from package_blocker import BLOCK_PACKAGES
+from test_processing_comp import DIMS, tiny_config
 from transformers import pipeline
 
 from modeling_comp import (
     PIPELINE_TASK,
-    ComPConfig,
     ComPForEmotionRecognition,
     ComPProcessor,
     MultimodalEmotionRecognitionPipeline,
@@ -26,26 +26,13 @@ from modeling_comp import (
 )
 
 
-DIMS = {"audio": 4, "text": 5, "video": 3}
 LABELS = ("hap", "sad", "neu")
 
 
 def tiny_model(**overrides) -> ComPForEmotionRecognition:
-    kwargs = {
-        **{f"{m}_dim": d for m, d in DIMS.items()},
-        "hidden_size": 8,
-        "num_attention_heads": 2,
-        "prompt_dim": 4,
-        "num_prototypes": 2,
-        "max_utterances": 6,
-        "num_labels": 3,
-        "id2label": dict(enumerate(LABELS)),
-        "label2id": {name: i for i, name in enumerate(LABELS)},
-        "hidden_dropout_prob": 0.0,
-    }
-    kwargs.update(overrides)
+    labels = {"id2label": dict(enumerate(LABELS)), "label2id": {name: i for i, name in enumerate(LABELS)}}
     torch.manual_seed(0)
-    return ComPForEmotionRecognition(ComPConfig(**kwargs)).eval()
+    return ComPForEmotionRecognition(tiny_config(**{**labels, **overrides})).eval()
 
 
 def conversations() -> list[dict]:
