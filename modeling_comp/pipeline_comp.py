@@ -17,12 +17,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from transformers import Pipeline
+from transformers.utils import logging
 
 from .configuration_comp import MODALITIES
-from .processing_comp import UTTERANCE_IDS, ComPProcessor
+from .modeling_comp import load_comp_checkpoint
+from .processing_comp import PROCESSOR_FILE, UTTERANCE_IDS, ComPProcessor
+
+
+logger = logging.get_logger(__name__)
 
 
 #: The task name under which the pipeline is registered and declared in checkpoints.
@@ -78,15 +81,29 @@ class MultimodalEmotionRecognitionPipeline(Pipeline):
                 f"the {PIPELINE_TASK!r} pipeline needs a ComP model (model_type 'comp'), got "
                 f"{getattr(config, 'model_type', None)!r}"
             )
+        source = _checkpoint_source(self.model)
+        if source is not None:
+            _check_weights_strictly(self.model, source)
         if self.feature_extractor is None:
-            self.feature_extractor = ComPProcessor.from_model_config(config)
-        elif not callable(getattr(self.feature_extractor, "check_model_config", None)):
+            self.feature_extractor = _load_processor(source, config)
+        elif not callable(getattr(self.feature_extractor, "post_process", None)):
             raise ValueError(
                 f"the {PIPELINE_TASK!r} pipeline needs a ComPProcessor, got {type(self.feature_extractor).__name__}"
             )
         self.feature_extractor.check_model_config(config)
         if hasattr(self.model, "set_training_stage"):
             self.model.set_training_stage(2)  # inference always runs the full model
+
+    def __call__(self, inputs: Any, *args, **kwargs):
+        """Predict one conversation (a mapping) or a list of them; anything else is refused in one line."""
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Mapping, list, tuple)):
+            raise ValueError(
+                f"the {PIPELINE_TASK!r} pipeline takes a conversation (a mapping with 'audio', 'text', 'video') or a "
+                f"list of them, got {type(inputs).__name__}"
+            )
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            raise ValueError(f"the {PIPELINE_TASK!r} pipeline got an empty list of conversations")
+        return super().__call__(inputs, *args, **kwargs)
 
     def _sanitize_parameters(self, **kwargs):
         if kwargs:
@@ -101,70 +118,107 @@ class MultimodalEmotionRecognitionPipeline(Pipeline):
             )
         inputs = self.feature_extractor(conversation, return_tensors="pt")
         length = int(inputs["attention_mask"].sum())
-        ids = conversation.get(UTTERANCE_IDS)
-        ids = list(range(length)) if ids is None else [str(i) for i in ids]
-        if len(ids) != length:
-            raise ValueError(f"{UTTERANCE_IDS} has {len(ids)} entries for {length} utterances")
+        ids = _utterance_ids(conversation.get(UTTERANCE_IDS), length)
         model_inputs = {name: inputs[name] for name in self.feature_extractor.model_input_names}
-        model_inputs["utterance_ids"] = ids
+        model_inputs[UTTERANCE_IDS] = ids
+        model_inputs["dialog_id"] = conversation.get("dialog_id")
         return model_inputs
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        ids = model_inputs.pop("utterance_ids")
+        ids = model_inputs.pop(UTTERANCE_IDS)
+        name = model_inputs.pop("dialog_id")
         dtype = self.model.dtype
         inputs = {k: v.to(dtype) if k in MODALITIES else v for k, v in model_inputs.items()}
         outputs = self.model(**inputs, return_dict=True)
-        weights = outputs.coordinator_weights
         return {
-            "utterance_ids": ids,
+            UTTERANCE_IDS: ids,
+            "dialog_id": name,
+            "attention_mask": model_inputs["attention_mask"],
             "modality_mask": model_inputs["modality_mask"],
             "logits": outputs.logits,
             "modality_logits": outputs.modality_logits,
-            "coordinator_weights": None if weights is None else weights,
+            "coordinator_weights": outputs.coordinator_weights,
         }
 
     def postprocess(self, model_outputs: dict[str, Any]) -> list[dict[str, Any]]:
-        config = self.model.config
-        regression = getattr(config, "problem_type", None) == "regression"
-        ids = model_outputs["utterance_ids"]
-        n = len(ids)
-        mask = model_outputs["modality_mask"][0, :n].float().numpy() > 0
-        logits = model_outputs["logits"][0, :n].float()
-        modality_logits = model_outputs["modality_logits"][0, :n].float()
-        weights = model_outputs["coordinator_weights"]
-        weights = None if weights is None else weights[0, :n].float().numpy()
-        if regression:
-            fused = logits.reshape(n).numpy()
-            heads = modality_logits.reshape(n, len(MODALITIES)).numpy()
-        else:
-            id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
-            names = [id2label.get(c, f"LABEL_{c}") for c in range(logits.shape[-1])]
-            fused = torch.softmax(logits, dim=-1).numpy()
-            heads = torch.softmax(modality_logits, dim=-1).numpy()
+        name = model_outputs["dialog_id"]
+        (prediction,) = self.feature_extractor.post_process(
+            model_outputs,
+            model_outputs["attention_mask"],
+            model_outputs["modality_mask"],
+            config=self.model.config,
+            conversation_names=None if name is None else [str(name)],
+        )
+        return prediction.records(model_outputs[UTTERANCE_IDS])
 
-        results = []
-        for j in range(n):
-            entry: dict[str, Any] = {
-                "utterance": ids[j],
-                "observed": [m for i, m in enumerate(MODALITIES) if mask[j, i]],
-            }
-            if regression:
-                entry["sentiment"] = float(fused[j])
-                entry["modalities"] = {m: {"sentiment": float(heads[j, i])} for i, m in enumerate(MODALITIES)}
-            else:
-                top = int(np.argmax(fused[j]))
-                entry["label"] = names[top]
-                entry["score"] = float(fused[j, top])
-                entry["scores"] = {name: float(p) for name, p in zip(names, fused[j])}
-                entry["modalities"] = {}
-                for i, m in enumerate(MODALITIES):
-                    head_top = int(np.argmax(heads[j, i]))
-                    entry["modalities"][m] = {"label": names[head_top], "score": float(heads[j, i, head_top])}
-            entry["coordinator_weights"] = (
-                None if weights is None else {m: float(weights[j, i]) for i, m in enumerate(MODALITIES)}
-            )
-            results.append(entry)
-        return results
+
+def _utterance_ids(ids: Any, length: int) -> list[Any]:
+    """The utterances' ids as given (strings or integers, one per utterance, no repeats), or their indices."""
+    if ids is None:
+        return list(range(length))
+    if hasattr(ids, "tolist") and not isinstance(ids, (list, tuple)):
+        ids = ids.tolist()  # a numpy array or tensor of ids
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple)):
+        raise ValueError(f"{UTTERANCE_IDS} must be a list with one id per utterance, got {type(ids).__name__}")
+    if len(ids) != length:
+        raise ValueError(f"{UTTERANCE_IDS} has {len(ids)} entries for {length} utterances")
+    for j, value in enumerate(ids):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"{UTTERANCE_IDS}[{j}] is {value!r}, expected a string or an integer")
+    if len(set(map(str, ids))) != len(ids):
+        seen: set[str] = set()
+        repeated = next(v for v in map(str, ids) if v in seen or seen.add(v))
+        raise ValueError(f"{UTTERANCE_IDS} names utterance {repeated!r} more than once")
+    return [str(i) for i in ids]
+
+
+def _checkpoint_source(model: Any) -> str | None:
+    """The folder or Hub id the model was loaded from (`None` for a model built in memory)."""
+    source = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
+    if not source:
+        return None
+    source = str(source)
+    if os.path.isdir(source):
+        return source if os.path.isfile(os.path.join(source, "config.json")) else None
+    # a Hub checkpoint records the commit it was downloaded at; anything else is not a checkpoint we can re-read
+    return source if getattr(model.config, "_commit_hash", None) else None
+
+
+def _hub_kwargs(config: Any, source: str) -> dict[str, Any]:
+    """Pin a Hub checkpoint to the commit the model came from (a local folder needs nothing)."""
+    commit = getattr(config, "_commit_hash", None)
+    return {} if os.path.isdir(source) or not commit else {"revision": commit}
+
+
+def _check_weights_strictly(model: Any, source: str) -> None:
+    """Refuse a checkpoint whose weights do not match the model exactly: `pipeline(...)` builds its model with
+    `from_pretrained`, which initialises a missing tensor afresh and only logs it."""
+    try:
+        load_comp_checkpoint(source, strict=True, model_class=type(model), **_hub_kwargs(model.config, source))
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ValueError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from None
+
+
+def _load_processor(source: str | None, config: Any) -> ComPProcessor:
+    """The checkpoint's saved processor; derived from the model's config only when the checkpoint has none."""
+    has_file = False
+    if source is not None and os.path.isdir(source):
+        has_file = os.path.isfile(os.path.join(source, PROCESSOR_FILE))
+    elif source is not None:
+        from transformers.utils import cached_file
+
+        found = cached_file(
+            source, PROCESSOR_FILE, _raise_exceptions_for_missing_entries=False, **_hub_kwargs(config, source)
+        )
+        has_file = found is not None
+    if has_file:
+        # pipeline() loads the processor softly (any error -> none at all); loading it here refuses a malformed file
+        return ComPProcessor.from_pretrained(source, **_hub_kwargs(config, source))
+    logger.warning(
+        f"the checkpoint has no {PROCESSOR_FILE}: the processor is derived from the model's config (feature "
+        "dimensions, max_utterances, problem_type) with the default max_abs_value"
+    )
+    return ComPProcessor.from_model_config(config)
 
 
 class ComPHasNoTokenizer:
