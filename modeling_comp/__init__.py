@@ -85,6 +85,7 @@ __all__ = [
 # `save_with_processor_and_pipeline` declare both themselves for `trust_remote_code=True` users.
 from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer  # noqa: E402
 
+from .data_collator import ComPDataCollator  # noqa: E402
 from .pipeline_comp import (  # noqa: E402
     PIPELINE_TASK,
     ComPHasNoTokenizer,
@@ -92,7 +93,7 @@ from .pipeline_comp import (  # noqa: E402
     register_pipeline,
     save_with_processor_and_pipeline,
 )
-from .processing_comp import ComPProcessor  # noqa: E402
+from .processing_comp import CONVERSATION_INDEX, ComPPrediction, ComPProcessor  # noqa: E402
 
 
 def _register_processing() -> None:
@@ -106,7 +107,10 @@ def _register_processing() -> None:
 _register_processing()
 
 __all__ += [
+    "CONVERSATION_INDEX",
     "PIPELINE_TASK",
+    "ComPDataCollator",
+    "ComPPrediction",
     "ComPProcessor",
     "MultimodalEmotionRecognitionPipeline",
     "save_with_processor_and_pipeline",

@@ -49,7 +49,7 @@ def test_run_model_matches_a_direct_forward(tiny, conversation):
         out = tiny.model(**inputs, modality_mask=torch.from_numpy(mask.astype(np.float32))[None])
     np.testing.assert_allclose(run.scores, out.logits[0].softmax(-1).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(run.modality_scores, out.modality_logits[0].softmax(-1).numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(run.weights, out.coordinator_weights[0].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run.coordinator_weights, out.coordinator_weights[0].numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(run.scores.sum(-1), 1.0, rtol=1e-5)
 
 
@@ -63,7 +63,7 @@ def test_masked_and_full_runs(tiny, conversation):
     pred = predict(tiny, conversation, mask)
     np.testing.assert_array_equal(pred.full.scores, same.full.scores)
     assert np.abs(pred.masked.scores - pred.full.scores).max() > 1e-3
-    np.testing.assert_array_equal(pred.masked.mask, mask)
+    np.testing.assert_array_equal(pred.masked.modality_mask, mask)
     # Predicting is deterministic and independent of what was predicted before.
     np.testing.assert_array_equal(predict(tiny, conversation, mask).masked.scores, pred.masked.scores)
 
@@ -85,15 +85,15 @@ def test_report_tables(tiny, conversation):
     changed = (pred.masked.scores.argmax(-1) != pred.full.scores.argmax(-1)).sum()
     assert (table["changed"] == "yes").sum() == changed
     np.testing.assert_allclose(
-        table[["weight audio", "weight text", "weight video"]].to_numpy(), pred.masked.weights, atol=5e-4
+        table[["weight audio", "weight text", "weight video"]].to_numpy(), pred.masked.coordinator_weights, atol=5e-4
     )
     probs = probability_table(pred)
     np.testing.assert_allclose(probs[[f"{c} (masked)" for c in names]].to_numpy(), pred.masked.scores, atol=5e-5)
     frame = coordinator_frame(pred, "masked")
     assert len(frame) == 6 * n and set(frame["modality"]) == set(WEIGHT_COLOURS)
     first = frame[frame["utterance"] == "01"].set_index("modality")["weight"]
-    assert first["audio"] == 0.0 and first["audio (missing)"] == pytest.approx(pred.masked.weights[0, 0])
-    assert first["text (missing)"] == 0.0 and first["text"] == pytest.approx(pred.masked.weights[0, 1])
+    assert first["audio"] == 0.0 and first["audio (missing)"] == pytest.approx(pred.masked.coordinator_weights[0, 0])
+    assert first["text (missing)"] == 0.0 and first["text"] == pytest.approx(pred.masked.coordinator_weights[0, 1])
     np.testing.assert_allclose(frame.groupby("utterance")["weight"].sum().to_numpy(), 1.0, rtol=1e-5)
     summary = summary_markdown(pred)
     assert "synthetic" in summary
@@ -222,7 +222,7 @@ def test_non_finite_outputs_are_refused(tiny, conversation, monkeypatch):
 
     monkeypatch.setattr(tiny.model, "forward", poisoned)
     mask = np.ones((conversation.num_utterances, 3), dtype=bool)
-    with pytest.raises(InputError, match=r"prediction output is not finite \(NaN or infinite\) for utterance 4"):
+    with pytest.raises(InputError, match=r"utterance 3: the model's prediction output is not finite \(NaN or infinite\)"):
         predict(tiny, conversation, mask)
 
 
@@ -248,7 +248,7 @@ def test_stage1_checkpoint_has_no_coordinator(tmp_path, conversation):
     mask = np.ones((conversation.num_utterances, 3), dtype=bool)
     mask[:, 0] = False
     pred = predict(ckpt, conversation, mask)
-    assert pred.masked.weights is None and pred.full.weights is None
+    assert pred.masked.coordinator_weights is None and pred.full.weights is None
     assert coordinator_frame(pred, "masked").empty
     assert "no coordinator" in summary_markdown(pred)
     assert not any(c.startswith("weight ") for c in prediction_table(pred).columns)

@@ -10,6 +10,7 @@ being served. :func:`model_inputs` is the one place where a conversation becomes
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import threading
@@ -17,9 +18,11 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from hub_datasets.constants import is_hub_id
 
 from .inputs import MAX_ABS_FEATURE, MODALITIES, Conversation, InputError, validate_for_model
 
@@ -28,7 +31,6 @@ __all__ = [
     "RUN_INFO_FILE",
     "CheckpointStore",
     "LoadedCheckpoint",
-    "ModelRun",
     "Prediction",
     "load_checkpoint",
     "model_inputs",
@@ -37,7 +39,6 @@ __all__ = [
     "split_revision",
 ]
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 
 
@@ -73,17 +74,34 @@ class LoadedCheckpoint:
     synthetic: bool = False
     run_info: dict[str, Any] | None = None
     name: str = ""
+    saved_processor: Any = None
 
     def __post_init__(self) -> None:
         if not self.name:
-            self.name = self.ref if _HUB_ID.match(split_revision(self.ref)[0]) else Path(self.ref).name
+            self.name = self.ref if is_hub_id(split_revision(self.ref)[0]) else Path(self.ref).name
 
     @functools.cached_property
     def processor(self) -> Any:
-        """The model's :class:`modeling_comp.ComPProcessor` (built once per checkpoint), with the Space's input bound."""
+        """The checkpoint's saved :class:`modeling_comp.ComPProcessor` (its ``preprocessor_config.json``), or, for a
+        checkpoint saved without one, the processor derived from the model's config; either way with the Space's
+        bound on feature magnitudes (the tighter of the two)."""
         from modeling_comp import ComPProcessor
 
-        return ComPProcessor.from_model_config(self.model.config, max_abs_value=MAX_ABS_FEATURE)
+        if self.saved_processor is None:
+            return ComPProcessor.from_model_config(self.model.config, max_abs_value=MAX_ABS_FEATURE)
+        processor = copy.deepcopy(self.saved_processor)
+        if processor.max_abs_value is None or processor.max_abs_value > MAX_ABS_FEATURE:
+            processor.max_abs_value = float(MAX_ABS_FEATURE)
+        return processor
+
+    @property
+    def processor_origin(self) -> str:
+        """Where the processor comes from: the checkpoint's saved file, or (said so) the model's config."""
+        from modeling_comp.processing_comp import PROCESSOR_FILE
+
+        if self.saved_processor is not None:
+            return PROCESSOR_FILE
+        return f"derived from config.json (the checkpoint has no {PROCESSOR_FILE})"
 
     @property
     def modality_features(self) -> dict[str, Any]:
@@ -210,7 +228,7 @@ def load_checkpoint(ref: str, *, name: str | None = None, local_files_only: bool
         raise InputError(
             "the comp-emotion package is not installed on this server (see the Space's requirements.txt)"
         ) from None
-    local_dir = Path(ref).expanduser() if not _HUB_ID.match(ref.partition("@")[0]) else None
+    local_dir = Path(ref).expanduser() if not is_hub_id(ref.partition("@")[0]) else None
     if local_dir is not None and not local_dir.is_dir():
         local_dir = None
     kwargs: dict[str, Any] = {"trust_remote_code": False}
@@ -241,11 +259,46 @@ def load_checkpoint(ref: str, *, name: str | None = None, local_files_only: bool
     except Exception as err:  # noqa: BLE001
         raise InputError(f"cannot load the weights of checkpoint {shown!r} ({_reason(err, target)})") from None
     model.eval()
+    saved_processor = _load_saved_processor(target, shown, kwargs)
     run_info = _read_run_info(target, local_dir, kwargs.get("revision"))
     synthetic = _says_synthetic(run_info) or any(
         _says_synthetic(getattr(config, attr, None)) for attr in ("provenance", "dataset_provenance")
     )
-    return LoadedCheckpoint(ref=ref, model=model, synthetic=synthetic, run_info=run_info, name=shown)
+    loaded = LoadedCheckpoint(
+        ref=ref, model=model, synthetic=synthetic, run_info=run_info, name=shown, saved_processor=saved_processor
+    )
+    from modeling_comp.processing_comp import PROCESSOR_FILE
+
+    try:
+        loaded.processor.check_model_config(model.config)
+    except ValueError as err:
+        raise InputError(f"checkpoint {shown!r}: {PROCESSOR_FILE} does not fit its model ({err})") from None
+    return loaded
+
+
+def _load_saved_processor(target: str, shown: str, kwargs: dict[str, Any]) -> Any:
+    """The checkpoint's ``preprocessor_config.json`` as a processor; ``None`` when it has none (a malformed one is
+    refused: :class:`InputError` naming the field)."""
+    from modeling_comp import ComPProcessor
+    from modeling_comp.processing_comp import PROCESSOR_FILE
+
+    local = Path(target)
+    if local.is_dir():
+        if not (local / PROCESSOR_FILE).is_file():
+            return None
+    else:
+        from transformers.utils import cached_file
+
+        try:
+            found = cached_file(target, PROCESSOR_FILE, _raise_exceptions_for_missing_entries=False, **kwargs)
+        except Exception:  # noqa: BLE001 -- unreachable or gated: treat as absent, the weights loaded already
+            found = None
+        if found is None:
+            return None
+    try:
+        return ComPProcessor.from_pretrained(target, **{k: v for k, v in kwargs.items() if k != "trust_remote_code"})
+    except Exception as err:  # noqa: BLE001 -- report any malformed processor file to the visitor
+        raise InputError(f"cannot load the processor of checkpoint {shown!r} ({_reason(err, target)})") from None
 
 
 def _reason(err: BaseException, target: str) -> str:
@@ -307,7 +360,7 @@ class CheckpointStore:
             raise InputError(
                 f"checkpoint {choice!r} is not one this Space serves; choose one of: {', '.join(self.configured)}"
             )
-        if not _HUB_ID.match(split_revision(choice)[0]):
+        if not is_hub_id(split_revision(choice)[0]):
             raise InputError(f"checkpoint {choice!r} is not a Hub model id of the form 'org/name' (or org/name@rev)")
         return choice, False
 
@@ -338,21 +391,19 @@ class CheckpointStore:
         return loaded
 
 
-@dataclass
-class ModelRun:
-    """Outputs of one forward pass on one conversation (padded positions already removed).
+if TYPE_CHECKING:
+    from modeling_comp import ComPPrediction
 
-    Attributes:
-        mask: bool ``[n, 3]`` observed modalities fed to the model.
-        scores: classification: probabilities ``[n, C]``; regression: sentiment ``[n]``.
-        modality_scores: per-modality head outputs: probabilities ``[n, 3, C]`` or sentiment ``[n, 3]``.
-        weights: coordinator weights ``[n, 3]``, or ``None`` (stage-1 checkpoint / coordinator ablated).
-    """
 
-    mask: np.ndarray
-    scores: np.ndarray
-    modality_scores: np.ndarray
-    weights: np.ndarray | None
+def __getattr__(name: str) -> Any:
+    # `ComPPrediction` (what one forward pass on one conversation gives, the library's inference contract; also
+    # under its former name `ModelRun`), imported on first use: `import modeling_comp` happens in `load_checkpoint`,
+    # which says in one line when the package is missing.
+    if name in ("ComPPrediction", "ModelRun"):
+        from modeling_comp import ComPPrediction
+
+        return ComPPrediction
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -361,8 +412,8 @@ class Prediction:
 
     checkpoint: LoadedCheckpoint
     conversation: Conversation
-    masked: ModelRun
-    full: ModelRun
+    masked: ComPPrediction
+    full: ComPPrediction
 
 
 def model_inputs(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.ndarray) -> dict[str, Any]:
@@ -396,7 +447,7 @@ def model_inputs(checkpoint: LoadedCheckpoint, conversation: Conversation, mask:
     return inputs
 
 
-def run_model(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.ndarray) -> ModelRun:
+def run_model(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.ndarray) -> ComPPrediction:
     """Run the model once on one conversation (inputs from :func:`model_inputs`).
 
     Args:
@@ -405,36 +456,23 @@ def run_model(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np
         mask: bool ``[n, 3]``.
 
     Returns:
-        The outputs as NumPy arrays.
+        The processor's post-processed prediction (:class:`modeling_comp.ComPPrediction`).
 
     Raises:
         InputError: if the model's outputs are not finite (inputs far outside what it was trained on).
     """
     import torch
 
-    n = conversation.num_utterances
-    mask_np = np.asarray(mask, dtype=bool)
+    inputs = model_inputs(checkpoint, conversation, np.asarray(mask, dtype=bool))
     with torch.inference_mode():
-        out = checkpoint.model(**model_inputs(checkpoint, conversation, mask_np))
-    logits = out.logits[0].float()
-    modality_logits = out.modality_logits[0].float()
-    weights_t = getattr(out, "coordinator_weights", None)
-    for name, tensor in (("prediction", logits), ("modality heads", modality_logits), ("weights", weights_t)):
-        if tensor is not None and not bool(torch.isfinite(tensor).all()):
-            bad = ~torch.isfinite(tensor.reshape(n, -1)).all(dim=-1)
-            first = int(torch.nonzero(bad)[0, 0]) + 1
-            raise InputError(
-                f"the model's {name} output is not finite (NaN or infinite) for utterance {first}; the input "
-                "features are far outside the range this checkpoint was trained on"
-            )
-    if checkpoint.is_regression:
-        scores = logits.reshape(n).numpy()
-        modality_scores = modality_logits.reshape(n, 3).numpy()
-    else:
-        scores = torch.softmax(logits, dim=-1).numpy()
-        modality_scores = torch.softmax(modality_logits, dim=-1).numpy()
-    weights = None if weights_t is None else weights_t[0].float().numpy()
-    return ModelRun(mask=mask_np.copy(), scores=scores, modality_scores=modality_scores, weights=weights)
+        out = checkpoint.model(**inputs)
+    try:
+        (prediction,) = checkpoint.processor.post_process(
+            out, inputs["attention_mask"], inputs["modality_mask"], config=checkpoint.config
+        )
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return prediction
 
 
 def predict(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.ndarray) -> Prediction:
@@ -460,5 +498,5 @@ def predict(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.n
     )
     masked = run_model(checkpoint, conversation, mask)
     full_mask = conversation.available
-    full = masked if np.array_equal(full_mask, masked.mask) else run_model(checkpoint, conversation, full_mask)
+    full = masked if np.array_equal(full_mask, masked.modality_mask) else run_model(checkpoint, conversation, full_mask)
     return Prediction(checkpoint=checkpoint, conversation=conversation, masked=masked, full=full)

@@ -79,7 +79,7 @@ def prediction_table(prediction: Prediction) -> Any:
     rows: dict[str, list[Any]] = {
         "#": list(range(1, conv.num_utterances + 1)),
         "utterance": list(conv.utterance_ids),
-        "observed (masked)": [observed_string(r) for r in masked.mask],
+        "observed (masked)": [observed_string(r) for r in masked.modality_mask],
     }
     if conv.labels is not None:
         rows[_reference_column(conv, is_synthetic(prediction))] = [_format_reference(v, ckpt) for v in conv.labels]
@@ -89,7 +89,7 @@ def prediction_table(prediction: Prediction) -> Any:
         rows["change"] = [round(float(m - f), 3) for m, f in zip(masked.scores, full.scores, strict=True)]
         for j, modality in enumerate(MODALITIES):
             rows[f"{modality} head"] = [
-                f"{float(masked.modality_scores[i, j]):+.2f}" + ("" if masked.mask[i, j] else MISSING_MARK)
+                f"{float(masked.modality_scores[i, j]):+.2f}" + ("" if masked.modality_mask[i, j] else MISSING_MARK)
                 for i in range(conv.num_utterances)
             ]
     else:
@@ -102,11 +102,11 @@ def prediction_table(prediction: Prediction) -> Any:
         for j, modality in enumerate(MODALITIES):
             head_top = masked.modality_scores[:, j].argmax(-1)
             rows[f"{modality} head"] = [
-                names[k] + ("" if masked.mask[i, j] else MISSING_MARK) for i, k in enumerate(head_top)
+                names[k] + ("" if masked.modality_mask[i, j] else MISSING_MARK) for i, k in enumerate(head_top)
             ]
-    if masked.weights is not None:
+    if masked.coordinator_weights is not None:
         for j, modality in enumerate(MODALITIES):
-            rows[f"weight {modality}"] = [round(float(w), 3) for w in masked.weights[:, j]]
+            rows[f"weight {modality}"] = [round(float(w), 3) for w in masked.coordinator_weights[:, j]]
     return pd.DataFrame(rows)
 
 
@@ -143,10 +143,10 @@ def summary_markdown(prediction: Prediction) -> str:
     task = "sentiment regression" if ckpt.is_regression else f"{len(ckpt.label_names)} classes"
     lines.append(f"**Checkpoint** `{ckpt.name}`{trained}; {task}; training stage {ckpt.training_stage}.")
     source = conv.source + (" (synthetic data)" if conv.synthetic and "synthetic" not in conv.source else "")
-    dropped = int((~masked.mask & conv.available).sum())
+    dropped = int((~masked.modality_mask & conv.available).sum())
     lines.append(
         f"**Conversation**: {source}, {n} utterances. The masked input drops {dropped} of "
-        f"{int(conv.available.sum())} available modality slots (missing rate {realised_missing_rate(masked.mask):.1%} "
+        f"{int(conv.available.sum())} available modality slots (missing rate {realised_missing_rate(masked.modality_mask):.1%} "
         "of all slots)."
     )
     if ckpt.is_regression:
@@ -166,7 +166,7 @@ def summary_markdown(prediction: Prediction) -> str:
             hits_masked = sum(names[k] == r for k, r in zip(masked.scores.argmax(-1), refs, strict=True))
             kind = "synthetic reference labels" if is_synthetic(prediction) else "reference labels"
             lines.append(f"Agreement with the {kind}: all modalities {hits_full}/{n}, masked {hits_masked}/{n}.")
-    if masked.weights is None:
+    if masked.coordinator_weights is None:
         lines.append("This checkpoint has no coordinator (stage-1 checkpoint or coordinator ablated): no weights.")
     return "\n\n".join(lines)
 
@@ -193,7 +193,7 @@ def coordinator_frame(prediction: Prediction, run: str) -> Any:
         raise ValueError(f"run must be 'masked' or 'all', got {run!r}")
     result = prediction.masked if run == "masked" else prediction.full
     columns = ["utterance", "modality", "weight"]
-    if result.weights is None:
+    if result.coordinator_weights is None:
         return pd.DataFrame(columns=columns)
     n = prediction.conversation.num_utterances
     width = len(str(n))
@@ -201,10 +201,10 @@ def coordinator_frame(prediction: Prediction, run: str) -> Any:
     # so that every chart has the same six colour categories whatever the mask: the browser chart fixes its
     # colour domain from the data it receives and would otherwise drop categories that appear later.
     records = [
-        (str(i + 1).zfill(width), modality + suffix, float(result.weights[i, j]) if applies else 0.0)
+        (str(i + 1).zfill(width), modality + suffix, float(result.coordinator_weights[i, j]) if applies else 0.0)
         for i in range(n)
         for j, modality in enumerate(MODALITIES)
-        for suffix, applies in (("", bool(result.mask[i, j])), (MISSING_MARK, not result.mask[i, j]))
+        for suffix, applies in (("", bool(result.modality_mask[i, j])), (MISSING_MARK, not result.modality_mask[i, j]))
     ]
     return pd.DataFrame.from_records(records, columns=columns)
 
@@ -261,13 +261,13 @@ def typed_table(prediction: Prediction, added: bool) -> Any:
         heads = [[names[k] for k in masked.modality_scores[i].argmax(-1)] for i in range(conv.num_utterances)]
     for j, modality in enumerate(MODALITIES):
         rows[f"{modality} head"] = [
-            heads[i][j] + ("" if masked.mask[i, j] else MISSING_MARK) for i in range(conv.num_utterances)
+            heads[i][j] + ("" if masked.modality_mask[i, j] else MISSING_MARK) for i in range(conv.num_utterances)
         ]
-    if masked.weights is not None:
+    if masked.coordinator_weights is not None:
         for j, modality in enumerate(MODALITIES):
-            rows[f"weight {modality}"] = [round(float(w), 3) for w in masked.weights[:, j]]
+            rows[f"weight {modality}"] = [round(float(w), 3) for w in masked.coordinator_weights[:, j]]
     if added:
-        label = "+ " + "/".join(m for j, m in enumerate(MODALITIES) if full.mask[:, j].any() and m != "text")
+        label = "+ " + "/".join(m for j, m in enumerate(MODALITIES) if full.modality_mask[:, j].any() and m != "text")
         if ckpt.is_regression:
             rows[f"score {label}"] = [round(float(v), 3) for v in full.scores]
         else:
@@ -293,6 +293,6 @@ def typed_summary(prediction: Prediction, added: bool) -> str:
         else:
             changed = int((prediction.masked.scores.argmax(-1) != prediction.full.scores.argmax(-1)).sum())
             lines.append(f"**Adding your uploaded features** changes {changed} of {n} predictions.")
-    if prediction.masked.weights is None:
+    if prediction.masked.coordinator_weights is None:
         lines.append("This checkpoint has no coordinator (stage-1 checkpoint or coordinator ablated): no weights.")
     return "\n\n".join(lines)
