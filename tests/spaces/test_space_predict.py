@@ -248,7 +248,7 @@ def test_stage1_checkpoint_has_no_coordinator(tmp_path, conversation):
     mask = np.ones((conversation.num_utterances, 3), dtype=bool)
     mask[:, 0] = False
     pred = predict(ckpt, conversation, mask)
-    assert pred.masked.coordinator_weights is None and pred.full.weights is None
+    assert pred.masked.coordinator_weights is None and pred.full.coordinator_weights is None
     assert coordinator_frame(pred, "masked").empty
     assert "no coordinator" in summary_markdown(pred)
     assert not any(c.startswith("weight ") for c in prediction_table(pred).columns)
