@@ -32,6 +32,7 @@ from modeling_comp.configuration_comp import (
     MODEL_INPUT_NAMES,
     UTTERANCE_INDEX,
 )
+from modeling_comp.processing_comp import CONVERSATION_INDEX, ComPProcessor
 from recipes.config import CORPORA, DataConfig, RecipeError
 from recipes.metrics import CLASSIFICATION, REGRESSION, compute_metrics
 
@@ -53,8 +54,6 @@ __all__ = [
     "json_ready",
     "synthetic_label",
 ]
-
-CONVERSATION_INDEX = "conversation_index"
 
 
 # ---------------------------------------------------------------------- accelerate
@@ -364,7 +363,10 @@ def evaluate_model(
 
     was_training = model.training
     model.eval()
-    logits_all, modality_all, labels_all, index_all = [], [], [], []
+    config = accelerator.unwrap_model(model).config
+    # the library's post-processing (probabilities, per-modality views, nothing non-finite), as the pipeline's
+    processor = ComPProcessor.from_model_config(config)
+    preds_all, modality_all, labels_all, index_all = [], [], [], []
     losses: list[float] = []
     for batch in tqdm(
         dataloader, desc=desc, leave=False, disable=not (show_progress and accelerator.is_local_main_process)
@@ -382,6 +384,7 @@ def evaluate_model(
             "modality_logits": out.modality_logits.float(),
             "labels": labels,
             "mask": mask.long(),
+            "modality_mask": batch[MODALITY_MASK].float(),
         }
         payload = accelerator.pad_across_processes(payload, dim=1, pad_index=0)
         gathered = accelerator.gather_for_metrics(
@@ -390,16 +393,31 @@ def evaluate_model(
                 payload["modality_logits"],
                 payload["labels"],
                 payload["mask"],
+                payload["modality_mask"],
                 batch[CONVERSATION_INDEX],
             )
         )
-        g_logits, g_modality, g_labels, g_mask, g_index = (t.cpu() for t in gathered)
-        real = g_mask.bool()
-        if task == CLASSIFICATION:
-            real &= g_labels != -100
-        logits_all.append(g_logits[real].numpy())
-        modality_all.append(g_modality[real].numpy())
-        labels_all.append(g_labels[real].numpy())
+        g_logits, g_modality, g_labels, g_mask, g_modality_mask, g_index = (t.cpu() for t in gathered)
+        try:
+            predictions = processor.post_process(
+                {"logits": g_logits, "modality_logits": g_modality},
+                g_mask,
+                g_modality_mask,
+                config=config,
+                conversation_names=[f"index {int(i)}" for i in g_index],
+            )
+        except ValueError as err:
+            raise ValueError(f"{desc}: {err}") from None
+        for prediction, row_labels in zip(predictions, g_labels.numpy()):
+            row_labels = row_labels[: prediction.num_utterances]
+            keep = row_labels != -100 if task == CLASSIFICATION else slice(None)
+            if task == CLASSIFICATION:
+                preds_all.append(prediction.scores.argmax(-1)[keep])
+                modality_all.append(prediction.modality_scores.argmax(-1)[keep])
+            else:
+                preds_all.append(prediction.scores[keep])
+                modality_all.append(prediction.modality_scores[keep])
+            labels_all.append(row_labels[keep])
         index_all.append(g_index.numpy())
     if was_training:
         model.train()
@@ -412,13 +430,9 @@ def evaluate_model(
             f"{desc}: evaluation saw {duplicates} conversation(s) more than once and missed {missing} "
             f"(of {num_conversations})"
         )
-    logits = np.concatenate(logits_all)
-    modality = np.concatenate(modality_all)
+    preds = np.concatenate(preds_all)
+    modality_preds = np.concatenate(modality_all)
     refs = np.concatenate(labels_all)
-    if task == CLASSIFICATION:
-        preds, modality_preds = logits.argmax(-1), modality.argmax(-1)
-    else:
-        preds, modality_preds = logits, modality
     metrics = compute_metrics(
         task,
         preds,

@@ -29,12 +29,47 @@ except ModuleNotFoundError as _err:  # run as a file from a checkout that is nei
              "its root on PYTHONPATH")  # fmt: skip
 
 
-__all__ = ["EvalConfig", "parse_eval_args", "load_checkpoint", "evaluate_checkpoint", "main"]
+__all__ = ["EvalConfig", "parse_eval_args", "load_checkpoint", "checkpoint_processor", "evaluate_checkpoint", "main"]
 
 
 def _looks_like_path(model: str) -> bool:
     """A value a user means as a local folder: absolute, relative (./, ../, ~), several slashes, or a backslash."""
     return model.startswith(("/", "./", "../", "~", ".")) or model.count("/") > 1 or "\\" in model
+
+
+def _model_folders_below(path: Path, limit: int = 3) -> list[str]:
+    """Folders below ``path`` (two levels at most) that hold a model (``config.json``), for the error message."""
+    found: list[str] = []
+    for pattern in ("*/config.json", "*/*/config.json"):
+        found += sorted(str(c.parent) for c in path.glob(pattern))
+        if found:
+            break
+    return found[:limit]
+
+
+def _not_a_model_folder(path: Path) -> RecipeError:
+    """The one-line error for a folder without ``config.json``: which folder below holds the model, if any."""
+    below = _model_folders_below(path)
+    if below:
+        return RecipeError(
+            f"{str(path)!r} is not a model folder (no config.json); the model is in {below[0]!r}"
+            + (f" (also: {', '.join(map(repr, below[1:]))})" if len(below) > 1 else "")
+            + ": pass that folder as --model"
+        )
+    if (path / "checkpoints").is_dir() or (path / "comp_run.json").is_file():
+        return RecipeError(
+            f"{str(path)!r} is a training run without a model yet: the selected model is written to "
+            f"{str(path / 'model')!r} when training finishes (resume the run to finish it)"
+        )
+    return RecipeError(f"{str(path)!r} is not a model folder (no config.json)")
+
+
+def _weights_file(path: Path) -> str:
+    """The weights file(s) of a local checkpoint, for error messages."""
+    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return str(path / name)
+    return str(path)
 
 
 def load_checkpoint(model: str, *, revision: str | None = None, trust_remote_code: bool = False):
@@ -54,8 +89,10 @@ def load_checkpoint(model: str, *, revision: str | None = None, trust_remote_cod
     if path.is_dir() and (path / "model" / "config.json").is_file() and not (path / "config.json").is_file():
         path = path / "model"
     source = str(path) if path.exists() else model
+    if path.is_file():
+        raise RecipeError(f"{str(path)!r} is a file; --model takes a model folder (with config.json) or a Hub id")
     if path.exists() and not (path / "config.json").is_file():
-        raise RecipeError(f"{str(path)!r} is not a model folder (no config.json)")
+        raise _not_a_model_folder(path)
     if not path.exists() and model.count("/") != 1:
         raise RecipeError(f"model {model!r} is neither an existing folder nor a Hub id (org/name)")
     if not trust_remote_code:
@@ -64,8 +101,9 @@ def load_checkpoint(model: str, *, revision: str | None = None, trust_remote_cod
 
     try:
         config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as err:
-        raise RecipeError(f"cannot read the configuration of {model!r}: {str(err).strip().splitlines()[0]}") from None
+    except Exception as err:  # noqa: BLE001 -- any unreadable configuration is one line naming it
+        shown = str(path / "config.json") if path.exists() else model
+        raise RecipeError(f"cannot read the configuration {shown!r}: {_first_line(err)}") from None
     if getattr(config, "model_type", None) != "comp":
         raise RecipeError(
             f"{model!r} is a {getattr(config, 'model_type', 'unknown')!r} checkpoint, not a ComP ('comp') one"
@@ -78,10 +116,36 @@ def load_checkpoint(model: str, *, revision: str | None = None, trust_remote_cod
         loaded = load_comp_checkpoint(
             source, model_class=AutoModel, revision=revision, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError, RuntimeError) as err:
-        raise RecipeError(f"cannot load the weights of {model!r}: {str(err).strip().splitlines()[0]}") from None
+    except Exception as err:  # noqa: BLE001 -- a corrupt or truncated weights file is one line naming it
+        shown = _weights_file(path) if path.exists() else model
+        raise RecipeError(f"cannot load the weights {shown!r}: {_first_line(err)}") from None
     loaded.set_training_stage(2)
     return loaded.eval()
+
+
+def checkpoint_processor(model):
+    """The processor saved with a local checkpoint (``preprocessor_config.json``), or, when it has none, the one
+    derived from the model's config (said on stderr). A malformed file is a one-line :class:`RecipeError`."""
+    from modeling_comp import ComPProcessor
+    from modeling_comp.processing_comp import PROCESSOR_FILE
+
+    source = Path(str(getattr(model, "name_or_path", "") or ""))
+    if source.is_dir() and (source / PROCESSOR_FILE).is_file():
+        try:
+            processor = ComPProcessor.from_pretrained(str(source))
+            processor.check_model_config(model.config)
+        except (OSError, ValueError) as err:
+            raise RecipeError(_first_line(err).partition(": ")[2]) from None
+        return processor
+    if source.is_dir():
+        print(f"note: {str(source)!r} has no {PROCESSOR_FILE}; using the processor derived from its config.json",
+              file=sys.stderr)  # fmt: skip
+    return ComPProcessor.from_model_config(model.config)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def _check_compatible(model_config, data_kwargs: dict[str, Any], dataset: str) -> None:
@@ -129,10 +193,10 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
             f"corpus {cfg.dataset!r} has a conversation of {longest} utterances but the checkpoint's "
             f"max_utterances is {model.config.max_utterances}"
         )
-    from modeling_comp import ComPProcessor
+    from modeling_comp import ComPDataCollator
 
-    # the checkpoint's own processor settings: feature dims are checked against the model, values for finiteness
-    collate = hub_datasets.ComPDataCollator(processor=ComPProcessor.from_model_config(model.config))
+    # the checkpoint's own processor: feature dims are checked against the model, values for finiteness
+    collate = ComPDataCollator(processor=checkpoint_processor(model))
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
     model, loader = accelerator.prepare(model, loader)
     config = accelerator.unwrap_model(model).config
