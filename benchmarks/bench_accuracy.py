@@ -72,7 +72,7 @@ FIX_ARMS = {
     "no_gradient_modulation": {"use_gradient_modulation": False},
     "reference_compat": {"reference_compat": True},
 }
-CORPORA = ("mosi", "iemocap4")
+BENCHMARKED_CORPORA = ("mosi", "iemocap4")
 DIMS = {"audio": 32, "text": 64, "video": 64}
 SIGNAL = {"audio": 1.5, "text": 2.2, "video": 0.9}  # text > audio > video
 CORPUS_ARGS = {
@@ -638,9 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise SystemExit(f"error: unknown arm {unknown[0]!r}; expected some of {', '.join(ARMS)}")
-    bad = [c for c in args.corpora.split(",") if c not in CORPORA]
+    bad = [c for c in args.corpora.split(",") if c not in BENCHMARKED_CORPORA]
     if bad:
-        raise SystemExit(f"error: unknown corpus {bad[0]!r}; expected some of {', '.join(CORPORA)}")
+        raise SystemExit(f"error: unknown corpus {bad[0]!r}; expected some of {', '.join(BENCHMARKED_CORPORA)}")
     code = os.environ.get("COMP_AUTHORS_CODE")
     if "authors" in arms and not code:
         print("COMP_AUTHORS_CODE is not set: the authors' arm is skipped", flush=True)

@@ -243,6 +243,7 @@ _FLAT: dict = {}
 def _conversations(data_dir: str, split: str, key: str):
     """Rows of one natural split for ``Dataset.from_generator`` (reads the files itself, like a loader would;
     once for all three splits, as the comp-emotion reader does)."""
+    from hub_datasets.constants import MODALITIES
     from hub_datasets.gcnet import read_gcnet
     from hub_datasets.schema import get_spec
 
@@ -259,7 +260,7 @@ def _conversations(data_dir: str, split: str, key: str):
             "speakers": part.speakers[start:stop],
             "transcripts": part.transcripts[start:stop],
             "labels": part.labels[start:stop],
-            **{m: part.features[m][start:stop] for m in ("audio", "text", "video")},
+            **{m: part.features[m][start:stop] for m in MODALITIES},
             "feature_present": part.present[start:stop],
             "num_utterances": length,
             "corpus": part.corpus,

@@ -39,7 +39,7 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPORA = {
+CORPUS_SHAPES = {
     # name: (padded length, mean utterances per conversation, min, max)
     "mosi": (65, 23.6, 9, 63),
     "mosei": (150, 7.1, 1, 150),
@@ -49,7 +49,7 @@ CORPORA = {
 def conversation_lengths(corpus: str, batches: int, batch_size: int, seed: int = 0) -> list[list[int]]:
     import numpy as np
 
-    padded, mean, low, high = CORPORA[corpus]
+    padded, mean, low, high = CORPUS_SHAPES[corpus]
     rng = np.random.default_rng(seed)
     if corpus == "mosei":
         lengths = rng.geometric(1.0 / mean, size=batches * batch_size)
@@ -67,7 +67,7 @@ def run_case(corpus: str, padding: str, mode: str, steps: int, threads: int) -> 
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    padded, *_ = CORPORA[corpus]
+    padded, *_ = CORPUS_SHAPES[corpus]
     config = ComPConfig(
         audio_dim=512,
         text_dim=1024,

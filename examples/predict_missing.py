@@ -42,9 +42,10 @@ def load_split(run_config: dict, modalities: str):
 def predict(model, split):
     """Logits, coordinator weights and labels of every real utterance of ``split`` (one batch)."""
     from hub_datasets import ComPDataCollator
+    from hub_datasets.constants import MODEL_INPUT_NAMES
 
     batch = ComPDataCollator(max_utterances=model.config.max_utterances)(list(split.with_format("numpy")))
-    inputs = {k: batch[k] for k in ("audio", "text", "video", "modality_mask", "attention_mask")}
+    inputs = {k: batch[k] for k in MODEL_INPUT_NAMES}
     out = model(**inputs)
     return out, batch
 

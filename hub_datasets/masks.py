@@ -28,12 +28,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .constants import MODALITIES
+from .constants import MISSING_PROTOCOLS, MODALITIES
 
 
 __all__ = [
     "MASK_ALGORITHM",
-    "PROTOCOLS",
+    "MISSING_PROTOCOLS",
     "SUBSET_CONDITIONS",
     "compute_masks",
     "expected_missing_rate",
@@ -49,8 +49,6 @@ __all__ = [
 
 #: Name and version of the mask algorithm; stored with every dataset so results can cite it.
 MASK_ALGORITHM = "comp-emotion/splitmix64-v1"
-#: The supported missing-modality protocols.
-PROTOCOLS = ("rate", "subset")
 #: The six proper, non-empty observed-modality subsets of the ``subset`` protocol (MMIN/MoMKE conditions).
 SUBSET_CONDITIONS = ("a", "t", "v", "at", "av", "tv")
 
@@ -142,8 +140,8 @@ def validate_protocol(protocol: str) -> str:
     Raises:
         ValueError: For any other value.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol not in MISSING_PROTOCOLS:
+        raise ValueError(f"protocol must be one of {MISSING_PROTOCOLS}, got {protocol!r}")
     return protocol
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 from datasets import Array2D, ClassLabel, Dataset, DatasetInfo, Features, List, Value
 from datasets.table import InMemoryTable
 
-from .constants import AUDIO, LABELS, MODALITIES, MODALITY_MASK, TEXT, VIDEO
+from .constants import AUDIO, CONVERSATION_INDEX, LABELS, MODALITIES, MODALITY_MASK, TEXT, VIDEO
 
 
 __all__ = [
@@ -38,8 +38,6 @@ __all__ = [
     "ragged_column",
 ]
 
-#: Column with the row's index in its split (the collator returns it as ``conversation_index``).
-CONVERSATION_INDEX = "conversation_index"
 #: Column with the stable 64-bit keys of the utterance ids (see :mod:`hub_datasets.masks`).
 UTTERANCE_KEYS = "utterance_keys"
 #: Column ``[n, 3]`` int8: 1 where the corpus has a non-empty feature for that utterance and modality.

@@ -4,19 +4,18 @@ import math
 
 from transformers import PreTrainedConfig
 
+from .names import (  # noqa: F401 (re-exported)
+    ATTENTION_MASK,
+    AUDIO,
+    LABELS,
+    MODALITIES,
+    MODALITY_MASK,
+    MODEL_INPUT_NAMES,
+    TEXT,
+    UTTERANCE_INDEX,
+    VIDEO,
+)
 
-# Batch keys shared by the datasets, the collator, the model, the recipes and the Space.
-AUDIO = "audio"
-TEXT = "text"
-VIDEO = "video"
-MODALITIES = (AUDIO, TEXT, VIDEO)
-MODALITY_MASK = "modality_mask"
-ATTENTION_MASK = "attention_mask"
-LABELS = "labels"
-# Optional model input: flat positions of the real utterances, computed on the host by the collator
-# (`modeling_comp.utterance_index_from_attention_mask`) so the model's forward needs no host synchronisation.
-UTTERANCE_INDEX = "utterance_index"
-MODEL_INPUT_NAMES = (AUDIO, TEXT, VIDEO, MODALITY_MASK, ATTENTION_MASK)
 
 # The Auto classes a saved checkpoint declares in `config.auto_map`, so that a process without this package
 # loads it with `trust_remote_code=True` through any of them.

@@ -672,7 +672,7 @@ class ComPPreTrainedModel(PreTrainedModel):
     config: ComPConfig
     base_model_prefix = "comp"
     main_input_name = TEXT
-    input_modalities = ("audio", "text", "video")
+    input_modalities = MODALITIES
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _no_split_modules = ["ComPAttentionLayer"]

@@ -1,7 +1,7 @@
 """`ComPProcessor`: conversations (per-utterance feature arrays, any modality possibly missing) -> ComP inputs.
 
 This file is copied next to the weights of every checkpoint saved with its processor, so it imports only
-numpy, torch, transformers and the sibling `configuration_comp.py`.
+numpy, transformers and the sibling `configuration_comp.py` and `names.py`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ import numpy as np
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
 from .configuration_comp import ATTENTION_MASK, LABELS, MODALITIES, MODALITY_MASK
+from .names import CONVERSATION_INDEX, DIALOG_ID, UTTERANCE_IDS
 
 
-#: Optional row field carried through as a `[batch]` long tensor (the datasets' row index in its split).
-CONVERSATION_INDEX = "conversation_index"
-#: Row fields that name a conversation / its utterances in error messages and pipeline outputs.
-DIALOG_ID = "dialog_id"
-UTTERANCE_IDS = "utterance_ids"
 #: The file `save_pretrained` writes and `from_pretrained` reads.
 PROCESSOR_FILE = "preprocessor_config.json"
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hub_datasets.atomic import atomic_write_text
+from hub_datasets.constants import DATASET_NAMES
 from modeling_comp.configuration_comp import (
     ATTENTION_MASK,
     LABELS,
@@ -33,7 +34,7 @@ from modeling_comp.configuration_comp import (
     UTTERANCE_INDEX,
 )
 from modeling_comp.processing_comp import CONVERSATION_INDEX, ComPProcessor
-from recipes.config import CORPORA, DataConfig, RecipeError
+from recipes.config import DataConfig, RecipeError
 from recipes.metrics import CLASSIFICATION, REGRESSION, compute_metrics
 
 
@@ -175,7 +176,7 @@ def load_corpus(cfg: DataConfig, fold: int | None = None):
     config_name = cfg.dataset_config
     if name == "synthetic":
         config_name = config_name or "iemocap4"
-    elif name in CORPORA:
+    elif name in DATASET_NAMES:
         config_name = None
     try:
         if config_name is None:

@@ -31,10 +31,8 @@ import yaml
 
 __all__ = [
     "CONFIG_DIR",
-    "CORPORA",
-    "IEMOCAP_CORPORA",
-    "CMU_CORPORA",
     "DEFAULT_CONFIG",
+    "TRAINING_PROTOCOLS",
     "REPORTERS",
     "RecipeError",
     "ConfigError",
@@ -50,18 +48,25 @@ __all__ = [
     "coerce_value",
 ]
 
+
+def _data_names():
+    """:mod:`hub_datasets.constants`, the home of the corpus names, missing-data protocols and the Hub-id check;
+    imported when a configuration is validated, not when this module is (``--help`` stays fast)."""
+    from hub_datasets import constants
+
+    return constants
+
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "synthetic.yaml"
-IEMOCAP_CORPORA = ("iemocap4", "iemocap6")
-CMU_CORPORA = ("mosi", "mosei")
-CORPORA = ("synthetic", *IEMOCAP_CORPORA, *CMU_CORPORA)
+#: Training/evaluation protocols of ``recipes/train.py``: ours (the default) and the authors' released one. (The
+#: missing-data protocols are :data:`hub_datasets.constants.MISSING_PROTOCOLS`.)
+TRAINING_PROTOCOLS = ("default", "released")
 #: Experiment trackers accelerate can log to (``accelerate.utils.LoggerType``), plus ``none``.
 REPORTERS = ("tensorboard", "trackio", "wandb", "mlflow", "aim", "comet_ml", "clearml", "dvclive", "swanlab")
 _SELECTIONS = ("validation", "test")
-_PROTOCOLS = ("rate", "subset")
 _PRECISIONS = ("no", "fp16", "bf16")
 _SPLITS = ("train", "validation", "test")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class RecipeError(Exception):
@@ -133,12 +138,12 @@ class DataConfig:
     @property
     def is_iemocap(self) -> bool:
         """Whether the corpus (or the synthetic corpus's shape) is IEMOCAP-like (folds apply)."""
-        return self.corpus_shape in IEMOCAP_CORPORA
+        return self.corpus_shape in _data_names().IEMOCAP_CORPORA
 
     @property
     def corpus_shape(self) -> str:
         """The corpus name, or for the synthetic corpus / a Hub id, the config it imitates."""
-        if self.dataset in CORPORA and self.dataset != "synthetic":
+        if self.dataset in _data_names().CORPUS_NAMES:
             return self.dataset
         return (self.dataset_config or "").lower()
 
@@ -172,11 +177,15 @@ class DataConfig:
         self._validate_fold()
 
     def _validate_corpus(self) -> None:
-        if not isinstance(self.dataset, str) or (self.dataset not in CORPORA and not _HUB_ID.match(self.dataset)):
+        names = _data_names()
+        if not isinstance(self.dataset, str) or (
+            self.dataset not in names.DATASET_NAMES and not names.is_hub_id(self.dataset)
+        ):
             raise ConfigError(
-                f"unknown corpus dataset={self.dataset!r}: expected one of {', '.join(CORPORA)} or a Hub id org/name"
+                f"unknown corpus dataset={self.dataset!r}: expected one of {', '.join(names.DATASET_NAMES)} or a Hub "
+                "id org/name"
             )
-        if self.dataset in CORPORA and self.dataset != "synthetic" and self.data_dir is None:
+        if self.dataset in names.CORPUS_NAMES and self.data_dir is None:
             raise ConfigError(
                 f"dataset={self.dataset!r} needs --data_dir pointing at its features (GCNet or MMSA layout); "
                 "use --dataset synthetic to run without data"
@@ -189,8 +198,9 @@ class DataConfig:
                 raise _bad(self, name, "an integer")
 
     def _validate_protocol(self) -> None:
-        if self.missing_protocol not in _PROTOCOLS:
-            raise _bad(self, "missing_protocol", " or ".join(_PROTOCOLS))
+        protocols = _data_names().MISSING_PROTOCOLS
+        if self.missing_protocol not in protocols:
+            raise _bad(self, "missing_protocol", " or ".join(protocols))
         rate = self.missing_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
             raise _bad(self, "missing_rate", "a number in [0, 1)")
@@ -204,7 +214,7 @@ class DataConfig:
             raise ConfigError("observed_modalities only applies with missing_protocol=subset")
 
     def _validate_fold(self) -> None:
-        if self.dataset in IEMOCAP_CORPORA and self.fold is None:
+        if self.dataset in _data_names().IEMOCAP_CORPORA and self.fold is None:
             raise ConfigError(f"dataset={self.dataset!r} needs --fold 1..5 (leave-one-session-out) or --fold all")
         if self.fold is None:
             return
@@ -322,11 +332,11 @@ class TrainConfig(DataConfig):
         return self
 
     def _validate_training_protocol(self) -> None:
-        from recipes.released_protocol import PROTOCOLS, check_released_config
-
-        if self.protocol not in PROTOCOLS:
-            raise _bad(self, "protocol", " or ".join(PROTOCOLS))
+        if self.protocol not in TRAINING_PROTOCOLS:
+            raise _bad(self, "protocol", " or ".join(TRAINING_PROTOCOLS))
         if self.protocol == "released":
+            from recipes.released_protocol import check_released_config
+
             check_released_config(self)
 
     def _validate_schedule(self) -> None:
@@ -379,7 +389,7 @@ class TrainConfig(DataConfig):
         names = self.reporters
         if str(self.report_to).strip() != "none" and (not names or any(n not in allowed for n in names)):
             raise _bad(self, "report_to", f"comma-separated names among {', '.join(allowed)}, or none")
-        if self.push_to_hub is not None and not _HUB_ID.match(self.push_to_hub):
+        if self.push_to_hub is not None and not _data_names().is_hub_id(self.push_to_hub):
             raise _bad(self, "push_to_hub", "a Hub repo id of the form org/name")
 
     def _validate_model_keys(self) -> None:

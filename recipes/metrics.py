@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
+from hub_datasets.constants import MODALITIES as MODALITY_NAMES
+
 
 __all__ = [
     "CLASSIFICATION",
@@ -48,7 +50,6 @@ __all__ = [
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
-MODALITY_NAMES = ("audio", "text", "video")
 
 
 def _as_array(values: Any, name: str, dtype: Any | None = None) -> np.ndarray:

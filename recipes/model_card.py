@@ -9,6 +9,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hub_datasets.constants import MODALITIES
+
 
 def _pipeline_task() -> str:
     """The pipeline task name (imported when a card is rendered: the model package pulls in torch, and the
@@ -74,10 +76,10 @@ def _metric_rows(task: str, metrics: Mapping[str, Any]) -> list[tuple[str, Any]]
     if task == "classification":
         keys = ["accuracy", "unweighted_accuracy", "weighted_f1", "macro_f1"]
         keys += sorted(k for k in metrics if k.startswith("f1_") and k != "f1_has0")
-        keys += [f"accuracy_{m}" for m in ("audio", "text", "video")]
+        keys += [f"accuracy_{m}" for m in MODALITIES]
     else:
         keys = ["acc2", "f1", "acc2_has0", "f1_has0", "acc7", "acc5", "mae", "corr"]
-        keys += [f"acc2_{m}" for m in ("audio", "text", "video")]
+        keys += [f"acc2_{m}" for m in MODALITIES]
     return [(k, metrics.get(k)) for k in keys if k in metrics]
 
 

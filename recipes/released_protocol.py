@@ -40,11 +40,11 @@ import numpy as np
 import torch
 
 from modeling_comp.configuration_comp import ATTENTION_MASK, LABELS, MODALITIES, MODALITY_MASK
-from recipes.config import ConfigError, RecipeError, TrainConfig
+from recipes.config import TRAINING_PROTOCOLS, ConfigError, RecipeError, TrainConfig
 
 
 __all__ = [
-    "PROTOCOLS",
+    "TRAINING_PROTOCOLS",
     "RELEASED",
     "OPTIMISTIC_NOTE",
     "released_seq_len",
@@ -56,8 +56,6 @@ __all__ = [
     "train_released_run",
 ]
 
-#: Training/evaluation protocols of ``recipes/train.py``: ours (the default) and the authors' released one.
-PROTOCOLS = ("default", "released")
 RELEASED = "released"
 OPTIMISTIC_NOTE = (
     "OPTIMISTIC: released protocol - best TEST epoch over all epochs, test masks and batches redrawn every epoch"

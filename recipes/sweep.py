@@ -70,8 +70,7 @@ DEVIATIONS: dict[str, dict[str, Any]] = {
     "batch prototypes": {"prototype_scope": "batch"},
     "w/o GM": {"use_gradient_modulation": False},
 }
-MODALITIES = ("audio", "text", "video")
-_ALONE = {m: f"{m} alone" for m in MODALITIES}
+#: The subset-protocol letter of each modality (the balance cells observe one modality alone).
 _LETTER = {"audio": "a", "text": "t", "video": "v"}
 
 
@@ -137,6 +136,13 @@ def parse_int_list(text: str, name: str) -> list[int]:
     return values
 
 
+def _modalities() -> tuple[str, ...]:
+    """The modality order (:data:`hub_datasets.constants.MODALITIES`), imported on use: ``--help`` stays fast."""
+    from hub_datasets.constants import MODALITIES
+
+    return MODALITIES
+
+
 def plan_cells(
     base: TrainConfig,
     rates: list[float],
@@ -162,10 +168,12 @@ def plan_cells(
                 for fold in folds:
                     cells.append(_cell(base, root, variant, spec["model"], rate, seed, fold, protocol=None))
     if balance:
-        for modality, variant in _ALONE.items():
+        for modality in _modalities():
             for seed in seeds:
                 for fold in folds:
-                    cells.append(_cell(base, root, variant, {}, None, seed, fold, protocol=_LETTER[modality]))
+                    cells.append(
+                        _cell(base, root, f"{modality} alone", {}, None, seed, fold, protocol=_LETTER[modality])
+                    )
     return cells
 
 
@@ -249,6 +257,8 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
     Returns:
         ``{"table.md", "table.csv", "balance.md" (if balance cells exist)}`` → file contents.
     """
+    from hub_datasets.constants import MODALITIES  # imported on use: --help stays fast
+
     main, second = ("accuracy", "unweighted_accuracy") if task == "classification" else ("acc2", "f1")
     main_label = "WA/UA" if task == "classification" else "Acc-2/F1"
     label = " (synthetic)" if synthetic else ""
@@ -340,6 +350,8 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
 
 def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -> list[Path]:
     import matplotlib
+
+    from hub_datasets.constants import MODALITIES  # imported on use: --help stays fast
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -51,7 +51,6 @@ RUN_FILES = ("config.yaml", "provenance.json", "metrics.json")
 _STATE_FILE = "training_state.json"
 _BEST_FILE = "best_model.safetensors"
 _DEFAULT_EVAL_BATCH = 256  # conversations per evaluation batch when eval_batch_size is unset
-_MODALITIES = ("audio", "text", "video")
 # Keys that may change between an interrupted run and its resumption.
 _RESUME_FREE_KEYS = {
     "resume_from_checkpoint",
@@ -226,7 +225,9 @@ def _summary_lines(cfg: TrainConfig, summary: dict, run_dir: Path) -> list[str]:
     task = summary["task"]
     main = "accuracy" if task == "classification" else "acc2"
     second = "unweighted_accuracy" if task == "classification" else "f1"
-    per_mod = [f"{'accuracy' if task == 'classification' else 'acc2'}_{m}" for m in _MODALITIES]
+    from hub_datasets.constants import MODALITIES  # imported on use: --help stays fast
+
+    per_mod = [f"{'accuracy' if task == 'classification' else 'acc2'}_{m}" for m in MODALITIES]
     label = " (synthetic)" if cfg.is_synthetic else ""
     prov = summary.get("provenance_test") or {}
     realised = prov.get("realised_missing_rate")

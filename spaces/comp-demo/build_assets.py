@@ -70,13 +70,15 @@ def _write_examples(test_split: Any, path: Path, max_utterances: int) -> list[st
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from hub_datasets.constants import MODALITIES
+
     rows = []
     for row in test_split:
         n = int(row["num_utterances"])
         if n > max_utterances:
             continue
         record = {key: row[key] for key in EXAMPLE_COLUMNS if key in row}
-        for modality in ("audio", "text", "video"):
+        for modality in MODALITIES:
             record[modality] = np.asarray(row[modality], dtype=np.float32).tolist()
         record["modality_mask"] = np.ones((n, 3), dtype=np.int8).tolist()
         rows.append(record)
@@ -111,6 +113,7 @@ def build_assets(
 
     from hub_datasets import dataset_provenance
     from hub_datasets.atomic import atomic_write_text
+    from hub_datasets.constants import MODALITIES
     from recipes.common import load_corpus
     from recipes.config import parse_train_args
     from recipes.train import main as train_main
@@ -141,7 +144,7 @@ def build_assets(
             raise BuildError(f"test conversations also used in training/validation: {sorted(seen & set(test_ids))}")
         for i in range(len(test)):  # same features where the run observed them (masks are the only difference)
             mask = np.asarray(run_test[i]["modality_mask"], dtype=bool)
-            for j, modality in enumerate(("audio", "text", "video")):
+            for j, modality in enumerate(MODALITIES):
                 a, b = np.asarray(test[i][modality]), np.asarray(run_test[i][modality])
                 if not np.allclose(a[mask[:, j]], b[mask[:, j]]):
                     raise BuildError(f"features of {test[i]['dialog_id']} differ from the run's test split")

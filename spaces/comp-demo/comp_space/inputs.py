@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from hub_datasets.constants import MODALITIES  # the modality order of every [n, 3] mask
+
 
 __all__ = [
     "GRID_COLUMNS",
@@ -45,8 +47,6 @@ __all__ = [
     "validate_for_model",
 ]
 
-#: Modality order of every ``[n, 3]`` mask (the same order as ``modeling_comp.MODALITIES``).
-MODALITIES: tuple[str, str, str] = ("audio", "text", "video")
 #: Columns of the present/missing grid shown in the UI.
 GRID_COLUMNS: tuple[str, ...] = ("#", "utterance", *MODALITIES)
 #: Default per-file size limit (bytes); the Space reads ``COMP_MAX_FILE_MB`` to change it.

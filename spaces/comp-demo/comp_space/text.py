@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from hub_datasets.constants import is_hub_id
+
 from .inputs import MODALITIES, Conversation, InputError, display_text
 
 
@@ -116,13 +118,10 @@ def read_transcript_file(path: str | os.PathLike[str], *, max_bytes: int = 256 *
         raise InputError(f"{name}: not UTF-8 text (byte {err.start}); expected plain UTF-8 text") from None
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
-
-
 def display_model_id(model_id: Any) -> str:
     """A recorded encoder id as visitors may see it: a Hub id as is, a local folder by its base name only."""
     text = str(model_id)
-    if _HUB_ID.match(text) and not Path(text).expanduser().is_dir():
+    if is_hub_id(text, owner_optional=True) and not Path(text).expanduser().is_dir():
         return text
     return "local encoder " + display_text(Path(text).name, 60)
 
