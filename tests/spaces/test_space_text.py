@@ -36,7 +36,7 @@ def test_typed_conversation_is_featurized_with_the_recorded_extractor(
     mask[:, 1] = True
     expected = predict(ckpt, conversation_from_text(typed, features), mask)
     np.testing.assert_allclose(prediction.masked.scores, expected.masked.scores, atol=1e-6)
-    assert not prediction.masked.mask[:, [0, 2]].any()  # audio and video missing
+    assert not prediction.masked.modality_mask[:, [0, 2]].any()  # audio and video missing
     summary, table, weights = app.typed_outputs(label, CONVERSATION, None, None)
     assert list(table["utterance"]) == ["1 A", "2 B", "3 A", "4 B"]
     assert (
@@ -49,7 +49,7 @@ def test_typed_conversation_is_featurized_with_the_recorded_extractor(
     rng = np.random.default_rng(0)
     np.save(tmp_path / "audio.npy", (3 * rng.normal(size=(4, 12))).astype(np.float32))
     prediction, added = app.predict_text(label, CONVERSATION, None, [str(tmp_path / "audio.npy")])
-    assert added and prediction.full.mask[:, 0].all() and not prediction.full.mask[:, 2].any()
+    assert added and prediction.full.modality_mask[:, 0].all() and not prediction.full.modality_mask[:, 2].any()
     assert np.abs(prediction.full.scores - prediction.masked.scores).max() > 1e-4
     _, table, _ = app.typed_outputs(label, CONVERSATION, None, [str(tmp_path / "audio.npy")])
     assert "prediction + audio" in table.columns
