@@ -82,7 +82,9 @@ def _conversation_index(value: Any, name: str) -> int:
             raise ValueError(
                 f"conversation {name!r}: {CONVERSATION_INDEX} has shape {value.shape}, expected one integer"
             )
-        value = value.reshape(()).item() if value.dtype.kind in "iu" else value.reshape(())[()]
+        value = value.reshape(()).item()
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= _MAX_INDEX:
         raise ValueError(
             f"conversation {name!r}: {CONVERSATION_INDEX} is {value!r}, expected an integer from 0 to 2**63 - 1"

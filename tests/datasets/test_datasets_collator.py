@@ -82,3 +82,58 @@ def test_collator_refuses_non_finite_observed_features_and_checks_model_dims():
     processor = ComPProcessor.from_model_config(ComPConfig(**{**kwargs, "audio_dim": kwargs["audio_dim"] + 1}))
     with pytest.raises(ValueError, match=r"audio features have dimension 32, the model expects audio_dim=33"):
         ComPDataCollator(processor=processor)([ds[1]])
+
+
+def test_the_collator_lives_beside_the_processor_and_stays_importable_from_hub_datasets():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import hub_datasets
+    import modeling_comp
+    from modeling_comp.data_collator import ComPDataCollator as home
+
+    assert hub_datasets.ComPDataCollator is home is modeling_comp.ComPDataCollator
+    from hub_datasets.collator import ComPDataCollator as old_path  # the former module path still works
+
+    assert old_path is home
+    # the model package never imports the data package
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys\nsys.modules['hub_datasets'] = None\nimport modeling_comp\nprint(modeling_comp.ComPDataCollator)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env={"PYTHONPATH": str(root)}
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ({"audio": [[0.0]]}, "takes a list of conversation rows, got dict"),
+        ("abc", "takes a list of conversation rows, got str"),
+        (42, "takes a list of conversation rows, got int"),
+        (["abc"], "row 0 is a str, expected a conversation row"),
+        ([None], "row 0 is a NoneType"),
+        ([], "empty list"),
+    ],
+)
+def test_collator_refuses_what_is_not_a_list_of_rows(rows, message):
+    with pytest.raises(ValueError, match=message) as err:
+        ComPDataCollator(max_utterances=24)(rows)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("value", [0, -3, 1.7, True, "24", 10**9])
+def test_collator_max_utterances_is_a_bounded_positive_integer(value):
+    with pytest.raises(ValueError, match="max_utterances must be a positive integer"):
+        ComPDataCollator(max_utterances=value)
+
+
+def test_collator_refuses_a_non_integer_conversation_index():
+    ds = load_dataset("synthetic", "iemocap4", missing_rate=0.3, seed=2, split="train")
+    row = dict(ds[0])
+    row["conversation_index"] = 0.5
+    with pytest.raises(ValueError, match=r"conversation_index is 0.5, expected an integer"):
+        ComPDataCollator(max_utterances=24)([row])

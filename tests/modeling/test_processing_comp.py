@@ -153,3 +153,149 @@ def test_save_and_load_with_the_auto_classes(tmp_path, processor):
     conv = conversation(3, video=None)
     for key, value in processor(conv).items():
         torch.testing.assert_close(loaded(conv)[key], value)
+
+
+# -- hostile values, bounded sizes -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"audio": np.ones((2, 4), dtype=np.complex64)}, r"'row 0': audio holds complex values, expected real numbers"),
+        ({"text": torch.ones(2, 5, dtype=torch.complex64)}, r"text holds complex values"),
+        ({"video": [np.ones(3) * 1j, None]}, r"video of utterance 0 holds complex values"),
+        ({"audio": [np.array(["a", "b", "c", "d"]), None]}, r"audio of utterance 0 holds <U1 values"),
+        ({"audio": np.array([["a"] * 4] * 2)}, r"audio is not a numeric \[utterances, dim\] array"),
+        ({"audio": [[1, 2, 3, 4], [1, 2]]}, r"audio is not a numeric \[utterances, dim\] array"),
+        ({"modality_mask": np.ones((2, 3), dtype=complex)}, r"modality_mask holds complex values"),
+        ({"modality_mask": [["1", "1", "1"]] * 2}, r"modality_mask holds <U1 values"),
+        ({"labels": np.array([1 + 0j, 2])}, r"labels holds complex values"),
+        ({"conversation_index": 1.7}, r"conversation_index is 1.7, expected an integer from 0 to 2\*\*63 - 1"),
+        ({"conversation_index": 2.0}, r"conversation_index is 2.0, expected an integer"),
+        ({"conversation_index": 10**30}, r"conversation_index is 1000000000000000000000000000000, expected"),
+        ({"conversation_index": -1}, r"conversation_index is -1, expected"),
+        ({"conversation_index": True}, r"conversation_index is True, expected"),
+        ({"conversation_index": "3"}, r"conversation_index is '3', expected"),
+        ({"conversation_index": torch.tensor(1.5)}, r"conversation_index is 1.5, expected"),
+        ({"conversation_index": np.array([1, 2])}, r"conversation_index has shape \(2,\), expected one integer"),
+        ({"audio": [None] * 7 + [np.ones(4)]}, r"has 8 utterances, more than the model's max_utterances=6"),
+    ],
+)  # fmt: skip
+def test_hostile_values_are_refused_not_cast(processor, fields, message):
+    with pytest.raises(ValueError, match=message) as err:
+        processor(conversation(2, **fields))
+    assert "\n" not in str(err.value)
+
+
+def test_integer_conversation_index_of_any_integer_type_is_kept(processor):
+    for value in (0, np.int32(5), np.uint8(7), torch.tensor(9), np.array(11), 2**63 - 1):
+        batch = processor(conversation(2, conversation_index=value))
+        assert batch["conversation_index"].tolist() == [int(value)]
+
+
+def test_sizes_are_bounded_before_anything_is_allocated():
+    from modeling_comp.processing_comp import MAX_BATCH_VALUES, MAX_FEATURE_DIM, MAX_UTTERANCES
+
+    for kwargs, message in [
+        ({"audio_dim": MAX_FEATURE_DIM + 1}, "audio_dim must be a positive integer up to 65536"),
+        ({"video_dim": 10**9}, "video_dim must be a positive integer up to 65536"),
+        ({"max_utterances": 10**9}, "max_utterances must be a positive integer up to 65536"),
+        ({"max_utterances": 2.5}, "max_utterances must be a positive integer"),
+        (
+            {"max_utterances": MAX_UTTERANCES, "audio_dim": MAX_FEATURE_DIM, "pad_to": "max_utterances"},
+            "would hold more than 268435456 values per conversation",
+        ),
+        ({"model_input_names": ["audio"]}, "unknown field\\(s\\) 'model_input_names'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ComPProcessor(**kwargs)
+    # a batch of many short conversations padded to one long one: refused before the padded arrays exist
+    wide = ComPProcessor(audio_dim=4096, text_dim=1, video_dim=1)
+    short = {"audio": np.zeros((1, 4096), dtype=np.float32), "text": None, "video": None}
+    long = {"audio": np.zeros((4096, 4096), dtype=np.float32), "text": None, "video": None}
+    assert MAX_BATCH_VALUES < 16 * 4096 * (4096 + 2)
+    with pytest.raises(ValueError, match=r"the padded batch would hold 16 x 4096 x 4098 feature values"):
+        wide([long] + [short] * 15)
+    # a list of per-utterance vectors that would expand to a huge matrix is refused before it is built
+    with pytest.raises(ValueError, match=r"audio would hold 70000 x 4096 values, more than 268435456"):
+        wide({"audio": [None] * 69999 + [np.zeros(4096)], "text": None, "video": None})
+
+
+def _outputs(model, batch):
+    with torch.no_grad():
+        return model(**{k: batch[k] for k in ComPProcessor.model_input_names})
+
+
+def test_post_process_matches_the_model_and_drops_padding(processor):
+    torch.manual_seed(0)
+    labels = {0: "hap", 1: "sad", 2: "neu"}
+    model = ComPForEmotionRecognition(tiny_config(id2label=labels)).eval()
+    batch = processor([conversation(2, seed=4, video=None), conversation(4, seed=5)])
+    out = _outputs(model, batch)
+    first, second = processor.post_process(out, batch["attention_mask"], batch["modality_mask"], config=model.config)
+    assert first.num_utterances == 2 and second.num_utterances == 4
+    assert first.modality_mask.tolist() == [[True, True, False]] * 2 and first.label_names == ["hap", "sad", "neu"]
+    np.testing.assert_allclose(second.scores, out.logits[1].softmax(-1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(first.modality_scores, out.modality_logits[0, :2].softmax(-1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(first.coordinator_weights, out.coordinator_weights[0, :2].numpy(), atol=1e-6)
+    assert first.labels == [labels[int(k)] for k in out.logits[0, :2].argmax(-1)]
+    records = second.records(["a", "b", "c", "d"])
+    assert [r["utterance"] for r in records] == ["a", "b", "c", "d"]
+    assert records[0]["label"] == second.labels[0] and records[0]["score"] == pytest.approx(second.scores[0].max())
+    with pytest.raises(ValueError, match="3 utterance ids for 4 utterances"):
+        second.records(["a", "b", "c"])
+    # what padded positions hold is never read: NaN there changes nothing
+    poisoned = {k: getattr(out, k).clone() for k in ("logits", "modality_logits", "coordinator_weights")}
+    for value in poisoned.values():
+        value[0, 2:] = float("nan")
+    again = processor.post_process(poisoned, batch["attention_mask"], batch["modality_mask"], config=model.config)
+    np.testing.assert_array_equal(again[0].scores, first.scores)
+
+
+@pytest.mark.parametrize("key", ["logits", "modality_logits", "coordinator_weights"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_post_process_never_returns_non_finite_numbers(processor, key, value):
+    torch.manual_seed(0)
+    model = ComPForEmotionRecognition(tiny_config()).eval()
+    batch = processor([conversation(2, seed=4), conversation(3, seed=5, dialog_id="d9")])
+    out = _outputs(model, batch)
+    tensor = getattr(out, key).clone()
+    tensor[1, 2] = value
+    outputs = {
+        "logits": out.logits,
+        "modality_logits": out.modality_logits,
+        "coordinator_weights": out.coordinator_weights,
+    }
+    outputs[key] = tensor
+    with pytest.raises(
+        ValueError, match=r"^conversation 1 \('d9'\), utterance 2: the model's .* output is not finite"
+    ) as err:
+        processor.post_process(
+            outputs,
+            batch["attention_mask"],
+            batch["modality_mask"],
+            config=model.config,
+            conversation_names=["d8", "d9"],
+        )
+    assert "\n" not in str(err.value)
+
+
+def test_post_process_regression_stage_one_and_shape_errors(processor):
+    torch.manual_seed(0)
+    model = ComPForEmotionRecognition(tiny_config(num_labels=1, problem_type="regression")).eval()
+    model.set_training_stage(1)
+    batch = processor(conversation(3, seed=6))
+    out = _outputs(model, batch)
+    (prediction,) = processor.post_process(out, batch["attention_mask"], batch["modality_mask"], config=model.config)
+    assert prediction.label_names is None and prediction.labels is None and prediction.coordinator_weights is None
+    assert prediction.scores.shape == (3,) and prediction.modality_scores.shape == (3, 3)
+    np.testing.assert_allclose(prediction.scores, out.logits[0].reshape(3).numpy(), atol=1e-6)
+    record = prediction.records()[1]
+    assert set(record) == {"utterance", "observed", "sentiment", "modalities", "coordinator_weights"}
+    assert record["coordinator_weights"] is None and record["sentiment"] == pytest.approx(float(prediction.scores[1]))
+    with pytest.raises(ValueError, match=r"modality_mask has shape \(1, 2, 3\), expected \(1, 3, 3\)"):
+        processor.post_process(out, batch["attention_mask"], batch["modality_mask"][:, :2], config=model.config)
+    with pytest.raises(ValueError, match="needs the model's logits and modality_logits"):
+        processor.post_process(
+            {"logits": out.logits}, batch["attention_mask"], batch["modality_mask"], config=model.config
+        )
+    with pytest.raises(ValueError, match="attention_mask of conversation 0 is not left-aligned"):
+        processor.post_process(out, torch.tensor([[0, 1, 1]]), batch["modality_mask"], config=model.config)
