@@ -214,10 +214,11 @@ def _load_processor(source: str | None, config: Any) -> ComPProcessor:
     if has_file:
         # pipeline() loads the processor softly (any error -> none at all); loading it here refuses a malformed file
         return ComPProcessor.from_pretrained(source, **_hub_kwargs(config, source))
-    logger.warning(
-        f"the checkpoint has no {PROCESSOR_FILE}: the processor is derived from the model's config (feature "
-        "dimensions, max_utterances, problem_type) with the default max_abs_value"
-    )
+    if source is not None:  # a model built in memory has no checkpoint: its config is all there is
+        logger.warning(
+            f"the checkpoint {source} has no {PROCESSOR_FILE}: the processor is derived from the model's config "
+            "(feature dimensions, max_utterances, problem_type) with the default max_abs_value"
+        )
     return ComPProcessor.from_model_config(config)
 
 
