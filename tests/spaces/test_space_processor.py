@@ -52,8 +52,12 @@ def test_the_spaces_bound_applies_when_the_saved_processor_checks_finiteness_onl
     assert ckpt.saved_processor.max_abs_value is None and ckpt.processor.max_abs_value == MAX_ABS_FEATURE
 
 
-def test_a_checkpoint_without_a_processor_says_where_its_processor_comes_from(tiny_checkpoint):
-    ckpt = load_checkpoint(str(tiny_checkpoint))
+def test_a_checkpoint_without_a_processor_says_where_its_processor_comes_from(tiny_checkpoint, caplog):
+    with caplog.at_level("WARNING", logger="comp_space.inference"):
+        ckpt = load_checkpoint(str(tiny_checkpoint), name="tiny")
+    assert (
+        "checkpoint 'tiny': derived from config.json (the checkpoint has no preprocessor_config.json)" in caplog.text
+    )
     assert ckpt.saved_processor is None
     assert ckpt.processor_origin == "derived from config.json (the checkpoint has no preprocessor_config.json)"
     assert ckpt.processor.max_abs_value == MAX_ABS_FEATURE

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -39,6 +40,7 @@ __all__ = [
     "split_revision",
 ]
 
+_LOG = logging.getLogger(__name__)
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 
 
@@ -267,6 +269,8 @@ def load_checkpoint(ref: str, *, name: str | None = None, local_files_only: bool
     loaded = LoadedCheckpoint(
         ref=ref, model=model, synthetic=synthetic, run_info=run_info, name=shown, saved_processor=saved_processor
     )
+    if saved_processor is None:
+        _LOG.warning("checkpoint %r: %s", shown, loaded.processor_origin)
     from modeling_comp.processing_comp import PROCESSOR_FILE
 
     try:
@@ -498,5 +502,7 @@ def predict(checkpoint: LoadedCheckpoint, conversation: Conversation, mask: np.n
     )
     masked = run_model(checkpoint, conversation, mask)
     full_mask = conversation.available
-    full = masked if np.array_equal(full_mask, masked.modality_mask) else run_model(checkpoint, conversation, full_mask)
+    full = (
+        masked if np.array_equal(full_mask, masked.modality_mask) else run_model(checkpoint, conversation, full_mask)
+    )
     return Prediction(checkpoint=checkpoint, conversation=conversation, masked=masked, full=full)
