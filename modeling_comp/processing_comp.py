@@ -204,7 +204,13 @@ class ComPProcessor(FeatureExtractionMixin):
     Every problem is a `ValueError` of one line naming the conversation, the field and what was expected:
     feature dimensions that differ from the model's, conversations longer than `max_utterances`, masks or labels
     of the wrong length, and observed features that are NaN, infinite or larger in magnitude than
-    `max_abs_value` (the first bad position is named). Features of missing modalities are never read.
+    `max_abs_value` (the first bad position is named). Features of missing modalities are never read. Complex,
+    string or object values are refused, never cast; sizes are bounded (`MAX_FEATURE_DIM`, `MAX_UTTERANCES`,
+    `MAX_BATCH_VALUES`) before anything is allocated.
+
+    `post_process` goes the other way: model outputs -> one `ComPPrediction` per conversation (labels,
+    probabilities or sentiment, each modality head's view, coordinator weights), never anything non-finite. The
+    pipeline, the Space and the evaluation recipes all read predictions through it.
 
     Args:
         audio_dim (`int`, *optional*):
