@@ -22,7 +22,7 @@ from transformers.utils import logging
 
 from .configuration_comp import MODALITIES
 from .modeling_comp import load_comp_checkpoint
-from .processing_comp import PROCESSOR_FILE, UTTERANCE_IDS, ComPProcessor
+from .processing_comp import DIALOG_ID, PROCESSOR_FILE, UTTERANCE_IDS, ComPProcessor
 
 
 logger = logging.get_logger(__name__)
@@ -95,8 +95,9 @@ class MultimodalEmotionRecognitionPipeline(Pipeline):
             self.model.set_training_stage(2)  # inference always runs the full model
 
     def __call__(self, inputs: Any, *args, **kwargs):
-        """Predict one conversation (a mapping) or a list of them; anything else is refused in one line."""
-        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Mapping, list, tuple)):
+        """Predict one conversation (a mapping) or a list of them (or a dataset / generator of them, as every
+        pipeline takes); a string, a number, `None` or an empty list is refused in one line."""
+        if inputs is None or isinstance(inputs, (str, bytes, int, float, complex)):
             raise ValueError(
                 f"the {PIPELINE_TASK!r} pipeline takes a conversation (a mapping with 'audio', 'text', 'video') or a "
                 f"list of them, got {type(inputs).__name__}"
@@ -121,18 +122,18 @@ class MultimodalEmotionRecognitionPipeline(Pipeline):
         ids = _utterance_ids(conversation.get(UTTERANCE_IDS), length)
         model_inputs = {name: inputs[name] for name in self.feature_extractor.model_input_names}
         model_inputs[UTTERANCE_IDS] = ids
-        model_inputs["dialog_id"] = conversation.get("dialog_id")
+        model_inputs[DIALOG_ID] = conversation.get(DIALOG_ID)
         return model_inputs
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         ids = model_inputs.pop(UTTERANCE_IDS)
-        name = model_inputs.pop("dialog_id")
+        name = model_inputs.pop(DIALOG_ID)
         dtype = self.model.dtype
         inputs = {k: v.to(dtype) if k in MODALITIES else v for k, v in model_inputs.items()}
         outputs = self.model(**inputs, return_dict=True)
         return {
             UTTERANCE_IDS: ids,
-            "dialog_id": name,
+            DIALOG_ID: name,
             "attention_mask": model_inputs["attention_mask"],
             "modality_mask": model_inputs["modality_mask"],
             "logits": outputs.logits,
@@ -141,7 +142,7 @@ class MultimodalEmotionRecognitionPipeline(Pipeline):
         }
 
     def postprocess(self, model_outputs: dict[str, Any]) -> list[dict[str, Any]]:
-        name = model_outputs["dialog_id"]
+        name = model_outputs[DIALOG_ID]
         (prediction,) = self.feature_extractor.post_process(
             model_outputs,
             model_outputs["attention_mask"],

@@ -490,6 +490,13 @@ def test_bad_utterance_ids_are_refused_in_one_line(ids, needle):
     assert "\n" not in str(info.value)
 
 
+def test_a_generator_of_conversations_is_streamed():
+    pipe = pipeline(PIPELINE_TASK, model=tiny_model())
+    rows = [{m: np.random.default_rng(i).normal(size=(3, d)).tolist() for m, d in DIMS.items()} for i in range(3)]
+    expected_labels = [[e["label"] for e in pipe(row)] for row in rows]
+    assert [[e["label"] for e in result] for result in pipe(row for row in rows)] == expected_labels
+
+
 def test_utterance_ids_as_an_array_are_accepted():
     pipe = pipeline(PIPELINE_TASK, model=tiny_model())
     result = pipe({**conversations()[1], "utterance_ids": np.array(["a", "b", "c", "d"])})
@@ -504,7 +511,9 @@ def test_utterance_ids_as_an_array_are_accepted():
         ("abc", "takes a conversation .* got str"),
         (None, "takes a conversation .* got NoneType"),
         (5, "got int"),
+        (2.5, "got float"),
         ([{"audio": None, "text": None, "video": None}], "has no features"),
+        ([{**conversations()[1], "dialog_id": "ok"}, "abc"], "takes a conversation .* got str"),
         ([["not", "a", "mapping"]], "got list"),
     ],
 )
