@@ -88,3 +88,49 @@ def test_a_processor_file_that_is_not_json_is_refused(saved):
     with pytest.raises(InputError, match="cannot load the processor of checkpoint 'x'") as err:
         load_checkpoint(str(saved), name="x")
     assert str(saved) not in str(err.value)
+
+
+_LOAD_SCRIPT = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from comp_space.inference import load_checkpoint
+ckpt = load_checkpoint(sys.argv[2])
+print(ckpt.processor_origin, ckpt.processor.max_abs_value)
+"""
+
+
+def test_a_hub_checkpoints_saved_processor_is_served(saved, tmp_path):
+    """Through the Hub stand-in (a subprocess: the endpoint is read when huggingface_hub is imported)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hub_standin import hub_standin
+
+    root = Path(__file__).resolve().parents[2]
+    with hub_standin() as hub:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "COMP_"))}
+        env.update(
+            HF_ENDPOINT=hub.endpoint,
+            HF_HUB_DISABLE_XET="1",
+            HF_HOME=str(tmp_path / "hf-home"),
+            HF_HUB_DISABLE_TELEMETRY="1",
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=str(root),
+        )
+        push = (
+            "import sys\nfrom huggingface_hub import HfApi\napi = HfApi(token='hf_standin')\n"
+            "api.create_repo(sys.argv[1])\napi.upload_folder(repo_id=sys.argv[1], folder_path=sys.argv[2])\n"
+        )
+        pushed = subprocess.run(
+            [sys.executable, "-c", push, "standin-org/with-processor", str(saved)],
+            capture_output=True, text=True, env=env, timeout=240,
+        )  # fmt: skip
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+        loaded = subprocess.run(
+            [sys.executable, "-c", _LOAD_SCRIPT, str(root / "spaces" / "comp-demo"), "standin-org/with-processor"],
+            capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path,
+        )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.strip().splitlines()[-1] == "preprocessor_config.json 50.0"

@@ -293,14 +293,18 @@ def _load_saved_processor(target: str, shown: str, kwargs: dict[str, Any]) -> An
     else:
         from transformers.utils import cached_file
 
+        hub = {k: v for k, v in kwargs.items() if k in ("revision", "local_files_only")}
         try:
-            found = cached_file(target, PROCESSOR_FILE, _raise_exceptions_for_missing_entries=False, **kwargs)
-        except Exception:  # noqa: BLE001 -- unreachable or gated: treat as absent, the weights loaded already
+            found = cached_file(target, PROCESSOR_FILE, _raise_exceptions_for_missing_entries=False, **hub)
+        except OSError:  # unreachable or gated: treated as absent (the weights loaded already), and logged
+            _LOG.warning("checkpoint %r: could not look for %s", shown, PROCESSOR_FILE)
             found = None
         if found is None:
             return None
     try:
-        return ComPProcessor.from_pretrained(target, **{k: v for k, v in kwargs.items() if k != "trust_remote_code"})
+        return ComPProcessor.from_pretrained(
+            target, **{k: v for k, v in kwargs.items() if k in ("revision", "local_files_only")}
+        )
     except Exception as err:  # noqa: BLE001 -- report any malformed processor file to the visitor
         raise InputError(f"cannot load the processor of checkpoint {shown!r} ({_reason(err, target)})") from None
 
