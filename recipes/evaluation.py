@@ -93,7 +93,9 @@ def load_checkpoint(model: str, *, revision: str | None = None, trust_remote_cod
         raise RecipeError(f"{str(path)!r} is a file; --model takes a model folder (with config.json) or a Hub id")
     if path.exists() and not (path / "config.json").is_file():
         raise _not_a_model_folder(path)
-    if not path.exists() and model.count("/") != 1:
+    from hub_datasets.constants import is_hub_id
+
+    if not path.exists() and not is_hub_id(model):
         raise RecipeError(f"model {model!r} is neither an existing folder nor a Hub id (org/name)")
     if not trust_remote_code:
         import modeling_comp  # noqa: F401  (registers the ComP Auto classes)
