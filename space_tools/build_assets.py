@@ -307,6 +307,8 @@ def build_assets(
             saved.pop("auto_map", None)
             (staged / name).write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
         (staged / "README.md").write_text(bundled_card(run_info), encoding="utf-8")
+        for path in staged.iterdir():  # readable by the Space's server user, whatever the temporary files had
+            path.chmod(0o644)
         _replace_path(staged, output_dir / "checkpoint")
 
     final = run_info.get("final", {})

@@ -95,6 +95,7 @@ class Conversation:
         transcripts: optional transcripts, one per utterance.
         source: human-readable origin shown in the UI.
         synthetic: whether the data comes from the synthetic corpus (the UI then says so everywhere).
+        notes: one-line notes about how the input was read (e.g. typed lines whose accents were removed).
     """
 
     features: dict[str, np.ndarray | None]
@@ -105,6 +106,7 @@ class Conversation:
     transcripts: list[str] | None = None
     source: str = ""
     synthetic: bool = False
+    notes: list[str] = field(default_factory=list)
     dims: dict[str, int | None] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -245,7 +245,7 @@ class SpaceApp:
                 files = [files]
             uploaded = self.uploaded(files, ckpt)
         extractor = self.text_extractor(ckpt)
-        features = extractor(typed.texts, batch_size=32)
+        features = extractor(typed.encoder_texts or typed.texts, batch_size=32)
         conv = conversation_from_text(typed, features, uploaded=uploaded)
         text_only = np.zeros((conv.num_utterances, 3), dtype=bool)
         text_only[:, MODALITIES.index("text")] = True

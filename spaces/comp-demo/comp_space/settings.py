@@ -54,7 +54,7 @@ class SpaceSettings:
         default = env.get("COMP_CHECKPOINT", "").strip() or str(bundled)
         synthetic: set[str] = set()
         if default == str(bundled) and assets.get("synthetic", True):
-            label = "bundled: ComP trained on the synthetic corpus (synthetic)"
+            label = "bundled: ComP trained on a synthetic corpus with generated text (synthetic)"
             synthetic.add(default)
         else:
             label = default

@@ -31,10 +31,13 @@ compare the prediction on the masked input with the prediction from every modali
 (second tab): it is predicted from its text alone, with audio and video missing.
 """
 
-SYNTHETIC_NOTE = """**Synthetic data.** The bundled checkpoint was trained by our recipe on the built-in **synthetic**
-corpus, and the bundled examples are its held-out synthetic test split: randomly generated features with
-planted structure, *not* recordings of people. Its predictions show how the model behaves, not real
-emotions. Load a checkpoint trained on real features (IEMOCAP, CMU-MOSI/MOSEI) to use your own data."""
+SYNTHETIC_NOTE = """**Synthetic data.** The bundled checkpoint was trained by our recipe on a **synthetic** corpus: its
+audio and video are randomly generated features with planted structure, and its text is generated, plainly
+emotional English sentences ("I am so happy right now.", "How dare you! You lied to me.") encoded by the
+all-MiniLM-L6-v2 sentence encoder. The bundled examples are that corpus's held-out test split; nothing here is a
+recording of people. Typed text is encoded the same way, so plainly emotional sentences get the labels you would
+expect; subtle or real-life text says little about real emotion recognition. Load a checkpoint trained on real
+features (IEMOCAP, CMU-MOSI/MOSEI) to use your own data."""
 
 
 WEIGHTS_LEGEND = """Coordinator weights per utterance (each bar sums to 1); a pale segment is a modality that is
