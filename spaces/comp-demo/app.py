@@ -244,8 +244,14 @@ def _text_tab() -> SimpleNamespace:
 
 
 def _wire_features(app: SpaceApp, settings: SpaceSettings, top: SimpleNamespace, ui: SimpleNamespace) -> Callable:
-    """Events of the features tab; returns the guarded predict function (the first page uses it too)."""
+    """Events of the features tab; returns the guarded predict function (the first page uses it too).
+
+    Predictions share one queue (``concurrency_id="model"``, ``COMP_CONCURRENCY`` at a time); reading uploads and
+    drawing masks share another, so a visitor's prediction never waits behind other visitors' uploads. Each
+    request's own cost is bounded where its input is read (``comp_space.inputs`` / ``comp_space.text``).
+    """
     heavy = {"concurrency_limit": settings.concurrency, "concurrency_id": "model"}
+    reading = {"concurrency_limit": settings.concurrency, "concurrency_id": "read"}
     predict_inputs = [top.checkpoint, ui.source, ui.example, ui.files, ui.grid]
     predict_outputs = [ui.summary, ui.table, ui.weights_all, ui.weights_masked, ui.probs]
     conversation_inputs = [top.checkpoint, ui.source, ui.example, ui.files]
@@ -288,7 +294,7 @@ def _wire_features(app: SpaceApp, settings: SpaceSettings, top: SimpleNamespace,
 
     def reload_and_predict(trigger: Any) -> None:
         trigger.then(cleared, None, predict_outputs, api_name=False).then(
-            load_ui, conversation_inputs, load_outputs, api_name=False, **heavy
+            load_ui, conversation_inputs, load_outputs, api_name=False, **reading
         ).success(predict_fn, predict_inputs, predict_outputs, api_name=False, **heavy)
 
     top.checkpoint.change(_guard(app.checkpoint_info), top.checkpoint, top.info, api_name="checkpoint_info").then(
@@ -299,26 +305,28 @@ def _wire_features(app: SpaceApp, settings: SpaceSettings, top: SimpleNamespace,
         ui.files.upload(lambda p: SOURCE_FILES if p else SOURCE_EXAMPLE, ui.files, ui.source, api_name=False)
     )
     ui.source.input(cleared, None, predict_outputs, api_name=False).then(
-        switch_source, conversation_inputs, load_outputs, api_name=False, **heavy
+        switch_source, conversation_inputs, load_outputs, api_name=False, **reading
     )
     ui.draw.click(
         _guard(app.draw_mask),
         [ui.source, ui.example, ui.files, ui.rate, ui.seed],
         [ui.grid, ui.mask],
         api_name="draw_mask",
-        **heavy,
+        **reading,
     ).success(predict_fn, predict_inputs, predict_outputs, api_name=False, **heavy)
     ui.all_present.click(
-        all_present_ui, [ui.source, ui.example, ui.files], [ui.grid, ui.rate, ui.mask], api_name=False, **heavy
+        all_present_ui, [ui.source, ui.example, ui.files], [ui.grid, ui.rate, ui.mask], api_name=False, **reading
     ).success(predict_fn, predict_inputs, predict_outputs, api_name=False, **heavy)
     ui.predict.click(predict_fn, predict_inputs, predict_outputs, api_name=False, **heavy)
     # API-only endpoints (hidden buttons): plain values, no display updates.
-    gr.Button(visible=False).click(load_fn, conversation_inputs, [ui.grid, ui.conversation], api_name="load", **heavy)
+    gr.Button(visible=False).click(
+        load_fn, conversation_inputs, [ui.grid, ui.conversation], api_name="load", **reading
+    )
     gr.Button(visible=False).click(
         _guard(app.predict_outputs), predict_inputs, predict_outputs, api_name="predict", **heavy
     )
     gr.Button(visible=False).click(
-        _guard(app.all_present), [ui.source, ui.example, ui.files], ui.grid, api_name="all_present", **heavy
+        _guard(app.all_present), [ui.source, ui.example, ui.files], ui.grid, api_name="all_present", **reading
     )
     return predict_fn
 
