@@ -613,7 +613,7 @@ def load_examples(path: str | os.PathLike[str], *, synthetic: bool = True) -> di
     """Load the bundled example conversations (one row per conversation, ``hub_datasets`` layout).
 
     Args:
-        path: the ``examples.parquet`` file written by ``build_assets.py``.
+        path: the ``examples.parquet`` file written by ``python -m space_tools build_assets``.
         synthetic: whether the examples come from the synthetic corpus (default ``True``).
 
     Returns:
@@ -626,7 +626,7 @@ def load_examples(path: str | os.PathLike[str], *, synthetic: bool = True) -> di
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"example set {str(path)!r} not found; run build_assets.py to create it")
+        raise InputError(f"example set {str(path)!r} not found; build it with python -m space_tools build_assets")
     table = pq.read_table(path)
     required = {"dialog_id", *MODALITIES}
     missing = required - set(table.column_names)
