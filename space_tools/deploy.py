@@ -27,6 +27,7 @@ The token comes from ``--token``, ``HF_TOKEN`` or ``hf auth login``; the endpoin
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -87,18 +88,11 @@ def build_wheel(output_dir: Path) -> Path:
             elif path.is_file():
                 source.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, source / name)
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--quiet",
-            "--wheel-dir",
-            tmp,
-            str(source),
-        ]
+        # The build backend installed here builds offline; without it pip fetches it into an isolated env.
+        local_backend = all(importlib.util.find_spec(name) is not None for name in ("setuptools", "wheel"))
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", tmp, str(source)]
+        if local_backend:
+            command.insert(command.index("--quiet"), "--no-build-isolation")
         done = subprocess.run(command, capture_output=True, text=True)
         wheels = sorted(Path(tmp).glob("comp_emotion-*.whl"))
         if done.returncode != 0 or len(wheels) != 1:
