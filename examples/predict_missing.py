@@ -1,13 +1,16 @@
 """What missing modalities do to a trained ComP model: the same test conversations, seven conditions.
 
-    python examples/predict_missing.py                       # the Space's bundled checkpoint (trained, 0.3 MB)
+    python examples/predict_missing.py                       # the Space's bundled checkpoint (trained, 1.5 MB)
     python examples/predict_missing.py --checkpoint runs/<run>/model
 
-The bundled checkpoint was trained by ``recipes/train.py`` on the SYNTHETIC IEMOCAP-4-shaped corpus (no real
-data), so the numbers below are synthetic. For each condition - every modality observed, two of them, one of
-them - the held-out test split is loaded with that condition (``hub_datasets.load_dataset(...,
-protocol="subset", modalities=...)``), and the script prints the test accuracy and one conversation's
-predictions, together with ComP's coordinator weights (how much the fused prediction leans on each modality).
+The bundled checkpoint was trained by ``recipes/train.py`` on a SYNTHETIC IEMOCAP-4-shaped corpus (synthetic
+audio and video; text = MiniLM vectors of generated emotional sentences; no real data), so the numbers below are
+synthetic. For each condition - every modality observed, two of them, one of them - the held-out test split is
+loaded with that condition (``hub_datasets.load_dataset(..., protocol="subset", modalities=...)``; for the
+bundled checkpoint, whose generated corpus is not a loadable dataset, the Space's ``examples.parquet``, which is
+that test split, with the other modalities masked), and the script prints the test accuracy and one
+conversation's predictions, together with ComP's coordinator weights (how much the fused prediction leans on
+each modality).
 Needs the package importable (``pip install -e .`` or the repository root on ``PYTHONPATH``).
 """
 
@@ -24,9 +27,24 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "spaces" / "comp-demo" / "che
 CONDITIONS = ("atv", "at", "av", "tv", "a", "t", "v")
 
 
-def load_split(run_config: dict, modalities: str):
-    """The run's test split with only ``modalities`` observed (every utterance, same conversations)."""
+def load_split(run_config: dict, modalities: str, examples: Path | None = None):
+    """The run's test split with only ``modalities`` observed (every utterance, same conversations).
+
+    ``examples``: a parquet file holding that test split with every modality present (the Space's
+    ``examples.parquet``), used instead of loading the run's corpus.
+    """
     import hub_datasets
+
+    if examples is not None:
+        import numpy as np
+        from datasets import Dataset
+
+        rows = Dataset.from_parquet(str(examples)).to_list()
+        keep = np.array([m in modalities for m in "atv"], dtype=np.int8)
+        for index, row in enumerate(rows):
+            row["modality_mask"] = np.tile(keep, (int(row["num_utterances"]), 1)).tolist()
+            row["conversation_index"] = index
+        return Dataset.from_list(rows)
 
     kwargs = dict(run_config.get("dataset_kwargs") or {})
     if modalities == "atv":
@@ -66,14 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     run = json.loads((folder / "comp_run.json").read_text())
     model = AutoModel.from_pretrained(folder).eval()
     names = model.config.id2label
-    synthetic = " (synthetic)" if run["config"]["dataset"] == "synthetic" else ""
+    provenance = (run.get("provenance") or {}).get("test") or {}
+    synthetic = " (synthetic)" if run["config"]["dataset"] == "synthetic" or provenance.get("synthetic") else ""
+    examples = folder.parent / "examples.parquet"
+    examples = examples if folder.resolve() == CHECKPOINT.resolve() and examples.is_file() else None
     corpus = "the synthetic corpus" if synthetic else repr(run["config"]["dataset"])
     print(f"{type(model).__name__} from {folder}, trained on {corpus}\n")
 
     print(f"{'observed':>9}  test accuracy{synthetic}  | conversation {args.conversation}: predictions (label)")
     shown = None
     for condition in CONDITIONS:
-        split = load_split(run["config"], condition)
+        split = load_split(run["config"], condition, examples)
         out, batch = predict(model, split)
         real = batch["attention_mask"].bool()
         preds, labels = out.logits.argmax(-1), batch["labels"]

