@@ -36,6 +36,8 @@ __all__ = [
     "CMU_CORPORA",
     "DEFAULT_CONFIG",
     "REPORTERS",
+    "PROTOCOLS",
+    "RELEASED",
     "RecipeError",
     "ConfigError",
     "DataConfig",
@@ -48,6 +50,8 @@ __all__ = [
     "model_config_keys",
     "parse_value",
     "coerce_value",
+    "check_released_config",
+    "resolve_released_options",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -62,6 +66,9 @@ _PROTOCOLS = ("rate", "subset")
 _PRECISIONS = ("no", "fp16", "bf16")
 _SPLITS = ("train", "validation", "test")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: Training/evaluation protocols of ``recipes/train.py``: ours (the default) and the authors' released one.
+PROTOCOLS = ("default", "released")
+RELEASED = "released"
 
 
 class RecipeError(Exception):
@@ -322,11 +329,9 @@ class TrainConfig(DataConfig):
         return self
 
     def _validate_training_protocol(self) -> None:
-        from recipes.released_protocol import PROTOCOLS, check_released_config
-
         if self.protocol not in PROTOCOLS:
             raise _bad(self, "protocol", " or ".join(PROTOCOLS))
-        if self.protocol == "released":
+        if self.protocol == RELEASED:
             check_released_config(self)
 
     def _validate_schedule(self) -> None:
@@ -389,6 +394,81 @@ class TrainConfig(DataConfig):
         for key in self.model:
             if key not in known:
                 raise ConfigError(f"unknown model key model.{key}: not a ComPConfig argument")
+
+
+# ---------------------------------------------------------------------- the released protocol's rules
+
+
+def resolve_released_options(cfg: TrainConfig, command_line_keys: set[str]) -> TrainConfig:
+    """Fills in the released protocol's own choices before validation (called by :func:`parse_train_args`).
+
+    ``selection`` becomes ``"test"`` and ``selection_stage`` 1, and a ``dataset_kwargs.validation_fraction`` (the
+    hold-out the release does not make) is dropped, unless the command line gave them (then
+    :func:`check_released_config` refuses any other value): a YAML preset written for the default protocol
+    (``selection: validation``, like ``recipes/configs/synthetic.yaml``) runs under ``--protocol released``
+    unchanged.
+    """
+    changes: dict[str, Any] = {}
+    if "selection" not in command_line_keys:
+        changes["selection"] = "test"
+    if "selection_stage" not in command_line_keys:
+        changes["selection_stage"] = 1
+    if "dataset_kwargs" not in command_line_keys and isinstance(cfg.dataset_kwargs, dict):
+        changes["dataset_kwargs"] = {k: v for k, v in cfg.dataset_kwargs.items() if k != "validation_fraction"}
+    return dataclasses.replace(cfg, **changes)
+
+
+def _refuse_released(option: str, why: str) -> ConfigError:
+    return ConfigError(f"--protocol released cannot honour {option}: {why}")
+
+
+def check_released_config(cfg: TrainConfig) -> None:
+    """Rejects, in one line naming the option, what the released protocol cannot honour.
+
+    What it fixes without being asked (and so never refuses at its default): every training conversation is used
+    (no validation hold-out), the test masks and batches are redrawn every epoch from one random stream seeded once,
+    the model runs the released forward (``reference_compat``: batch-wide prototypes, no gradient modulation).
+    """
+    refuse = _refuse_released
+    if cfg.selection != "test":
+        raise refuse(f"selection={cfg.selection!r}", "the release selects the best TEST epoch (use --selection test)")
+    if cfg.selection_stage != 1:
+        raise refuse(f"selection_stage={cfg.selection_stage}", "the release selects over all epochs (stage 1 too)")
+    if cfg.selection_metric is not None:
+        raise refuse(
+            f"selection_metric={cfg.selection_metric!r}", "the release selects on F1 (CMU) / accuracy (IEMOCAP)"
+        )
+    if cfg.missing_protocol != "rate":
+        raise refuse(f"missing_protocol={cfg.missing_protocol!r}", "the release only has the missing-rate protocol")
+    if cfg.mask_seed is not None:
+        raise refuse(
+            f"mask_seed={cfg.mask_seed}", "fixed masks do not exist there (redrawn per batch from the seed's stream)"
+        )
+    for key, why in (
+        ("split", "the release trains on the training split and tests on the test split"),
+        ("validation_fraction", "the release holds no validation out (it trains on every training conversation)"),
+    ):
+        if key in cfg.dataset_kwargs:
+            raise refuse(f"dataset_kwargs.{key}", why)
+    if cfg.eval_batch_size is not None and cfg.eval_batch_size != cfg.batch_size:
+        raise refuse(f"eval_batch_size={cfg.eval_batch_size}", "the release tests with the training batch size")
+    if cfg.gradient_accumulation_steps != 1:
+        raise refuse(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps}", "the release has none")
+    if cfg.mixed_precision not in (None, "no"):
+        raise refuse(f"mixed_precision={cfg.mixed_precision!r}", "the release trains in float32")
+    if cfg.max_grad_norm is not None:
+        raise refuse(f"max_grad_norm={cfg.max_grad_norm}", "the release does not clip gradients")
+    if cfg.keep_on_device:
+        raise refuse("keep_on_device=true", "its masks are drawn on the host for every batch, test batches included")
+    if cfg.push_to_hub is not None:
+        raise refuse("push_to_hub", "its numbers are optimistic; train with the default protocol to publish a model")
+    released_model = {"reference_compat": True, "prototype_scope": "batch", "use_gradient_modulation": False}
+    for key, value in released_model.items():
+        if key in cfg.model and cfg.model[key] != value:
+            raise refuse(
+                f"model.{key}={cfg.model[key]!r}",
+                f"the released forward runs with {key}={value!r} (drop model.{key})",
+            )
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -713,14 +793,11 @@ def parse_train_args(argv: Sequence[str] | None = None, defaults: dict[str, Any]
         SystemExit: after printing help for ``-h``/``--help``.
     """
     (cfg,) = _TRAIN_PARSER.parse(argv, defaults)
-    if cfg.protocol == "released":
-        # the released protocol's own selection, unless the command line asks for something (then refused)
-        from recipes.released_protocol import resolve_released_options
-
+    if cfg.protocol == RELEASED:
+        # the released protocol's own choices, unless the command line asks for something (then refused)
         tokens = list(sys.argv[1:] if argv is None else argv)
         given = {t[2:].split("=", 1)[0].replace("-", "_") for t in tokens if t.startswith("--")}
-        values = resolve_released_options(dataclasses.asdict(cfg), given)
-        cfg = dataclasses.replace(cfg, selection=values["selection"], selection_stage=values["selection_stage"])
+        cfg = resolve_released_options(cfg, given)
     return cfg.validate()
 
 

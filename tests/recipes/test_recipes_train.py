@@ -10,6 +10,7 @@ import yaml
 from recipes_helpers import BLOCK_PACKAGES, REPO, TINY, repo_env, with_args
 
 from recipes import train as train_mod
+from recipes import trainer as trainer_mod
 from recipes.evaluation import main as eval_main
 
 
@@ -337,7 +338,7 @@ def test_model_and_metric_checked_against_the_corpus_before_training(extra, need
 def test_disk_full_mid_run_names_the_path_and_the_resume_command(tiny_run, tmp_path, capsys, monkeypatch):
     """An output write failing mid-run: one line naming the file and the resume command; resuming is exact."""
     out = tmp_path / "full"
-    real = train_mod.write_json_atomic
+    real = trainer_mod.write_json_atomic
     calls = {"metrics": 0}
 
     def failing(path, data):
@@ -347,13 +348,13 @@ def test_disk_full_mid_run_names_the_path_and_the_resume_command(tiny_run, tmp_p
                 raise OSError(28, "No space left on device", str(path))
         real(path, data)
 
-    monkeypatch.setattr(train_mod, "write_json_atomic", failing)
+    monkeypatch.setattr(trainer_mod, "write_json_atomic", failing)
     args = TINY + ["--output_dir", str(out)]
     assert train_mod.main(args) == 2
     line = last_error_line(capsys.readouterr().err)
     assert f"cannot write {out / 'metrics.json'}: No space left on device" in line
     assert f"--output_dir {out} --resume_from_checkpoint latest" in line
-    monkeypatch.setattr(train_mod, "write_json_atomic", real)
+    monkeypatch.setattr(trainer_mod, "write_json_atomic", real)
     assert train_mod.main(args + ["--resume_from_checkpoint", "latest"]) == 0
     resumed = json.loads((out / "metrics.json").read_text())
     reference = json.loads((tiny_run / "metrics.json").read_text())
