@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import math
 import re
 import sys
@@ -192,8 +193,10 @@ class DataConfig:
             raise _bad(self, "dataset_kwargs", "a mapping")
         for name in ("seed", "mask_seed"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise _bad(self, name, "an integer")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32):
+                raise _bad(self, name, "an integer in [0, 2**32) (numpy's seed range)")
+        if self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
+            raise ConfigError(f"data_dir {str(Path(self.data_dir).expanduser())!r} does not exist or is not a directory")
 
     def _validate_protocol(self) -> None:
         if self.missing_protocol not in _PROTOCOLS:
@@ -394,6 +397,7 @@ class TrainConfig(DataConfig):
         for key in self.model:
             if key not in known:
                 raise ConfigError(f"unknown model key model.{key}: not a ComPConfig argument")
+        check_model_config(self.model)
 
 
 # ---------------------------------------------------------------------- the released protocol's rules
@@ -512,15 +516,42 @@ class EvalConfig(DataConfig):
 _COMP_CONFIG_EXTRA = ("num_labels", "problem_type", "id2label", "label2id")
 
 
+#: ``model:`` keys that the corpus decides (checked against it when it is loaded, not before).
+_DATA_MODEL_KEYS = ("audio_dim", "text_dim", "video_dim", "modality_features", *_COMP_CONFIG_EXTRA)
+
+
 def model_config_keys() -> set[str]:
     """Names accepted under ``model:``: ``ComPConfig.__init__`` arguments (plus the label fields)."""
-    import inspect
-
+    # Deferred: the model package imports torch and transformers' models (seconds), which `--help` does without.
     from modeling_comp import ComPConfig
 
     params = inspect.signature(ComPConfig.__init__).parameters
     names = {n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD}
     return names | set(_COMP_CONFIG_EXTRA)
+
+
+def model_config_error(err: Exception, model: dict[str, Any]) -> ConfigError:
+    """A ComPConfig ``ValueError``/``TypeError`` as one line naming ``model.<field>`` (and its value) when it can."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    match = re.search(r"ComPConfig\.(\w+)", text) or re.search(r"\b(\w+)=", text)
+    name = match.group(1) if match else None
+    if name is not None and name in model:
+        return ConfigError(f"model.{name}={model[name]!r} rejected: {text}")
+    if name is not None:
+        return ConfigError(f"model configuration rejected (model.{name}): {text}")
+    return ConfigError(f"model configuration rejected: {text}")
+
+
+def check_model_config(model: dict[str, Any]) -> None:
+    """Builds a ComPConfig from the ``model:`` keys the corpus does not decide, so that a bad or oversized value is a
+    one-line ConfigError naming ``model.<field>`` before any folder is created or any data is read."""
+    from modeling_comp import ComPConfig  # deferred with model_config_keys (torch, transformers)
+
+    own = {k: v for k, v in model.items() if k not in _DATA_MODEL_KEYS}
+    try:
+        ComPConfig(**own)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise model_config_error(err, model) from None
 
 
 # ---------------------------------------------------------------------- YAML
@@ -536,8 +567,15 @@ class _RecipeLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
             seen: set = set()
+            merges = 0
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
+                    merges += 1
+                    if merges > 1:
+                        raise _DuplicateKeyError(
+                            f"merge key '<<' is given twice (line {key_node.start_mark.line + 1}); merge several "
+                            "mappings with one key: '<<: [*a, *b]'"
+                        )
                     continue
                 key = self.construct_object(key_node, deep=True)
                 if isinstance(key, typing.Hashable) and key in seen:
@@ -553,14 +591,40 @@ _RecipeLoader.add_implicit_resolver(
 )
 
 
+_MAX_DEPTH = 32  # nesting levels a configuration value may have (the deepest real one, model.modality_features, has 4)
+
+
+class _TooDeepError(yaml.YAMLError):
+    pass
+
+
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+    try:
+        return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise _TooDeepError(f"a value is nested more than {_MAX_DEPTH} levels deep") from None
+
+
+def _depth(value: Any, limit: int = _MAX_DEPTH) -> int:
+    """Nesting depth of lists/dicts in ``value``, counted up to ``limit + 1`` (no recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            level += 1
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+            stack.extend((v, level) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def parse_value(text: str) -> Any:
     """Parses a command-line value as a YAML scalar/collection (``0.5``, ``1e-4`` → float, ``true``, ``null``)."""
     try:
         return _yaml_load(text)
+    except _TooDeepError as err:
+        raise ConfigError(f"command line: a value {err}") from None
     except yaml.YAMLError:
         return text
 
@@ -578,6 +642,8 @@ def coerce_value(name: str, value: Any, annotation: Any, source: str) -> Any:
         annotation = inner[0]
     if isinstance(value, str) and annotation is not str:
         value = parse_value(value)
+    if _depth(value) > _MAX_DEPTH:
+        raise ConfigError(f"{source}: {name} is nested more than {_MAX_DEPTH} levels deep")
     try:
         if annotation is bool:
             if isinstance(value, bool):
@@ -615,6 +681,12 @@ def load_yaml_config(path: str | Path, config_class: type = None) -> dict[str, A
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
         data = _yaml_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror or type(err).__name__}") from None
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") from None

@@ -17,9 +17,13 @@ bad option answer at once). A user error prints one line and exits with status 2
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 
 try:
@@ -66,14 +70,42 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 
 
+def _launcher_pid() -> int | None:
+    """The pid of the ``accelerate launch`` process that started this one, or None."""
+    try:
+        parent = psutil.Process(os.getppid())
+        command = " ".join(parent.cmdline())
+    except (psutil.Error, OSError):
+        return None
+    return parent.pid if "accelerate" in command and " launch" in command else None
+
+
+def _stop_the_launcher() -> None:
+    """After a user error under ``accelerate launch``: stop the launcher with SIGTERM, on which it exits (status 143)
+    without a word, instead of letting it turn this process's exit status into a traceback (its simple launcher
+    raises ``CalledProcessError`` with the child's stderr again, torchrun ``ChildFailedError``). Under torchrun the
+    elastic agent still logs that it stops its workers (its own warning lines); the other ranks, which met the same
+    error, wait for that instead of exiting first."""
+    launcher = _launcher_pid()
+    if launcher is None:
+        return
+    if _rank() != 0:
+        time.sleep(5)  # rank 0 stops the launcher, which then stops this process
+        return
+    time.sleep(0.3)  # the launcher copies the error line from this process's stderr first
+    os.kill(launcher, signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point (``comp-train``): 0 on success, 2 after printing a user error in one line."""
+    """Console entry point (``comp-train``): 0 on success, 2 after printing a user error in one line (under
+    ``accelerate launch``, the launcher is stopped so that it adds no traceback; it then exits with status 143)."""
     try:
         cfg = parse_train_args(argv)
         train(cfg)
     except RecipeError as err:
         if _rank() == 0:  # the same error on every process of a launch: said once
             print(f"error: {err}", file=sys.stderr, flush=True)
+        _stop_the_launcher()
         return EXIT_USER_ERROR
     return 0
 

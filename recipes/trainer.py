@@ -19,6 +19,7 @@ import dataclasses
 import math
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from recipes.common import (
     write_json_atomic,
     write_text_atomic,
 )
-from recipes.config import RELEASED, ConfigError, RecipeError, TrainConfig
+from recipes.config import RELEASED, ConfigError, RecipeError, TrainConfig, model_config_error
 from recipes.model_card import render_model_card
 from recipes.released_protocol import ReleasedProtocol
 from recipes.selection import selection_loss
@@ -391,18 +392,6 @@ class _RunState:
     last_save: float = dataclasses.field(default_factory=time.monotonic)
 
 
-def model_config_error(err: Exception, cfg: TrainConfig) -> ConfigError:
-    """A ComPConfig ValueError/TypeError as one line naming the ``model.<field>`` (and its value) when it can."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    match = re.search(r"ComPConfig\.(\w+)", text) or re.search(r"\b(\w+)=", text)
-    field = match.group(1) if match else None
-    if field is not None and field in cfg.model:
-        return ConfigError(f"model.{field}={cfg.model[field]!r} rejected: {text}")
-    if field is not None:
-        return ConfigError(f"model configuration rejected (model.{field}): {text}")
-    return ConfigError(f"model configuration rejected: {text}")
-
-
 def _check_model_against_data(cfg: TrainConfig, data_kwargs: dict[str, Any]) -> None:
     """``--model.audio_dim 33`` on a 32-d corpus, ``--model.num_labels 6`` on 4 classes: one-line errors."""
     for key in ("audio_dim", "text_dim", "video_dim", "num_labels", "problem_type"):
@@ -437,7 +426,7 @@ def _load_run_data(cfg: TrainConfig, fold: int | None, accelerator, protocol: Tr
     try:
         model_config = ComPConfig(**{**data_kwargs, **cfg.model, **protocol.model_overrides(cfg)})
     except (ValueError, TypeError) as err:
-        raise model_config_error(err, cfg) from None
+        raise model_config_error(err, cfg.model) from None
     used = ("train", *eval_splits)
     longest = max(int(max(dsd[s]["num_utterances"])) for s in used if len(dsd[s]))
     if longest > model_config.max_utterances:
@@ -813,7 +802,18 @@ def train_run(cfg: TrainConfig, run_dir: Path, fold: int | None = None) -> dict[
     if cfg.reporters:
         with _writing(run_dir / "logs"):
             accelerator.end_training()
+        _forget_finished_trackio_run()
     return summary
+
+
+def _forget_finished_trackio_run() -> None:
+    """accelerate finishes a trackio run with ``run.finish()`` but leaves it trackio's current run, which trackio
+    then finishes again when the interpreter exits (a stray "Uploading logs to Trackio" line after everything):
+    clear it, as ``trackio.finish()`` does."""
+    trackio = sys.modules.get("trackio")
+    context = getattr(trackio, "context_vars", None)
+    if context is not None and hasattr(context, "current_run"):
+        context.current_run.set(None)
 
 
 # ---------------------------------------------------------------------- folds, push
@@ -863,11 +863,25 @@ def _output_dir(cfg: TrainConfig, default_dir) -> Path:
     return default_dir(cfg, broadcast(time.strftime("%Y%m%d-%H%M%S")))
 
 
-def _remove_if_empty(path: Path) -> None:
-    """Removes a run folder this command created when it holds no file (only empty folders, e.g. ``logs/``)."""
-    if not path.is_dir() or any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
-        return
-    shutil.rmtree(path, ignore_errors=True)
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what creating ``path`` creates first), or None."""
+    path = path.absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def _remove_if_empty(path: Path, top: Path) -> None:
+    """Removes ``path`` and its parents up to ``top`` (folders this command created) while they hold no file."""
+    path = path.absolute()
+    if path.is_dir() and not any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
+        shutil.rmtree(path, ignore_errors=True)
+    while path != top and path.parent != path:
+        path = path.parent
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only when empty
 
 
 def train(cfg: TrainConfig, default_dir) -> dict[str, Any]:
@@ -888,12 +902,12 @@ def train(cfg: TrainConfig, default_dir) -> dict[str, Any]:
     if cfg.torch_threads is not None:
         torch.set_num_threads(cfg.torch_threads)
     out = _output_dir(cfg, default_dir)
-    created = not out.exists()
+    created = _first_missing(out)
     try:
         return _train(cfg, out)
     except BaseException:
-        if created and PartialState().is_main_process:
-            _remove_if_empty(out)
+        if created is not None and PartialState().is_main_process:
+            _remove_if_empty(out, created)
         raise
 
 
