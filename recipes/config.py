@@ -752,6 +752,11 @@ class RecipeArgumentParser:
         for dtype in self.dataclass_types:
             hints.update(typing.get_type_hints(dtype))
         for action in parser._actions:
+            if action.dest in hints and any(o.startswith("--no_") for o in action.option_strings):
+                # HfArgumentParser's complement of a boolean option: it repeats the option's own help
+                action.help = f"turn --{action.dest} off (the same as --{action.dest} false)"
+                action.default = argparse.SUPPRESS
+                continue
             if action.dest in hints:
                 action.type = _argument_type(action.dest, hints[action.dest])
                 if action.dest in defaults:

@@ -71,13 +71,17 @@ def _rank() -> int:
 
 
 def _launcher_pid() -> int | None:
-    """The pid of the ``accelerate launch`` process that started this one, or None."""
+    """The pid of the ``accelerate launch`` process that started this one (which sets ``ACCELERATE_DYNAMO_BACKEND``
+    for its children, one process or several), or None."""
+    if "ACCELERATE_DYNAMO_BACKEND" not in os.environ:
+        return None
     try:
         parent = psutil.Process(os.getppid())
-        command = " ".join(parent.cmdline())
+        args = parent.cmdline()
     except (psutil.Error, OSError):
         return None
-    return parent.pid if "accelerate" in command and " launch" in command else None
+    launcher = any("accelerate" in a for a in args) and any(a == "launch" or a.endswith(".launch") for a in args)
+    return parent.pid if launcher else None
 
 
 def _stop_the_launcher() -> None:

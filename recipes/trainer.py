@@ -762,11 +762,11 @@ def train_run(cfg: TrainConfig, run_dir: Path, fold: int | None = None) -> dict[
     set_seed(cfg.seed)
 
     data = _load_run_data(cfg, fold, accelerator, protocol)
+    trainer = _build_trainer(cfg, data, accelerator)  # (a model too large is refused before anything is written)
     if is_main:
         with _writing(run_dir / "config.yaml"):
             write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             write_json_atomic(run_dir / "provenance.json", data.provenance)
-    trainer = _build_trainer(cfg, data, accelerator)
     state = _restore(cfg, run_dir, resume_dir, accelerator)
     if cfg.reporters:
         with _writing(run_dir / "logs"):
@@ -795,14 +795,15 @@ def train_run(cfg: TrainConfig, run_dir: Path, fold: int | None = None) -> dict[
     trainer.unwrapped.set_training_stage(summary["stage"])
     if is_main:
         _save_selected_model(cfg, data, trainer, summary, run_dir, state)
-        lines = data.protocol.summary_lines(cfg, summary, run_dir / "model") or _summary_lines(cfg, summary, run_dir)
-        for line in lines:
-            print(line, flush=True)
     accelerator.wait_for_everyone()
-    if cfg.reporters:
+    if cfg.reporters:  # before the summary, which is then the last thing a run prints (trackers print on closing)
         with _writing(run_dir / "logs"):
             accelerator.end_training()
         _forget_finished_trackio_run()
+    if is_main:
+        lines = data.protocol.summary_lines(cfg, summary, run_dir / "model") or _summary_lines(cfg, summary, run_dir)
+        for line in lines:
+            print(line, flush=True)
     return summary
 
 
