@@ -196,7 +196,9 @@ class DataConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32):
                 raise _bad(self, name, "an integer in [0, 2**32) (numpy's seed range)")
         if self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
-            raise ConfigError(f"data_dir {str(Path(self.data_dir).expanduser())!r} does not exist or is not a directory")
+            raise ConfigError(
+                f"data_dir {str(Path(self.data_dir).expanduser())!r} does not exist or is not a directory"
+            )
 
     def _validate_protocol(self) -> None:
         if self.missing_protocol not in _PROTOCOLS:

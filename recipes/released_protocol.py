@@ -250,7 +250,10 @@ class ReleasedProtocol(TrainingProtocol):
         return ["test"]
 
     def model_overrides(self, cfg: TrainConfig) -> dict[str, Any]:
-        return {"max_utterances": int(cfg.model.get("max_utterances", released_seq_len(cfg))), "reference_compat": True}
+        return {
+            "max_utterances": int(cfg.model.get("max_utterances", released_seq_len(cfg))),
+            "reference_compat": True,
+        }
 
     def selection(self, cfg: TrainConfig, task: str, label_names: Sequence[str]) -> tuple[str, str]:
         metric = "f1" if task == "regression" else "accuracy"
@@ -259,11 +262,15 @@ class ReleasedProtocol(TrainingProtocol):
     def adjust_provenance(self, cfg: TrainConfig, provenance: dict[str, dict[str, Any]]) -> None:
         # The splits were loaded without masks; the masks are drawn per batch, so no fixed realised rate exists.
         for entry in provenance.values():
-            entry.update(realised_missing_rate=None, missing_rate=cfg.missing_rate, masks="released: redrawn per batch")
+            entry.update(
+                realised_missing_rate=None, missing_rate=cfg.missing_rate, masks="released: redrawn per batch"
+            )
 
     def batches(self, cfg: TrainConfig, dsd, eval_splits: Sequence[str], model_config, device):
         length = model_config.max_utterances
-        collate = _SpeakerCollator(hub_datasets.ComPDataCollator(max_utterances=length, pad_to="max_utterances"), length)
+        collate = _SpeakerCollator(
+            hub_datasets.ComPDataCollator(max_utterances=length, pad_to="max_utterances"), length
+        )
 
         def masked(ds):  # a shuffling sampler on torch's global stream, for the test split too (as the release)
             loader = torch.utils.data.DataLoader(

@@ -516,8 +516,11 @@ def _failing_once(monkeypatch, owner, name, error, when=2):
     ("owner_name", "error", "reason"),
     [
         ("save_state", OSError(30, "Read-only file system"), "Read-only file system"),
-        ("save_state", RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0: file write "
-                                    "failed"), "file write failed"),  # fmt: skip
+        (
+            "save_state",
+            RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0: file write failed"),
+            "file write failed",
+        ),  # fmt: skip
         ("tensorboard_log", OSError(28, "No space left on device"), "No space left on device"),
         ("init_trackers", OSError(30, "Read-only file system"), "Read-only file system"),
     ],
