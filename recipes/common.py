@@ -25,8 +25,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.tracking import get_available_trackers
+from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin
+from tqdm.auto import tqdm
 
+import hub_datasets
 from hub_datasets.atomic import atomic_write_text
+from modeling_comp import utterance_index_from_attention_mask
 from modeling_comp.configuration_comp import (
     ATTENTION_MASK,
     LABELS,
@@ -184,9 +190,6 @@ def make_accelerator(
         RecipeError: when several processes were launched but accelerate did not start distributed mode
             (on a CPU-only machine this needs ``ACCELERATE_USE_CPU=1``).
     """
-    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-    from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin
-
     project = None
     if project_dir is not None:
         project = ProjectConfiguration(
@@ -219,8 +222,6 @@ def make_accelerator(
 
 def check_trackers(names: Sequence[str]) -> None:
     """One-line RecipeError when a requested tracker's package is not installed (accelerate would drop it)."""
-    from accelerate.tracking import get_available_trackers
-
     available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
     for name in names:
         if name != "all" and name not in available:
@@ -251,8 +252,6 @@ def load_corpus(cfg: DataConfig, fold: int | None = None):
     Raises:
         RecipeError: with the data library's one-line message when the corpus cannot be loaded.
     """
-    import hub_datasets
-
     kwargs: dict[str, Any] = dict(cfg.dataset_kwargs)
     kwargs["seed"] = cfg.resolved_mask_seed
     if cfg.missing_protocol == "subset":
@@ -319,9 +318,7 @@ class EpochMaskedDataset(torch.utils.data.Dataset):
         """Switches to the masks of ``epoch`` (a no-op when already there)."""
         if epoch == self.epoch:
             return
-        from hub_datasets import redraw_training_masks
-
-        self.current = redraw_training_masks(self.base, epoch)
+        self.current = hub_datasets.redraw_training_masks(self.base, epoch)
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -348,9 +345,9 @@ class DeviceCorpus:
     """
 
     def __init__(self, dataset, *, max_utterances: int, device, pad_to_max: bool = False):
-        from hub_datasets import ComPDataCollator
-
-        collate = ComPDataCollator(max_utterances=max_utterances, pad_to="max_utterances" if pad_to_max else "longest")
+        collate = hub_datasets.ComPDataCollator(
+            max_utterances=max_utterances, pad_to="max_utterances" if pad_to_max else "longest"
+        )
         rows = []
         for row in dataset.with_format("numpy"):
             row = dict(row)
@@ -388,8 +385,6 @@ class DeviceCorpus:
         ``utterance_index`` (the flat positions of the real utterances) is computed on the host and copied
         without blocking, so that the model needs no host synchronisation to find the real rows.
         """
-        from modeling_comp import utterance_index_from_attention_mask
-
         utterance_index = utterance_index_from_attention_mask(self.attention_mask[index], self.every_position)
         index = index.to(self.device, non_blocking=True)
         mask = self.mask[index]
@@ -458,8 +453,6 @@ def evaluate_model(
     Raises:
         RuntimeError: if some conversation was seen twice or never (a broken distributed sampler).
     """
-    from tqdm.auto import tqdm
-
     was_training = model.training
     model.eval()
     logits_all, modality_all, labels_all, index_all = [], [], [], []
