@@ -31,6 +31,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_seed
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -101,10 +102,16 @@ def protocol_for(cfg: TrainConfig) -> TrainingProtocol:
 # ---------------------------------------------------------------------- run directory
 
 
+def process_state() -> PartialState:
+    """accelerate's process state (initialises the process group when launched). It reads ``ACCELERATE_USE_CPU`` as
+    the Accelerator does: the first PartialState of a process fixes its distributed setup for the Accelerator built
+    later, and without it two CPU processes would each run alone."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 def broadcast(value: Any) -> Any:
-    """The main process's ``value`` on every process (initialises the process group when launched)."""
-    # ACCELERATE_USE_CPU as the Accelerator built next reads it: the first PartialState fixes the distributed setup
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    """The main process's ``value`` on every process."""
+    state = process_state()
     if state.num_processes == 1:
         return value
     box = [value]
@@ -199,7 +206,7 @@ def _finished_run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
         return None
     if cfg.epochs < epochs_done:
         _check_same_config(cfg, run_dir, epochs_done)  # raises: fewer epochs than done
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         print(
             f"{run_dir} already finished its {epochs_done} epochs: nothing to train (pass --epochs "
             f"{epochs_done + 1} or more to train further)",
@@ -351,11 +358,16 @@ class OutputWriteError(Exception):
 
 @contextlib.contextmanager
 def _writing(path: Path):
-    """Turns an OSError (or torch's RuntimeError for a failed file write) while writing ``path`` into one error."""
+    """Turns an OSError (or torch's RuntimeError for a failed file write, or safetensors' SafetensorError, which
+    accelerate's ``save_state`` meets first on a full disk or a read-only folder) while writing ``path`` into one
+    error."""
     try:
         yield
     except OSError as err:
         raise OutputWriteError(Path(err.filename or path), err.strerror or str(err)) from None
+    except SafetensorError as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OutputWriteError(path, re.sub(r"^Error while serializing: (I/O error: )?", "", text)) from None
     except RuntimeError as err:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "writ" not in text.lower() and "file" not in text.lower():
@@ -907,7 +919,7 @@ def train(cfg: TrainConfig, default_dir) -> dict[str, Any]:
     try:
         return _train(cfg, out)
     except BaseException:
-        if created is not None and PartialState().is_main_process:
+        if created is not None and process_state().is_main_process:
             _remove_if_empty(out, created)
         raise
 
@@ -924,7 +936,7 @@ def _train(cfg: TrainConfig, out: Path) -> dict[str, Any]:
             f"cannot write {err.path}: {err.reason}; what was written before is intact - free space or fix the "
             f"permissions, then resume with: {_resume_command(cfg, out)}"
         ) from None
-    is_main = PartialState().is_main_process
+    is_main = process_state().is_main_process
     if len(folds) == 1:
         result: dict[str, Any] = {"run_dir": str(out), "final": summaries[0]}
         model_dir = out
