@@ -173,7 +173,13 @@ def _check_same_config(cfg: TrainConfig, run_dir: Path, epochs_done: int) -> Non
     path = run_dir / "config.yaml"
     if not path.is_file():
         return
-    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecipeError(f"cannot resume: {path} is not the YAML this recipe wrote ({reason})") from None
+    if not isinstance(saved, dict):
+        raise RecipeError(f"cannot resume: {path} holds a {type(saved).__name__}, not the mapping this recipe wrote")
     current = cfg.to_dict()
     for key in sorted(set(saved) | set(current)):
         if key in _RESUME_FREE_KEYS:

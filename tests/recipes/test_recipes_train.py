@@ -600,3 +600,24 @@ def test_trackers_print_nothing_after_the_summary(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == f"selected model: {out / 'model'}"
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"epochs: [unclosed\n", "is not the YAML this recipe wrote"),
+        (b"\xff\xfe\x00garbage", "is not the YAML this recipe wrote"),
+        (b"- a list\n- not a mapping\n", "holds a list, not the mapping this recipe wrote"),
+        (b"seed: 1\n", "cannot resume: batch_size was None in"),
+    ],
+)
+def test_a_tampered_run_config_stops_a_resume_in_one_line(content, needle, tiny_run, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "tampered"
+    shutil.copytree(tiny_run, out)
+    (out / "metrics.json").unlink()  # an interrupted run: resuming reads its config.yaml
+    (out / "config.yaml").write_bytes(content)
+    assert train_mod.main(TINY + ["--output_dir", str(out), "--resume_from_checkpoint", "latest"]) == 2
+    assert needle in last_error_line(capsys.readouterr().err)
+    assert (out / "config.yaml").read_bytes() == content and (out / "checkpoints").is_dir()  # nothing lost
