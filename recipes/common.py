@@ -2,7 +2,7 @@
 
 * :class:`TrainingProtocol` — what a training protocol decides (data, masks, batches, selection, metric definitions,
   reporting); the default protocol, and the base of :class:`recipes.released_protocol.ReleasedProtocol`. The one
-  training loop, :func:`recipes.train.train_run`, asks its protocol at each of these points;
+  training loop, :func:`recipes.trainer.train_run`, asks its protocol at each of these points;
 * :func:`make_accelerator` — the only place an :class:`accelerate.Accelerator` is built;
 * :func:`load_corpus` — the one call into :mod:`hub_datasets` (corpus, protocol, fold, seed);
 * :func:`evaluate_model` — a distributed evaluation loop (``gather_for_metrics``, padding masked out) that also
@@ -75,7 +75,7 @@ CONVERSATION_INDEX = "conversation_index"
 class TrainingProtocol:
     """The default training protocol, and the points where another protocol may differ from it.
 
-    The one training loop (:func:`recipes.train.train_run`) builds the accelerator, the model and the optimiser,
+    The one training loop (:func:`recipes.trainer.train_run`) builds the accelerator, the model and the optimiser,
     runs the epochs, checkpoints, selects, saves and reports; at each point below it asks its protocol. The default
     protocol: fixed test/validation masks, training masks redrawn per epoch from (seed, epoch), a validation
     hold-out, the best validation epoch of stage 2, the library's metric definitions.

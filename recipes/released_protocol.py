@@ -21,7 +21,7 @@ with the authors' trainer) like for like:
 * **Model**: ``reference_compat=True`` (the released forward: batch-wide prototypes, padded rows in the prototype
   layer, no gradient modulation) padded to the released length.
 
-It is a :class:`ReleasedProtocol`, a plug-in of the one training loop (:func:`recipes.train.train_run`): the loop
+It is a :class:`ReleasedProtocol`, a plug-in of the one training loop (:func:`recipes.trainer.train_run`): the loop
 builds, trains, checkpoints (exact resume: the checkpoints hold the random streams the masks come from), logs,
 saves the selected model (with its processor, pipeline files and card) and reports; the protocol says where the
 masks come from, how batches are formed, what is selected and which metric definitions apply. The options it
