@@ -176,12 +176,7 @@ def run_ours(job: dict) -> dict:
             **hyper,
         ).validate()
         started = time.perf_counter()
-        if released:
-            from recipes.released_protocol import train_released_run
-
-            final = train_released_run(cfg, tmp, 1 if corpus == "iemocap4" else None, save_model=False, verbose=False)
-        else:
-            final = train_run(cfg, Path(tmp), 1 if corpus == "iemocap4" else None)
+        final = train_run(cfg, Path(tmp), 1 if corpus == "iemocap4" else None)  # the protocol is cfg.protocol
         seconds = time.perf_counter() - started
         history = json.loads((Path(tmp) / "metrics.json").read_text())["epochs"]
     main, second = MAIN[corpus]

@@ -1,5 +1,8 @@
 """Pieces shared by the training, evaluation and sweep recipes.
 
+* :class:`TrainingProtocol` — what a training protocol decides (data, masks, batches, selection, metric definitions,
+  reporting); the default protocol, and the base of :class:`recipes.released_protocol.ReleasedProtocol`. The one
+  training loop, :func:`recipes.trainer.train_run`, asks its protocol at each of these points;
 * :func:`make_accelerator` — the only place an :class:`accelerate.Accelerator` is built;
 * :func:`load_corpus` — the one call into :mod:`hub_datasets` (corpus, protocol, fold, seed);
 * :func:`evaluate_model` — a distributed evaluation loop (``gather_for_metrics``, padding masked out) that also
@@ -22,9 +25,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.tracking import get_available_trackers
+from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin
+from tqdm.auto import tqdm
 
+import hub_datasets
 from hub_datasets.atomic import atomic_write_text
 from hub_datasets.constants import DATASET_NAMES
+from modeling_comp import utterance_index_from_attention_mask
 from modeling_comp.configuration_comp import (
     ATTENTION_MASK,
     LABELS,
@@ -34,12 +43,15 @@ from modeling_comp.configuration_comp import (
     UTTERANCE_INDEX,
 )
 from modeling_comp.processing_comp import CONVERSATION_INDEX, ComPProcessor
-from recipes.config import DataConfig, RecipeError
-from recipes.metrics import CLASSIFICATION, REGRESSION, compute_metrics
+from recipes.config import ConfigError, DataConfig, RecipeError, TrainConfig
+from recipes.metrics import CLASSIFICATION, REGRESSION, compute_metrics, default_selection_metric, metric_names
+from recipes.model_card import selection_description
+from recipes.selection import selection_improves
 
 
 __all__ = [
     "CONVERSATION_INDEX",
+    "TrainingProtocol",
     "make_accelerator",
     "load_corpus",
     "corpus_task",
@@ -55,6 +67,95 @@ __all__ = [
     "json_ready",
     "synthetic_label",
 ]
+
+
+# ---------------------------------------------------------------------- protocols
+
+
+class TrainingProtocol:
+    """The default training protocol, and the points where another protocol may differ from it.
+
+    The one training loop (:func:`recipes.trainer.train_run`) builds the accelerator, the model and the optimiser,
+    runs the epochs, checkpoints, selects, saves and reports; at each point below it asks its protocol. The default
+    protocol: fixed test/validation masks, training masks redrawn per epoch from (seed, epoch), a validation
+    hold-out, the best validation epoch of stage 2, the library's metric definitions.
+    """
+
+    name = "default"
+    #: Reseed Python/NumPy/torch from (seed, epoch) at every epoch, so that an epoch does not depend on how the run
+    #: got there. A protocol whose randomness is one stream seeded once sets False: a resumed run then continues
+    #: that stream from the RNG state every checkpoint holds (``accelerate``'s ``save_state``).
+    reseed_every_epoch = True
+    #: Mixed precision the protocol imposes (None: the configuration's / the launcher's).
+    mixed_precision: str | None = None
+    #: Extra top-level entries of ``metrics.json`` and ``comp_run.json``.
+    record_extras: Mapping[str, Any] = {}
+
+    def check_launch(self, num_processes: int) -> None:
+        """Refuses a launch the protocol cannot run (one-line RecipeError)."""
+
+    def load_splits(self, cfg: TrainConfig, fold: int | None):
+        """``(DatasetDict, the split whose provenance sizes the model)``."""
+        dsd = load_corpus(cfg, fold)
+        return dsd, dsd["train"]
+
+    def eval_splits(self, dsd) -> list[str]:
+        """The splits evaluated every epoch."""
+        return [s for s in ("validation", "test") if s in dsd]
+
+    def model_overrides(self, cfg: TrainConfig) -> dict[str, Any]:
+        """ComPConfig arguments the protocol imposes (applied over the data's and the configuration's)."""
+        return {}
+
+    def selection(self, cfg: TrainConfig, task: str, label_names: Sequence[str]) -> tuple[str, str]:
+        """``(metric, rule)``: the metric that picks the epoch and the sentence that says how."""
+        metric = cfg.selection_metric or default_selection_metric(task)
+        known = metric_names(task, list(label_names))
+        if metric not in known:
+            raise ConfigError(
+                f"selection_metric={metric!r} is not a {task} metric of {cfg.dataset!r}: expected one of "
+                f"{', '.join(known)}"
+            )
+        return metric, selection_description(cfg.selection, metric, cfg.selection_stage)
+
+    def adjust_provenance(self, cfg: TrainConfig, provenance: dict[str, dict[str, Any]]) -> None:
+        """Corrects the data provenance for what the protocol does to the splits after loading."""
+
+    def batches(self, cfg: TrainConfig, dsd, eval_splits: Sequence[str], model_config, device):
+        """``(training batches, {split: evaluation batches})`` built by the protocol, or None for the default
+        DataLoaders (prepared by accelerate, training masks redrawn per epoch)."""
+        return None
+
+    def metric_definitions(self, task: str, num_labels: int | None, label_names: Mapping[int, str] | None):
+        """``f(predictions, references, modality_predictions) -> metrics`` on the real utterances of a split."""
+
+        def compute(predictions, references, modality_predictions):
+            return compute_metrics(
+                task,
+                predictions,
+                references,
+                modality_predictions=modality_predictions,
+                num_labels=num_labels if task == CLASSIFICATION else None,
+                label_names=label_names if task == CLASSIFICATION else None,
+            )
+
+        return compute
+
+    def improves(self, value: float, record: Mapping, best: Mapping, selection: str, metric: str) -> bool:
+        """Whether an epoch's selection ``value`` beats the best so far (ties: the lower loss, then the later)."""
+        return selection_improves(value, record, best, selection, metric)
+
+    def finish_summary(self, cfg: TrainConfig, summary: dict[str, Any], history: list[dict]) -> dict[str, Any]:
+        """Adds the protocol's own entries to the run's final summary."""
+        return summary
+
+    def summary_lines(self, cfg: TrainConfig, summary: Mapping[str, Any], model_dir: Path) -> list[str] | None:
+        """The end-of-run report, or None for the default one."""
+        return None
+
+    def model_card(self, card: str) -> str:
+        """The model card, with whatever the protocol must state in it."""
+        return card
 
 
 # ---------------------------------------------------------------------- accelerate
@@ -89,9 +190,6 @@ def make_accelerator(
         RecipeError: when several processes were launched but accelerate did not start distributed mode
             (on a CPU-only machine this needs ``ACCELERATE_USE_CPU=1``).
     """
-    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-    from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin
-
     project = None
     if project_dir is not None:
         project = ProjectConfiguration(
@@ -124,8 +222,6 @@ def make_accelerator(
 
 def check_trackers(names: Sequence[str]) -> None:
     """One-line RecipeError when a requested tracker's package is not installed (accelerate would drop it)."""
-    from accelerate.tracking import get_available_trackers
-
     available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
     for name in names:
         if name != "all" and name not in available:
@@ -156,8 +252,6 @@ def load_corpus(cfg: DataConfig, fold: int | None = None):
     Raises:
         RecipeError: with the data library's one-line message when the corpus cannot be loaded.
     """
-    import hub_datasets
-
     kwargs: dict[str, Any] = dict(cfg.dataset_kwargs)
     kwargs["seed"] = cfg.resolved_mask_seed
     if cfg.missing_protocol == "subset":
@@ -224,9 +318,7 @@ class EpochMaskedDataset(torch.utils.data.Dataset):
         """Switches to the masks of ``epoch`` (a no-op when already there)."""
         if epoch == self.epoch:
             return
-        from hub_datasets import redraw_training_masks
-
-        self.current = redraw_training_masks(self.base, epoch)
+        self.current = hub_datasets.redraw_training_masks(self.base, epoch)
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -253,9 +345,9 @@ class DeviceCorpus:
     """
 
     def __init__(self, dataset, *, max_utterances: int, device, pad_to_max: bool = False):
-        from hub_datasets import ComPDataCollator
-
-        collate = ComPDataCollator(max_utterances=max_utterances, pad_to="max_utterances" if pad_to_max else "longest")
+        collate = hub_datasets.ComPDataCollator(
+            max_utterances=max_utterances, pad_to="max_utterances" if pad_to_max else "longest"
+        )
         rows = []
         for row in dataset.with_format("numpy"):
             row = dict(row)
@@ -293,8 +385,6 @@ class DeviceCorpus:
         ``utterance_index`` (the flat positions of the real utterances) is computed on the host and copied
         without blocking, so that the model needs no host synchronisation to find the real rows.
         """
-        from modeling_comp import utterance_index_from_attention_mask
-
         utterance_index = utterance_index_from_attention_mask(self.attention_mask[index], self.every_position)
         index = index.to(self.device, non_blocking=True)
         mask = self.mask[index]
@@ -332,6 +422,7 @@ def evaluate_model(
     show_progress: bool = True,
     with_loss: bool = True,
     return_predictions: bool = False,
+    metric_fn=None,
 ) -> dict[str, Any]:
     """Evaluates ``model`` on a prepared dataloader, on every process, and returns the metrics.
 
@@ -352,6 +443,8 @@ def evaluate_model(
         show_progress: show a progress bar on the main process.
         with_loss: also compute the stage's loss (mean over batches).
         return_predictions: add ``"predictions"`` (per-utterance arrays) to the result.
+        metric_fn: ``f(predictions, references, modality_predictions) -> metrics`` (a protocol's metric
+            definitions, :meth:`TrainingProtocol.metric_definitions`); default the library's.
 
     Returns:
         The flat metric dict of :func:`recipes.metrics.compute_metrics` plus ``loss``, ``num_conversations``,
@@ -360,8 +453,6 @@ def evaluate_model(
     Raises:
         RuntimeError: if some conversation was seen twice or never (a broken distributed sampler).
     """
-    from tqdm.auto import tqdm
-
     was_training = model.training
     model.eval()
     config = accelerator.unwrap_model(model).config
@@ -434,14 +525,9 @@ def evaluate_model(
     preds = np.concatenate(preds_all)
     modality_preds = np.concatenate(modality_all)
     refs = np.concatenate(labels_all)
-    metrics = compute_metrics(
-        task,
-        preds,
-        refs,
-        modality_predictions=modality_preds,
-        num_labels=num_labels if task == CLASSIFICATION else None,
-        label_names=label_names if task == CLASSIFICATION else None,
-    )
+    if metric_fn is None:
+        metric_fn = TrainingProtocol().metric_definitions(task, num_labels, label_names)
+    metrics = metric_fn(preds, refs, modality_preds)
     metrics["loss"] = float(np.mean(losses)) if losses else None
     metrics["num_conversations"] = int(unique.shape[0])
     metrics["duplicate_conversations"] = duplicates

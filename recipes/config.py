@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import math
 import re
 import sys
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "TRAINING_PROTOCOLS",
     "REPORTERS",
+    "RELEASED",
     "RecipeError",
     "ConfigError",
     "DataConfig",
@@ -46,6 +48,8 @@ __all__ = [
     "model_config_keys",
     "parse_value",
     "coerce_value",
+    "check_released_config",
+    "resolve_released_options",
 ]
 
 
@@ -67,6 +71,7 @@ REPORTERS = ("tensorboard", "trackio", "wandb", "mlflow", "aim", "comet_ml", "cl
 _SELECTIONS = ("validation", "test")
 _PRECISIONS = ("no", "fp16", "bf16")
 _SPLITS = ("train", "validation", "test")
+RELEASED = "released"
 
 
 class RecipeError(Exception):
@@ -194,8 +199,12 @@ class DataConfig:
             raise _bad(self, "dataset_kwargs", "a mapping")
         for name in ("seed", "mask_seed"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise _bad(self, name, "an integer")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32):
+                raise _bad(self, name, "an integer in [0, 2**32) (numpy's seed range)")
+        if self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
+            raise ConfigError(
+                f"data_dir {str(Path(self.data_dir).expanduser())!r} does not exist or is not a directory"
+            )
 
     def _validate_protocol(self) -> None:
         protocols = _data_names().MISSING_PROTOCOLS
@@ -334,9 +343,7 @@ class TrainConfig(DataConfig):
     def _validate_training_protocol(self) -> None:
         if self.protocol not in TRAINING_PROTOCOLS:
             raise _bad(self, "protocol", " or ".join(TRAINING_PROTOCOLS))
-        if self.protocol == "released":
-            from recipes.released_protocol import check_released_config
-
+        if self.protocol == RELEASED:
             check_released_config(self)
 
     def _validate_schedule(self) -> None:
@@ -399,6 +406,82 @@ class TrainConfig(DataConfig):
         for key in self.model:
             if key not in known:
                 raise ConfigError(f"unknown model key model.{key}: not a ComPConfig argument")
+        check_model_config(self.model)
+
+
+# ---------------------------------------------------------------------- the released protocol's rules
+
+
+def resolve_released_options(cfg: TrainConfig, command_line_keys: set[str]) -> TrainConfig:
+    """Fills in the released protocol's own choices before validation (called by :func:`parse_train_args`).
+
+    ``selection`` becomes ``"test"`` and ``selection_stage`` 1, and a ``dataset_kwargs.validation_fraction`` (the
+    hold-out the release does not make) is dropped, unless the command line gave them (then
+    :func:`check_released_config` refuses any other value): a YAML preset written for the default protocol
+    (``selection: validation``, like ``recipes/configs/synthetic.yaml``) runs under ``--protocol released``
+    unchanged.
+    """
+    changes: dict[str, Any] = {}
+    if "selection" not in command_line_keys:
+        changes["selection"] = "test"
+    if "selection_stage" not in command_line_keys:
+        changes["selection_stage"] = 1
+    if "dataset_kwargs" not in command_line_keys and isinstance(cfg.dataset_kwargs, dict):
+        changes["dataset_kwargs"] = {k: v for k, v in cfg.dataset_kwargs.items() if k != "validation_fraction"}
+    return dataclasses.replace(cfg, **changes)
+
+
+def _refuse_released(option: str, why: str) -> ConfigError:
+    return ConfigError(f"--protocol released cannot honour {option}: {why}")
+
+
+def check_released_config(cfg: TrainConfig) -> None:
+    """Rejects, in one line naming the option, what the released protocol cannot honour.
+
+    What it fixes without being asked (and so never refuses at its default): every training conversation is used
+    (no validation hold-out), the test masks and batches are redrawn every epoch from one random stream seeded once,
+    the model runs the released forward (``reference_compat``: batch-wide prototypes, no gradient modulation).
+    """
+    refuse = _refuse_released
+    if cfg.selection != "test":
+        raise refuse(f"selection={cfg.selection!r}", "the release selects the best TEST epoch (use --selection test)")
+    if cfg.selection_stage != 1:
+        raise refuse(f"selection_stage={cfg.selection_stage}", "the release selects over all epochs (stage 1 too)")
+    if cfg.selection_metric is not None:
+        raise refuse(
+            f"selection_metric={cfg.selection_metric!r}", "the release selects on F1 (CMU) / accuracy (IEMOCAP)"
+        )
+    if cfg.missing_protocol != "rate":
+        raise refuse(f"missing_protocol={cfg.missing_protocol!r}", "the release only has the missing-rate protocol")
+    if cfg.mask_seed is not None:
+        raise refuse(
+            f"mask_seed={cfg.mask_seed}", "fixed masks do not exist there (redrawn per batch from the seed's stream)"
+        )
+    for key, why in (
+        ("split", "the release trains on the training split and tests on the test split"),
+        ("validation_fraction", "the release holds no validation out (it trains on every training conversation)"),
+    ):
+        if key in cfg.dataset_kwargs:
+            raise refuse(f"dataset_kwargs.{key}", why)
+    if cfg.eval_batch_size is not None and cfg.eval_batch_size != cfg.batch_size:
+        raise refuse(f"eval_batch_size={cfg.eval_batch_size}", "the release tests with the training batch size")
+    if cfg.gradient_accumulation_steps != 1:
+        raise refuse(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps}", "the release has none")
+    if cfg.mixed_precision not in (None, "no"):
+        raise refuse(f"mixed_precision={cfg.mixed_precision!r}", "the release trains in float32")
+    if cfg.max_grad_norm is not None:
+        raise refuse(f"max_grad_norm={cfg.max_grad_norm}", "the release does not clip gradients")
+    if cfg.keep_on_device:
+        raise refuse("keep_on_device=true", "its masks are drawn on the host for every batch, test batches included")
+    if cfg.push_to_hub is not None:
+        raise refuse("push_to_hub", "its numbers are optimistic; train with the default protocol to publish a model")
+    released_model = {"reference_compat": True, "prototype_scope": "batch", "use_gradient_modulation": False}
+    for key, value in released_model.items():
+        if key in cfg.model and cfg.model[key] != value:
+            raise refuse(
+                f"model.{key}={cfg.model[key]!r}",
+                f"the released forward runs with {key}={value!r} (drop model.{key})",
+            )
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -442,15 +525,42 @@ class EvalConfig(DataConfig):
 _COMP_CONFIG_EXTRA = ("num_labels", "problem_type", "id2label", "label2id")
 
 
+#: ``model:`` keys that the corpus decides (checked against it when it is loaded, not before).
+_DATA_MODEL_KEYS = ("audio_dim", "text_dim", "video_dim", "modality_features", *_COMP_CONFIG_EXTRA)
+
+
 def model_config_keys() -> set[str]:
     """Names accepted under ``model:``: ``ComPConfig.__init__`` arguments (plus the label fields)."""
-    import inspect
-
+    # Deferred: the model package imports torch and transformers' models (seconds), which `--help` does without.
     from modeling_comp import ComPConfig
 
     params = inspect.signature(ComPConfig.__init__).parameters
     names = {n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD}
     return names | set(_COMP_CONFIG_EXTRA)
+
+
+def model_config_error(err: Exception, model: dict[str, Any]) -> ConfigError:
+    """A ComPConfig ``ValueError``/``TypeError`` as one line naming ``model.<field>`` (and its value) when it can."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    match = re.search(r"ComPConfig\.(\w+)", text) or re.search(r"\b(\w+)=", text)
+    name = match.group(1) if match else None
+    if name is not None and name in model:
+        return ConfigError(f"model.{name}={model[name]!r} rejected: {text}")
+    if name is not None:
+        return ConfigError(f"model configuration rejected (model.{name}): {text}")
+    return ConfigError(f"model configuration rejected: {text}")
+
+
+def check_model_config(model: dict[str, Any]) -> None:
+    """Builds a ComPConfig from the ``model:`` keys the corpus does not decide, so that a bad or oversized value is a
+    one-line ConfigError naming ``model.<field>`` before any folder is created or any data is read."""
+    from modeling_comp import ComPConfig  # deferred with model_config_keys (torch, transformers)
+
+    own = {k: v for k, v in model.items() if k not in _DATA_MODEL_KEYS}
+    try:
+        ComPConfig(**own)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise model_config_error(err, model) from None
 
 
 # ---------------------------------------------------------------------- YAML
@@ -466,8 +576,15 @@ class _RecipeLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
             seen: set = set()
+            merges = 0
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
+                    merges += 1
+                    if merges > 1:
+                        raise _DuplicateKeyError(
+                            f"merge key '<<' is given twice (line {key_node.start_mark.line + 1}); merge several "
+                            "mappings with one key: '<<: [*a, *b]'"
+                        )
                     continue
                 key = self.construct_object(key_node, deep=True)
                 if isinstance(key, typing.Hashable) and key in seen:
@@ -483,14 +600,40 @@ _RecipeLoader.add_implicit_resolver(
 )
 
 
+_MAX_DEPTH = 32  # nesting levels a configuration value may have (the deepest real one, model.modality_features, has 4)
+
+
+class _TooDeepError(yaml.YAMLError):
+    pass
+
+
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+    try:
+        return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise _TooDeepError(f"a value is nested more than {_MAX_DEPTH} levels deep") from None
+
+
+def _depth(value: Any, limit: int = _MAX_DEPTH) -> int:
+    """Nesting depth of lists/dicts in ``value``, counted up to ``limit + 1`` (no recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            level += 1
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+            stack.extend((v, level) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def parse_value(text: str) -> Any:
     """Parses a command-line value as a YAML scalar/collection (``0.5``, ``1e-4`` → float, ``true``, ``null``)."""
     try:
         return _yaml_load(text)
+    except _TooDeepError as err:
+        raise ConfigError(f"command line: a value {err}") from None
     except yaml.YAMLError:
         return text
 
@@ -508,6 +651,8 @@ def coerce_value(name: str, value: Any, annotation: Any, source: str) -> Any:
         annotation = inner[0]
     if isinstance(value, str) and annotation is not str:
         value = parse_value(value)
+    if _depth(value) > _MAX_DEPTH:
+        raise ConfigError(f"{source}: {name} is nested more than {_MAX_DEPTH} levels deep")
     try:
         if annotation is bool:
             if isinstance(value, bool):
@@ -545,6 +690,12 @@ def load_yaml_config(path: str | Path, config_class: type = None) -> dict[str, A
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
         data = _yaml_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror or type(err).__name__}") from None
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") from None
@@ -610,6 +761,11 @@ class RecipeArgumentParser:
         for dtype in self.dataclass_types:
             hints.update(typing.get_type_hints(dtype))
         for action in parser._actions:
+            if action.dest in hints and any(o.startswith("--no_") for o in action.option_strings):
+                # HfArgumentParser's complement of a boolean option: it repeats the option's own help
+                action.help = f"turn --{action.dest} off (the same as --{action.dest} false)"
+                action.default = argparse.SUPPRESS
+                continue
             if action.dest in hints:
                 action.type = _argument_type(action.dest, hints[action.dest])
                 if action.dest in defaults:
@@ -723,14 +879,11 @@ def parse_train_args(argv: Sequence[str] | None = None, defaults: dict[str, Any]
         SystemExit: after printing help for ``-h``/``--help``.
     """
     (cfg,) = _TRAIN_PARSER.parse(argv, defaults)
-    if cfg.protocol == "released":
-        # the released protocol's own selection, unless the command line asks for something (then refused)
-        from recipes.released_protocol import resolve_released_options
-
+    if cfg.protocol == RELEASED:
+        # the released protocol's own choices, unless the command line asks for something (then refused)
         tokens = list(sys.argv[1:] if argv is None else argv)
         given = {t[2:].split("=", 1)[0].replace("-", "_") for t in tokens if t.startswith("--")}
-        values = resolve_released_options(dataclasses.asdict(cfg), given)
-        cfg = dataclasses.replace(cfg, selection=values["selection"], selection_stage=values["selection_stage"])
+        cfg = resolve_released_options(cfg, given)
     return cfg.validate()
 
 

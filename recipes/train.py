@@ -2,37 +2,32 @@
 
 Launch::
 
-    accelerate launch recipes/train.py                                    # synthetic corpus, minutes on a CPU
+    accelerate launch --config_file recipes/accelerate_configs/default.yaml recipes/train.py   # synthetic corpus
     accelerate launch recipes/train.py --config recipes/configs/mosi.yaml --data_dir ~/data/GCNet
     accelerate launch recipes/train.py --config recipes/configs/iemocap4.yaml --data_dir ~/data/GCNet --fold all
     accelerate launch recipes/train.py --output_dir runs/x --resume_from_checkpoint latest
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 recipes/train.py     # 2 CPU processes
+    ACCELERATE_USE_CPU=1 accelerate launch --config_file recipes/accelerate_configs/cpu_2proc.yaml recipes/train.py
 
 Every option is a key of :class:`recipes.config.TrainConfig` (``--help`` lists them); model hyper-parameters are
-``--model.<ComPConfig argument>``. A run directory holds ``config.yaml`` (resolved configuration),
-``provenance.json`` (data provenance per split), ``metrics.json`` (every epoch and the final selection),
-``checkpoints/`` (accelerate ``save_state``), ``logs/`` (TensorBoard) and ``model/`` (the selected model via
-``save_pretrained``, loadable with ``AutoModel``, also with ``trust_remote_code=True`` and no package installed).
+``--model.<ComPConfig argument>``. This module is the command line: it parses and checks the options, then runs
+the training loop of :mod:`recipes.trainer` (imported only then, with torch and accelerate, so that ``--help`` and a
+bad option answer at once). A user error prints one line and exits with status 2, also under ``accelerate launch``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import math
-import re
-import shutil
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+import psutil
 
 
 try:
-    from recipes.config import ConfigError, RecipeError, TrainConfig, parse_train_args
-    from recipes.model_card import render_model_card, selection_description
+    from recipes.config import RecipeError, TrainConfig, parse_train_args
 except ModuleNotFoundError as _err:  # run as a file from a checkout that is neither installed nor on PYTHONPATH
     if _err.name != "recipes":
         raise
@@ -40,36 +35,9 @@ except ModuleNotFoundError as _err:  # run as a file from a checkout that is nei
              "its root on PYTHONPATH")  # fmt: skip
 
 
-# torch, accelerate, the model and the data library are imported where they are used, after the arguments are
-# parsed, so that `--help` and bad options answer at once.
+__all__ = ["main", "train", "train_run", "default_output_dir"]
 
-
-__all__ = ["main", "train", "train_run", "train_one_epoch", "default_output_dir", "find_checkpoint", "RUN_FILES"]
-
-#: Files a run writes at the top of its directory (besides checkpoints/, logs/ and model/).
-RUN_FILES = ("config.yaml", "provenance.json", "metrics.json")
-_STATE_FILE = "training_state.json"
-_BEST_FILE = "best_model.safetensors"
-_DEFAULT_EVAL_BATCH = 256  # conversations per evaluation batch when eval_batch_size is unset
-# Keys that may change between an interrupted run and its resumption.
-_RESUME_FREE_KEYS = {
-    "resume_from_checkpoint",
-    "output_dir",
-    "overwrite_output_dir",
-    "progress",
-    "push_to_hub",
-    "hub_private",
-    "hub_token",
-    "report_to",
-    "num_workers",
-    "checkpoint_total_limit",
-    "checkpoint_every",
-    "checkpoint_interval",
-    "torch_threads",
-}
-
-
-# ---------------------------------------------------------------------- run directory
+EXIT_USER_ERROR = 2
 
 
 def default_output_dir(cfg: TrainConfig, stamp: str) -> Path:
@@ -78,828 +46,71 @@ def default_output_dir(cfg: TrainConfig, stamp: str) -> Path:
     if cfg.is_synthetic:
         corpus = f"synthetic-{cfg.dataset_config or 'iemocap4'}"
     protocol = f"mr{cfg.missing_rate:g}" if cfg.missing_protocol == "rate" else f"subset-{cfg.observed_modalities}"
+    if cfg.protocol != "default":
+        protocol += f"-{cfg.protocol}"
     fold = f"-fold{cfg.fold}" if cfg.fold is not None else ""
     return Path("runs") / f"{corpus}-{protocol}{fold}-seed{cfg.seed}-{stamp}"
 
 
-def read_json(path):
-    from recipes.common import read_json as _read
-
-    return _read(path)
-
-
-def write_json_atomic(path, data) -> None:
-    from recipes.common import write_json_atomic as _write
-
-    _write(path, data)
-
-
-def write_text_atomic(path, text: str) -> None:
-    from recipes.common import write_text_atomic as _write
-
-    _write(path, text)
-
-
-def replace_dir_atomic(staging, target) -> None:
-    from recipes.common import replace_dir_atomic as _replace
-
-    _replace(staging, target)
-
-
-def _broadcast(value: Any) -> Any:
-    """The main process's ``value`` on every process (initialises the process group when launched)."""
-    from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list
-
-    state = PartialState()
-    if state.num_processes == 1:
-        return value
-    box = [value]
-    broadcast_object_list(box, from_process=0)
-    return box[0]
-
-
-def _checkpoint_number(path: Path) -> int | None:
-    match = re.fullmatch(r"checkpoint_(\d+)", path.name)
-    return int(match.group(1)) if match else None
-
-
-def find_checkpoint(run_dir: Path) -> Path | None:
-    """The newest *complete* checkpoint of a run (one whose training state was written last), or None."""
-    root = run_dir / "checkpoints"
-    if not root.is_dir():
-        return None
-    complete = [p for p in root.iterdir() if _checkpoint_number(p) is not None and (p / _STATE_FILE).is_file()]
-    return max(complete, key=_checkpoint_number) if complete else None
-
-
-def _resolve_resume(cfg: TrainConfig, run_dir: Path) -> Path | None:
-    """The checkpoint directory to resume from (or None); one-line errors for bad requests."""
-    if cfg.resume_from_checkpoint is None:
-        return None
-    if cfg.resume_from_checkpoint == "latest":
-        return find_checkpoint(run_dir)  # None: nothing saved yet -> start from scratch
-    path = Path(cfg.resume_from_checkpoint).expanduser()
-    if not path.is_dir():
-        raise RecipeError(f"resume_from_checkpoint {str(path)!r} is not a directory")
-    if not (path / _STATE_FILE).is_file():
-        raise RecipeError(
-            f"resume_from_checkpoint {str(path)!r} is not a complete comp-emotion checkpoint (no {_STATE_FILE})"
-        )
-    return path
-
-
-def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resuming: bool) -> None:
-    """Checks the run directory is writable and not holding another run (unless resuming/overwriting)."""
-    from recipes.common import check_output_dir
-
-    check_output_dir(run_dir)
-    used = [name for name in (*RUN_FILES, "checkpoints", "model") if (run_dir / name).exists()]
-    if used and not resuming:
-        if not cfg.overwrite_output_dir:
-            raise RecipeError(
-                f"output_dir {str(run_dir)!r} already holds a run ({used[0]}); pass --resume_from_checkpoint latest "
-                "to continue it or --overwrite_output_dir true to replace it"
-            )
-        for name in (*RUN_FILES, "checkpoints", "model", "logs"):
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-
-
-def _check_same_config(cfg: TrainConfig, run_dir: Path) -> None:
-    """A resumed run must have the configuration it was started with (except output/resume/reporting keys)."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return
-    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    current = cfg.to_dict()
-    for key in sorted(set(saved) | set(current)):
-        if key in _RESUME_FREE_KEYS:
-            continue
-        if saved.get(key) != current.get(key):
-            raise RecipeError(f"cannot resume: {key} was {saved.get(key)!r} in {path} but is {current.get(key)!r} now")
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """Per-epoch seed: RNG streams of an epoch do not depend on how the run got there (resume-exact)."""
-    return (seed * 1_000_003 + 7919 * (epoch + 1)) % (2**31 - 1)
-
-
-def _selection_value(record: dict, split: str, metric: str) -> float | None:
-    value = (record.get(split) or {}).get(metric)
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
-def _state_dict_cpu(model) -> dict[str, Any]:
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-
-
-def _hparams(cfg: TrainConfig, fold: int | None) -> dict[str, Any]:
-    """Scalar hyper-parameters for TensorBoard's hparams view."""
-    flat: dict[str, Any] = {}
-    for key, value in cfg.to_dict().items():
-        if key == "model":
-            for name, inner in value.items():
-                if isinstance(inner, (int, float, str, bool)):
-                    flat[f"model.{name}"] = inner
-        elif isinstance(value, (int, float, str, bool)):
-            flat[key] = value
-    flat["fold"] = fold if fold is not None else -1
-    return flat
-
-
-def _fmt(value: Any, metric: str) -> str:
-    if value is None:
-        return "  n/a "
-    return f"{value:6.3f}" if metric in ("mae", "corr") else f"{100 * value:6.2f}"
-
-
-def _summary_lines(cfg: TrainConfig, summary: dict, run_dir: Path) -> list[str]:
-    """The end-of-run report: fused and per-modality test metrics, stage 1 vs stage 2, and the checkpoint path."""
-    task = summary["task"]
-    main = "accuracy" if task == "classification" else "acc2"
-    second = "unweighted_accuracy" if task == "classification" else "f1"
-    from hub_datasets.constants import MODALITIES  # imported on use: --help stays fast
-
-    per_mod = [f"{'accuracy' if task == 'classification' else 'acc2'}_{m}" for m in MODALITIES]
-    label = " (synthetic)" if cfg.is_synthetic else ""
-    prov = summary.get("provenance_test") or {}
-    realised = prov.get("realised_missing_rate")
-    protocol = (
-        f"missing rate {cfg.missing_rate:g}" + (f" (realised {realised:.3f})" if realised is not None else "")
-        if cfg.missing_protocol == "rate"
-        else f"observed modalities {cfg.observed_modalities}"
-    )
-    fold = f", fold {summary['fold']}" if summary.get("fold") is not None else ""
-    head = "WA     UA  " if task == "classification" else "Acc2   F1  "
-    lines = [
-        "",
-        f"ComP on {cfg.dataset}{'/' + cfg.dataset_config if cfg.is_synthetic and cfg.dataset_config else ''}"
-        f"{label} - {protocol}, seed {cfg.seed}{fold}",
-        f"selection: {summary['selection_rule']}",
-        f"test metrics{label} (percent)  fused {head}|  audio   text  video",
-    ]
-    rows = []
-    if summary.get("stage1") is not None:
-        rows.append((f"stage 1 (epoch {summary['stage1']['epoch']}, last)", summary["stage1"]["test"], True))
-    rows.append((f"stage 2 (epoch {summary['epoch']}, selected)", summary["test"], False))
-    for name, metrics, untrained in rows:
-        fused = f"{_fmt(metrics.get(main), main)} {_fmt(metrics.get(second), second)}"
-        mods = " ".join(_fmt(metrics.get(k), main) for k in per_mod)
-        note = "  (fused head untrained in stage 1)" if untrained else ""
-        lines.append(f"  {name:<30} {fused} | {mods}{note}")
-    if summary.get("selection") == "test":
-        lines.append("  NOTE: epoch chosen on the TEST set (paper protocol) - these test numbers are optimistic")
-    lines.append(f"selected model: {run_dir / 'model'}")
-    return lines
-
-
-# ---------------------------------------------------------------------- one epoch
-
-
-def train_one_epoch(
-    model,
-    loader,
-    optimizer,
-    accelerator,
-    *,
-    max_grad_norm: float | None = None,
-    desc: str = "train",
-    show_progress: bool = True,
-) -> tuple[float, dict[str, float], float]:
-    """One pass over ``loader``: forward with labels (the model computes the stage's losses and arms the
-    gradient modulator), ``accelerator.backward``, optional clipping, ``optimizer.step``.
-
-    The loss and its terms are summed on the device and read once, after the epoch (no per-step host sync).
-
-    Args:
-        model: the prepared model, already switched to its stage.
-        loader: the prepared training dataloader, or any iterable of batches on the device.
-        optimizer: the prepared optimizer.
-        accelerator: the run's accelerator (mixed precision and gradient accumulation live there).
-        max_grad_norm: clip the gradient norm when set.
-        desc: progress-bar label.
-        show_progress: show the bar (main process only).
-
-    Returns:
-        ``(mean loss over processes, mean loss terms of this process, seconds)``.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    model.train()
-    started = time.perf_counter()
-    dtype = torch.float32 if accelerator.device.type == "mps" else torch.float64
-    loss_sum = torch.zeros((), dtype=dtype, device=accelerator.device)
-    terms_sum: dict[str, Any] = {}
-    batches = 0
-    for batch in tqdm(
-        loader, desc=desc, leave=False, disable=not (show_progress and accelerator.is_local_main_process)
-    ):
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                out = model(**_model_inputs(batch))
-            accelerator.backward(out.loss)
-            if max_grad_norm is not None and accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad()
-        loss_sum += out.loss.detach().to(dtype)
-        for name, value in (out.loss_terms or {}).items():
-            value = value.detach().to(dtype) if isinstance(value, torch.Tensor) else float(value)
-            terms_sum[name] = terms_sum.get(name, 0.0) + value
-        batches += 1
-    seconds = time.perf_counter() - started
-    count = max(batches, 1)
-    mean_loss = float(accelerator.gather((loss_sum / count)[None]).mean())
-    return mean_loss, {k: float(v) / count for k, v in terms_sum.items()}, seconds
-
-
-def _model_inputs(batch):
-    from recipes.common import model_inputs
-
-    return model_inputs(batch)
-
-
-# ---------------------------------------------------------------------- one run: the pieces
-
-
-class _OutputWriteError(Exception):
-    """Writing an output failed (disk full, read-only folder): turned into a one-line RecipeError by train()."""
-
-    def __init__(self, path: Path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = path, reason
-
-
-@contextlib.contextmanager
-def _writing(path: Path):
-    """Turns an OSError (or torch's RuntimeError for a failed file write) while writing ``path`` into one error."""
-    try:
-        yield
-    except OSError as err:
-        raise _OutputWriteError(Path(err.filename or path), err.strerror or str(err)) from None
-    except RuntimeError as err:
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "writ" not in text.lower() and "file" not in text.lower():
-            raise
-        raise _OutputWriteError(path, text) from None
-
-
-@dataclasses.dataclass
-class _RunData:
-    """The loaded corpus of one run and what follows from it."""
-
-    dsd: Any
-    eval_splits: list[str]
-    model_config: Any
-    task: str
-    metric: str
-    rule: str
-    provenance: dict[str, Any]
-    label_names: dict[int, str] | None
-
-
-@dataclasses.dataclass
-class _RunState:
-    """What a checkpoint holds besides accelerate's state: the history and the best epoch so far."""
-
-    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    best: dict[str, Any] = dataclasses.field(default_factory=lambda: {"epoch": None, "value": None})
-    best_weights: dict[str, Any] | None = None
-    start_epoch: int = 0
-    last_save: float = dataclasses.field(default_factory=time.monotonic)
-
-
-def _check_model_against_data(cfg: TrainConfig, data_kwargs: dict[str, Any]) -> None:
-    """``--model.audio_dim 33`` on a 32-d corpus, ``--model.num_labels 6`` on 4 classes: one-line errors."""
-    for key in ("audio_dim", "text_dim", "video_dim", "num_labels", "problem_type"):
-        if key in cfg.model and cfg.model[key] != data_kwargs[key]:
-            raise ConfigError(
-                f"model.{key}={cfg.model[key]!r} does not match corpus {cfg.dataset!r}, which has "
-                f"{key}={data_kwargs[key]!r}; drop model.{key} (it is taken from the data)"
-            )
-
-
-def _load_run_data(cfg: TrainConfig, fold: int | None, accelerator) -> _RunData:
-    """Loads the corpus and checks it against the configuration, before anything is trained."""
-    import hub_datasets
-    from modeling_comp import ComPConfig
-    from modeling_comp.configuration_comp import CORPUS_MODALITY_FEATURES
-    from recipes.common import corpus_task, load_corpus
-    from recipes.metrics import default_selection_metric, metric_names
-
-    with accelerator.main_process_first():
-        dsd = load_corpus(cfg, fold)
-    eval_splits = [s for s in ("validation", "test") if s in dsd]
-    for split in ("train", *eval_splits):
-        if len(dsd[split]) == 0:
-            raise RecipeError(f"the {split!r} split of {cfg.dataset!r} has no conversation (fold {fold})")
-    data_kwargs = hub_datasets.model_config_kwargs(dsd["train"])
-    _check_model_against_data(cfg, data_kwargs)
-    provenance = {split: hub_datasets.dataset_provenance(dsd[split]) for split in dsd}
-    corpus = provenance["train"].get("corpus")
-    if (
-        "modality_features" not in cfg.model
-        and not provenance["train"].get("synthetic")
-        and corpus in CORPUS_MODALITY_FEATURES
-    ):
-        # the checkpoint records which features (and which text extractor) it was trained on
-        data_kwargs = {**data_kwargs, "modality_features": CORPUS_MODALITY_FEATURES[corpus]}
-    try:
-        model_config = ComPConfig(**{**data_kwargs, **cfg.model})
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"model configuration rejected: {str(err).splitlines()[0]}") from None
-    longest = max(int(max(dsd[s]["num_utterances"])) for s in dsd if len(dsd[s]))
-    if longest > model_config.max_utterances:
-        raise ConfigError(
-            f"model.max_utterances={model_config.max_utterances} is shorter than the longest conversation "
-            f"({longest} utterances) of {cfg.dataset!r}"
-        )
-    task = corpus_task(model_config)
-    label_names = {int(k): v for k, v in (model_config.id2label or {}).items()} if task == "classification" else None
-    metric = cfg.selection_metric or default_selection_metric(task)
-    known = metric_names(task, list((label_names or {}).values()))
-    if metric not in known:
-        raise ConfigError(
-            f"selection_metric={metric!r} is not a {task} metric of {cfg.dataset!r}: expected one of {', '.join(known)}"
-        )
-    rule = selection_description(cfg.selection, metric, cfg.selection_stage)
-    for entry in provenance.values():
-        entry.update(selection=cfg.selection, selection_metric=metric, selection_rule=rule, training_seed=cfg.seed)
-    return _RunData(dsd, eval_splits, model_config, task, metric, rule, provenance, label_names)
-
-
-@dataclasses.dataclass
-class _Trainer:
-    """The prepared model, optimiser and data of a run."""
-
-    model: Any
-    unwrapped: Any
-    optimizer: Any
-    train_data: Any  # EpochMaskedDataset
-    train_batches: Any  # prepared DataLoader, or a DeviceCorpus
-    eval_batches: dict[str, Any]
-
-
-def _build_trainer(cfg: TrainConfig, data: _RunData, accelerator) -> _Trainer:
-    """Model, fused-on-CUDA Adam, and the data: DataLoaders, or with ``keep_on_device`` device-resident splits."""
-    import torch
-    from accelerate.utils import set_seed
-
-    import hub_datasets
-    from modeling_comp import ComPForEmotionRecognition, ComPProcessor
-    from recipes.common import DeviceCorpus, EpochMaskedDataset
-
-    set_seed(cfg.seed)
-    model = ComPForEmotionRecognition(data.model_config)
-    fused = {"fused": True} if accelerator.device.type == "cuda" else {}
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, **fused)
-    train_data = EpochMaskedDataset(data.dsd["train"])
-    eval_bs = cfg.eval_batch_size or _DEFAULT_EVAL_BATCH
-    max_utt = data.model_config.max_utterances
-    if cfg.keep_on_device:
-        model, optimizer = accelerator.prepare(model, optimizer)
-        on_device = {"max_utterances": max_utt, "device": accelerator.device, "pad_to_max": cfg.compile}
-        train_batches = DeviceCorpus(data.dsd["train"], **on_device)
-        eval_batches = {s: DeviceCorpus(data.dsd[s], **on_device) for s in data.eval_splits}
-    else:
-        # torch.compile: every batch padded to max_utterances and, in training, the last smaller batch of an epoch
-        # dropped (the shuffle changes per epoch, so every conversation is still used), so training has one shape.
-        pad_to = "max_utterances" if cfg.compile else "longest"
-        processor = ComPProcessor.from_model_config(data.model_config, pad_to=pad_to)
-        collate = hub_datasets.ComPDataCollator(processor=processor)
-        drop_last = cfg.compile and len(train_data) >= cfg.batch_size
-        train_dl = torch.utils.data.DataLoader(
-            train_data,
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            collate_fn=collate,
-            num_workers=cfg.num_workers,
-            drop_last=drop_last,
-        )
-        eval_dls = [
-            torch.utils.data.DataLoader(data.dsd[s], batch_size=eval_bs, shuffle=False, collate_fn=collate)
-            for s in data.eval_splits
-        ]
-        model, optimizer, train_batches, *eval_dls = accelerator.prepare(model, optimizer, train_dl, *eval_dls)
-        eval_batches = dict(zip(data.eval_splits, eval_dls))
-    return _Trainer(model, accelerator.unwrap_model(model), optimizer, train_data, train_batches, eval_batches)
-
-
-def _restore(cfg: TrainConfig, run_dir: Path, resume_dir: Path | None, accelerator) -> _RunState:
-    """Loads the checkpoint to resume from, and removes checkpoints newer than the starting point."""
-    state = _RunState()
-    if resume_dir is not None:
-        from safetensors.torch import load_file
-
-        accelerator.load_state(str(resume_dir), load_kwargs={"weights_only": True})
-        saved = read_json(resume_dir / _STATE_FILE)
-        state.history, state.best, state.start_epoch = saved["history"], saved["best"], saved["epoch"] + 1
-        if (resume_dir / _BEST_FILE).is_file():
-            state.best_weights = load_file(str(resume_dir / _BEST_FILE))
-        if accelerator.is_main_process:
-            print(f"resumed from {resume_dir} (epoch {saved['epoch']} done)", flush=True)
-    # Checkpoints newer than the starting point are stale (interrupted mid-save, or from an abandoned branch):
-    # remove them so that save_state never meets an existing folder.
-    if accelerator.is_main_process and (run_dir / "checkpoints").is_dir():
-        for stale in (run_dir / "checkpoints").iterdir():
-            number = _checkpoint_number(stale)
-            if number is not None and number >= state.start_epoch:
-                shutil.rmtree(stale)
-    accelerator.wait_for_everyone()
-    return state
-
-
-def _epoch_batches(cfg: TrainConfig, trainer: _Trainer, epoch: int):
-    """This epoch's training batches (masks of ``epoch``; the order depends on (seed, epoch) only)."""
-    trainer.train_data.set_epoch(epoch)
-    if not cfg.keep_on_device:
-        trainer.train_batches.set_epoch(epoch)
-        return trainer.train_batches
-    import torch
-
-    corpus = trainer.train_batches
-    corpus.set_masks(trainer.train_data.current)
-    generator = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
-    return corpus.batches(cfg.batch_size, generator=generator)
-
-
-def _evaluate_splits(cfg: TrainConfig, data: _RunData, trainer: _Trainer, accelerator, epoch: int, show: bool):
-    from recipes.common import evaluate_model
-
-    results = {}
-    eval_bs = cfg.eval_batch_size or _DEFAULT_EVAL_BATCH
-    for split, batches in trainer.eval_batches.items():
-        results[split] = evaluate_model(
-            trainer.model,
-            batches.batches(eval_bs) if cfg.keep_on_device else batches,
-            accelerator,
-            task=data.task,
-            num_labels=data.model_config.num_labels,
-            label_names=data.label_names,
-            num_conversations=len(data.dsd[split]),
-            desc=f"{split} {epoch}",
-            show_progress=show,
-        )
-    return results
-
-
-def _run_epoch(cfg, data: _RunData, trainer: _Trainer, state: _RunState, accelerator, epoch: int, show: bool):
-    """Trains and evaluates one epoch, updates the best epoch; returns the epoch's record."""
-    from accelerate.utils import set_seed
-
-    stage = 1 if epoch < cfg.stage1_epochs else 2
-    trainer.unwrapped.set_training_stage(stage)
-    set_seed(_epoch_seed(cfg.seed, epoch), device_specific=True)
-    batches = _epoch_batches(cfg, trainer, epoch)
-    mean_loss, terms, train_seconds = train_one_epoch(
-        trainer.model,
-        batches,
-        trainer.optimizer,
-        accelerator,
-        max_grad_norm=cfg.max_grad_norm,
-        desc=f"epoch {epoch} (stage {stage})",
-        show_progress=show,
-    )
-    record: dict[str, Any] = {
-        "epoch": epoch,
-        "stage": stage,
-        "train": {"loss": mean_loss, **terms},
-        "train_seconds": train_seconds,
-    }
-    record.update(_evaluate_splits(cfg, data, trainer, accelerator, epoch, show))
-    value = _selection_value(record, cfg.selection, data.metric)
-    record["selection_value"] = value
-    from recipes.selection import selection_improves, selection_loss
-
-    # ties on the metric: the lower selection-split loss, then the later epoch (recipes/selection.py)
-    if (
-        stage >= cfg.selection_stage
-        and value is not None
-        and selection_improves(value, record, state.best, cfg.selection, data.metric)
-    ):
-        state.best = {"epoch": epoch, "value": value, "loss": selection_loss(record, cfg.selection)}
-        state.best_weights = _state_dict_cpu(trainer.unwrapped)
-    record["best_epoch"] = state.best["epoch"]
-    state.history.append(record)
-    return record
-
-
-def _log_epoch(cfg: TrainConfig, data: _RunData, record: dict[str, Any], accelerator) -> None:
-    if not cfg.reporters:
-        return
-    logs = {f"train/{k}": v for k, v in record["train"].items()}
-    for split in data.eval_splits:
-        logs.update({f"{split}/{k}": v for k, v in record[split].items() if isinstance(v, (int, float))})
-    logs["stage"] = record["stage"]
-    accelerator.log(logs, step=record["epoch"])
-
-
-def _checkpoint_due(cfg: TrainConfig, state: _RunState, epoch: int) -> bool:
-    """Last epoch and end of stage 1 always; otherwise every ``checkpoint_every`` epochs, at most once per
-    ``checkpoint_interval`` seconds."""
-    if epoch == cfg.epochs - 1 or epoch == cfg.stage1_epochs - 1:
-        return True
-    if (epoch + 1) % cfg.checkpoint_every:
-        return False
-    return time.monotonic() - state.last_save >= cfg.checkpoint_interval
-
-
-def _save_checkpoint(cfg: TrainConfig, run_dir: Path, state: _RunState, accelerator, epoch: int) -> None:
-    """``save_state`` into ``checkpoints/checkpoint_<epoch>``, the best weights, then the state file (last:
-    its presence marks the checkpoint complete), then quiet pruning to ``checkpoint_total_limit``."""
-    from safetensors.torch import save_file
-
-    # Named after the epoch (the counter is set explicitly), so a resumed run never clobbers or misnames one.
-    accelerator.project_configuration.iteration = epoch
-    target = run_dir / "checkpoints" / f"checkpoint_{epoch}"
-    with _writing(target):
-        path = Path(accelerator.save_state())
-        if accelerator.is_main_process:
-            if state.best_weights is not None:
-                save_file(state.best_weights, str(path / _BEST_FILE))
-            write_json_atomic(path / _STATE_FILE, {"epoch": epoch, "best": state.best, "history": state.history})
-    if accelerator.is_main_process and cfg.checkpoint_total_limit is not None:
-        complete = sorted(
-            (p for p in path.parent.iterdir() if _checkpoint_number(p) is not None and (p / _STATE_FILE).is_file()),
-            key=_checkpoint_number,
-        )
-        for old in complete[: -cfg.checkpoint_total_limit]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    state.last_save = time.monotonic()
-
-
-def _summary(cfg: TrainConfig, data: _RunData, state: _RunState, fold: int | None) -> dict[str, Any]:
-    if state.best["epoch"] is None or state.best_weights is None:
-        raise RecipeError(f"no epoch could be selected ({cfg.selection} {data.metric} was never defined)")
-    selected = next(r for r in state.history if r["epoch"] == state.best["epoch"])
-    stage1 = [r for r in state.history if r["stage"] == 1]
-    return {
-        "task": data.task,
-        "fold": fold,
-        "epoch": state.best["epoch"],
-        "selection": cfg.selection,
-        "selection_metric": data.metric,
-        "selection_rule": data.rule,
-        "selection_stage": cfg.selection_stage,
-        "validation": selected.get("validation"),
-        "test": selected.get("test"),
-        "stage1": (
-            {"epoch": stage1[-1]["epoch"], "test": stage1[-1].get("test"), "validation": stage1[-1].get("validation")}
-            if stage1
-            else None
-        ),
-        "provenance_test": data.provenance.get("test"),
-        "synthetic": cfg.is_synthetic,
-    }
-
-
-def _save_selected_model(cfg, data: _RunData, trainer: _Trainer, summary, run_dir: Path, state: _RunState) -> None:
-    """Writes ``model/`` (weights, code, card, comp_run.json) through a staging folder, then ``metrics.json``."""
-    staging = run_dir / ".model.partial"
-    with _writing(staging):
-        if staging.exists():
-            shutil.rmtree(staging)
-        # weights, model code, the processor (preprocessor_config.json) and the pipeline declaration
-        from modeling_comp import save_with_processor_and_pipeline
-
-        save_with_processor_and_pipeline(trainer.unwrapped, None, staging)
-        run_record = {
-            "config": cfg.to_dict(),
-            "provenance": data.provenance,
-            "final": summary,
-            "task": data.task,
-            "repo_id": cfg.push_to_hub,
-        }
-        write_json_atomic(staging / "comp_run.json", run_record)
-        write_text_atomic(staging / "README.md", render_model_card(run_record, with_pipeline=True))
-        replace_dir_atomic(staging, run_dir / "model")
-    with _writing(run_dir / "metrics.json"):
-        write_json_atomic(
-            run_dir / "metrics.json",
-            {"finished": True, "selection_rule": data.rule, "epochs": state.history, "final": summary},
-        )
-
-
-# ---------------------------------------------------------------------- one run
-
-
 def train_run(cfg: TrainConfig, run_dir: Path, fold: int | None = None) -> dict[str, Any]:
-    """Trains one model (one fold) in ``run_dir`` and returns its final summary.
+    """Trains one model (one fold) in ``run_dir`` and returns its final summary (:func:`recipes.trainer.train_run`)."""
+    from recipes import trainer  # the training stack (torch, accelerate, the model): only once a run starts
 
-    Args:
-        cfg: validated configuration.
-        run_dir: the run directory (created).
-        fold: IEMOCAP fold or None.
-
-    Returns:
-        ``metrics.json``'s ``final`` entry: selected epoch, selection rule, validation/test metrics, stage-1
-        metrics, fold, task.
-    """
-    if cfg.protocol == "released":  # the authors' protocol, in its own loop (recipes/released_protocol.py)
-        from recipes.released_protocol import train_released_run
-
-        return train_released_run(cfg, run_dir, fold)
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-
-    from recipes.common import make_accelerator
-
-    run_dir = Path(run_dir)
-    done = run_dir / "metrics.json"
-    if cfg.resume_from_checkpoint is not None and done.is_file():
-        previous = read_json(done)
-        if previous.get("finished"):
-            return previous["final"]
-    resume_dir = _resolve_resume(cfg, run_dir)
-    _prepare_run_dir(cfg, run_dir, resuming=cfg.resume_from_checkpoint is not None)
-    if cfg.resume_from_checkpoint is not None:
-        _check_same_config(cfg, run_dir)
-
-    accelerator = make_accelerator(
-        mixed_precision=cfg.mixed_precision,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        project_dir=run_dir,
-        report_to=cfg.reporters,
-        seed=cfg.seed,
-        compile=cfg.compile,
-    )
-    if cfg.keep_on_device and accelerator.num_processes > 1:
-        raise ConfigError("keep_on_device=True runs in one process; launch one process or drop --keep_on_device")
-    is_main = accelerator.is_main_process
-    show = cfg.progress and accelerator.is_local_main_process
-    set_seed(cfg.seed)
-
-    data = _load_run_data(cfg, fold, accelerator)
-    if is_main:
-        with _writing(run_dir / "config.yaml"):
-            write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            write_json_atomic(run_dir / "provenance.json", data.provenance)
-    trainer = _build_trainer(cfg, data, accelerator)
-    state = _restore(cfg, run_dir, resume_dir, accelerator)
-    if cfg.reporters:
-        accelerator.init_trackers("comp", config=_hparams(cfg, fold))
-
-    bar = tqdm(total=cfg.epochs, initial=state.start_epoch, desc="epochs", disable=not show, dynamic_ncols=True)
-    for epoch in range(state.start_epoch, cfg.epochs):
-        record = _run_epoch(cfg, data, trainer, state, accelerator, epoch, show)
-        _log_epoch(cfg, data, record, accelerator)
-        if is_main:
-            with _writing(run_dir / "metrics.json"):
-                write_json_atomic(
-                    run_dir / "metrics.json", {"finished": False, "selection_rule": data.rule, "epochs": state.history}
-                )
-        if _checkpoint_due(cfg, state, epoch):
-            _save_checkpoint(cfg, run_dir, state, accelerator, epoch)
-        if show:
-            shown = record.get(cfg.selection, {}).get(data.metric)
-            bar.set_postfix(stage=record["stage"], loss=f"{record['train']['loss']:.3f}",
-                            **{f"{cfg.selection[:3]}_{data.metric}": shown})  # fmt: skip
-        bar.update(1)
-    bar.close()
-
-    summary = _summary(cfg, data, state, fold)
-    trainer.unwrapped.load_state_dict(state.best_weights)
-    trainer.unwrapped.set_training_stage(2)
-    if is_main:
-        _save_selected_model(cfg, data, trainer, summary, run_dir, state)
-        for line in _summary_lines(cfg, summary, run_dir):
-            print(line, flush=True)
-    accelerator.wait_for_everyone()
-    if cfg.reporters:
-        accelerator.end_training()
-    return summary
-
-
-# ---------------------------------------------------------------------- folds, push, entry point
-
-
-def _aggregate_folds(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± std (population std over folds) of every numeric test metric."""
-    import numpy as np
-
-    keys = sorted({k for s in summaries for k, v in (s.get("test") or {}).items() if isinstance(v, (int, float))})
-    out: dict[str, Any] = {}
-    for key in keys:
-        values = [s["test"][key] for s in summaries if isinstance((s.get("test") or {}).get(key), (int, float))]
-        if values:
-            out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
-    return out
-
-
-def push_run_to_hub(cfg: TrainConfig, run_dir: Path) -> str:
-    """Uploads ``run_dir/model`` (weights, code, card, comp_run.json) to ``cfg.push_to_hub``; returns its URL."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    private = cfg.hub_private if cfg.hub_private is not None else cfg.is_iemocap and not cfg.is_synthetic
-    api = HfApi(token=cfg.hub_token)
-    try:
-        url = api.create_repo(cfg.push_to_hub, private=private, exist_ok=True, repo_type="model")
-        api.upload_folder(
-            repo_id=cfg.push_to_hub,
-            folder_path=str(run_dir / "model"),
-            commit_message=f"Upload ComP trained on {cfg.dataset}{' (synthetic)' if cfg.is_synthetic else ''} with comp-emotion",
-        )
-    except (HfHubHTTPError, OSError) as err:
-        raise RecipeError(f"push to the Hub repo {cfg.push_to_hub!r} failed: {str(err).splitlines()[0]}") from None
-    return str(url)
-
-
-def _resume_command(cfg: TrainConfig, run_dir: Path) -> str:
-    return f"comp-train --config {run_dir / 'config.yaml'} --output_dir {run_dir} --resume_from_checkpoint latest"
+    return trainer.train_run(cfg, run_dir, fold)
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Runs a configuration: one run, or one per IEMOCAP fold with mean ± std; pushes to the Hub if asked.
+    """Runs a configuration: one run, or one per IEMOCAP fold (:func:`recipes.trainer.train`)."""
+    from recipes import trainer  # the training stack (torch, accelerate, the model): only once a run starts
 
-    Args:
-        cfg: validated configuration.
+    return trainer.train(cfg, default_output_dir)
 
-    Returns:
-        ``{"run_dir", "final"}`` for one run or ``{"run_dir", "folds", "mean_std"}`` for several folds.
 
-    Raises:
-        RecipeError: one line for anything the user can fix, including an output that could not be written
-            (disk full, read-only folder) mid-run: it names the path and the command that resumes the run.
-    """
-    if cfg.torch_threads is not None:
-        import torch
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
 
-        torch.set_num_threads(cfg.torch_threads)
-    if cfg.output_dir is not None:
-        out = Path(cfg.output_dir).expanduser()
-    elif cfg.resume_from_checkpoint not in (None, "latest"):
-        # runs/x/checkpoints/checkpoint_3 (or runs/x/fold2/checkpoints/...) -> the run directory
-        out = Path(cfg.resume_from_checkpoint).expanduser().resolve().parents[1]
-    elif cfg.resume_from_checkpoint == "latest":
-        raise ConfigError("--resume_from_checkpoint latest needs --output_dir (the run directory to continue)")
-    else:
-        out = default_output_dir(cfg, _broadcast(time.strftime("%Y%m%d-%H%M%S")))
-    from recipes.common import check_output_dir
 
-    check_output_dir(out)
-    folds = cfg.folds()
-    if len(folds) > 1 and cfg.resume_from_checkpoint not in (None, "latest"):
-        raise ConfigError("with --fold all, resume with --resume_from_checkpoint latest (folds resume in order)")
+def _launcher_pid() -> int | None:
+    """The pid of the ``accelerate launch`` process that started this one (which sets ``ACCELERATE_DYNAMO_BACKEND``
+    for its children, one process or several), or None."""
+    if "ACCELERATE_DYNAMO_BACKEND" not in os.environ:
+        return None
     try:
-        summaries = [train_run(cfg, out if len(folds) == 1 else out / f"fold{f}", f) for f in folds]
-    except _OutputWriteError as err:
-        raise RecipeError(
-            f"cannot write {err.path}: {err.reason}; what was written before is intact - free space or fix the "
-            f"permissions, then resume with: {_resume_command(cfg, out)}"
-        ) from None
-    if len(folds) == 1:
-        summary = summaries[0]
-        result: dict[str, Any] = {"run_dir": str(out), "final": summary}
-        model_dir = out
-    else:
-        mean_std = _aggregate_folds(summaries)
-        result = {"run_dir": str(out), "folds": summaries, "mean_std": mean_std}
-        from accelerate import PartialState
+        parent = psutil.Process(os.getppid())
+        args = parent.cmdline()
+    except (psutil.Error, OSError):
+        return None
+    launcher = any("accelerate" in a for a in args) and any(a == "launch" or a.endswith(".launch") for a in args)
+    return parent.pid if launcher else None
 
-        if PartialState().is_main_process:
-            write_json_atomic(
-                out / "metrics.json",
-                {"finished": True, "folds": summaries, "mean_std": mean_std, "synthetic": cfg.is_synthetic},
-            )
-            main = "accuracy" if summaries[0]["task"] == "classification" else "acc2"
-            m = mean_std.get(main)
-            if m:
-                print(
-                    f"\n{len(folds)}-fold test {main}{' (synthetic)' if cfg.is_synthetic else ''}: {100 * m['mean']:.2f} ± {100 * m['std']:.2f}"
-                    f" ({summaries[0]['selection_rule']})",
-                    flush=True,
-                )
-        model_dir = None
-    if cfg.push_to_hub:
-        if model_dir is None:
-            raise ConfigError("--push_to_hub needs a single run: pick one fold with --fold N")
-        from accelerate import PartialState
 
-        if PartialState().is_main_process:
-            url = push_run_to_hub(cfg, model_dir)
-            print(f"pushed to {url}", flush=True)
-            result["hub_url"] = url
-    return result
+def _stop_the_launcher() -> None:
+    """After a user error under ``accelerate launch``: stop the launcher with SIGTERM, on which it exits (status 143)
+    without a word, instead of letting it turn this process's exit status into a traceback (its simple launcher
+    raises ``CalledProcessError`` with the child's stderr again, torchrun ``ChildFailedError``). Under torchrun the
+    elastic agent still logs that it stops its workers (its own warning lines); the other ranks, which met the same
+    error, wait for that instead of exiting first."""
+    launcher = _launcher_pid()
+    if launcher is None:
+        return
+    if _rank() != 0:
+        time.sleep(5)  # rank 0 stops the launcher, which then stops this process
+        return
+    time.sleep(0.3)  # the launcher copies the error line from this process's stderr first
+    os.kill(launcher, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point (``comp-train``)."""
+    """Console entry point (``comp-train``): 0 on success, 2 after printing a user error in one line (under
+    ``accelerate launch``, the launcher is stopped so that it adds no traceback; it then exits with status 143)."""
     try:
         cfg = parse_train_args(argv)
         train(cfg)
     except RecipeError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+        if _rank() == 0:  # the same error on every process of a launch: said once
+            print(f"error: {err}", file=sys.stderr, flush=True)
+        _stop_the_launcher()
+        return EXIT_USER_ERROR
     return 0
 
 

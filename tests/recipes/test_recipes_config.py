@@ -225,3 +225,82 @@ def test_shipped_accelerate_config_starts_without_launcher_warnings():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "were not passed" not in proc.stderr and "num_processes" not in proc.stderr
     assert "--missing_rate" in proc.stdout
+
+
+def test_importing_the_configuration_imports_no_training_module():
+    """`import recipes.config` (and parsing `--help`-free options) loads no training module: no import circle."""
+    code = (
+        "import sys\n"
+        "import recipes.config\n"
+        "heavy = ['recipes.train', 'recipes.trainer', 'recipes.released_protocol', 'recipes.common',\n"
+        "         'recipes.metrics', 'accelerate', 'torch', 'torch.optim', 'sklearn', 'modeling_comp', 'hub_datasets']\n"
+        "print('LOADED', [m for m in heavy if m in sys.modules])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=repo_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LOADED []" in proc.stdout
+
+
+def _yaml_file(tmp_path, name, content) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+HOSTILE_YAML = [
+    ("seed_big.yaml", "seed: 4294967296\n", "seed=4294967296 is invalid: expected an integer in [0, 2**32)"),
+    ("seed_negative.yaml", "seed: -1\n", "seed=-1 is invalid"),
+    ("mask_seed_huge.yaml", "mask_seed: 1e30\n", "mask_seed"),
+    ("deep.yaml", "dataset_kwargs: " + "[" * 20000 + "]" * 20000 + "\n", "nested more than 32 levels deep"),
+    ("deep_flow_map.yaml", "model: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", "nested more than 32 levels deep"),
+    ("moderately_deep.yaml", "dataset_kwargs: " + "[" * 100 + "]" * 100 + "\n", "dataset_kwargs is nested more than"),
+    ("latin1.yaml", b"seed: 1\n# caf\xe9\n", "is not UTF-8 text (byte 0xe9"),
+    ("utf16.yaml", "seed: 1\n".encode("utf-16"), "is not UTF-8 text"),
+    ("two_merges.yaml", "dataset_kwargs:\n  <<: {validation_fraction: 0.1}\n  <<: {validation_fraction: 0.3}\n",
+     "merge key '<<' is given twice (line 3)"),
+    ("merge_then_twice.yaml", "a: &a {seed: 1}\n", "unknown key 'a'"),
+    ("hidden_indivisible.yaml", "model:\n  hidden_size: 20000\n  num_attention_heads: 3\n",
+     "model.hidden_size=20000 rejected"),
+    ("hidden_negative.yaml", "model:\n  hidden_size: -5\n", "model.hidden_size=-5 rejected"),
+    ("heads_string.yaml", "model:\n  num_attention_heads: two\n", "model.num_attention_heads='two' rejected"),
+    ("dropout_one.yaml", "model:\n  hidden_dropout_prob: 1.0\n", "model configuration rejected"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,content,needle", HOSTILE_YAML, ids=[c[0] for c in HOSTILE_YAML])
+def test_hostile_yaml_is_a_one_line_error(tmp_path, name, content, needle):
+    path = _yaml_file(tmp_path, name, content)
+    with pytest.raises(ConfigError) as err:
+        parse_train_args(["--config", str(path)])
+    message = str(err.value)
+    assert needle in message and "\n" not in message
+    assert len(message) < 400
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--seed", "4294967296"], "seed=4294967296 is invalid"),
+        (["--dataset_kwargs", "[" * 5000 + "]" * 5000], "nested more than 32 levels deep"),
+        (["--model.hidden_size", "0"], "model.hidden_size=0 rejected"),
+        (["--model.prototype_scope", "galaxy"], "model.prototype_scope='galaxy' rejected"),
+        (["--dataset", "mosi", "--data_dir", "/nonexistent/GCNet"], "data_dir '/nonexistent/GCNet' does not exist"),
+    ],
+)
+def test_hostile_command_line_values_are_one_line_errors(argv, needle):
+    with pytest.raises(ConfigError) as err:
+        parse_train_args(argv)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_no_option_of_a_boolean_says_what_it_does(capsys):
+    from recipes.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--no_progress, --no-progress turn --progress off (the same as --progress false)" in text
+    assert parse_train_args(["--no_progress"]).progress is False and parse_train_args([]).progress is True

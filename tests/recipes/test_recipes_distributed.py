@@ -217,3 +217,84 @@ def test_resume_from_bad_checkpoint_dir(tmp_path, kind):
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: resume_from_checkpoint") and str(target) in line
     assert "Traceback" not in proc.stderr
+
+
+def _readme_command(pattern: str) -> list[str]:
+    """The README's command matching ``pattern`` (a regular expression), as an argv run from any folder: `accelerate`
+    becomes this interpreter's accelerate CLI, ``recipes/…`` paths point into the repository, and ``VAR=value``
+    prefixes are returned as the first items ``VAR=value``."""
+    import re
+    import shlex
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    lines = [line.strip().strip("`").rstrip(".").rstrip("`") for line in readme.splitlines()]
+    matches = [line for line in lines if re.search(pattern, line)]
+    assert matches, f"README.md has no command matching {pattern!r}"
+    argv = []
+    for token in shlex.split(matches[0]):
+        if token == "accelerate":
+            argv += [sys.executable, "-m", "accelerate.commands.accelerate_cli"]
+        elif token.startswith("recipes/"):
+            argv.append(str(REPO / token))
+        else:
+            argv.append(token)
+    return argv
+
+
+def _split_env(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    env = {}
+    while argv and "=" in argv[0] and not argv[0].startswith("-") and "/" not in argv[0].split("=")[0]:
+        key, value = argv.pop(0).split("=", 1)
+        env[key] = value
+    return env, argv
+
+
+def test_the_readmes_two_process_cpu_command_runs_without_output_dir(tmp_path):
+    """The README's exact 2-process CPU command (no --output_dir), with a tiny corpus appended: both processes train
+    into the one default run folder, which holds a finished run."""
+    env, argv = _split_env(
+        _readme_command(r"^ACCELERATE_USE_CPU=1 accelerate launch .*cpu_2proc\.yaml recipes/train\.py$")
+    )
+    assert env == {"ACCELERATE_USE_CPU": "1"}
+    tiny = with_args(TINY, epochs=2, batch_size=2)
+    proc = subprocess.run(
+        [*argv, *tiny], cwd=tmp_path, env=repo_env(**env), capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1, runs
+    assert _final(runs[0])["finished"] is True
+    assert proc.stdout.count("selected model:") == 1
+
+
+def _launch_error(argv, cwd, **env):
+    proc = subprocess.run(argv, cwd=cwd, env=repo_env(**env), capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "CalledProcessError" not in proc.stderr, proc.stderr[-3000:]
+    return proc
+
+
+def test_a_user_error_under_accelerate_launch_is_one_line(tmp_path):
+    """Through `accelerate launch` (one process) a user error prints exactly its one line: no launcher traceback, no
+    repeated message, no empty run folder; the README's real-corpus command without its data says so in one line."""
+    home = tmp_path / "home"  # the README's ~/data/GCNet does not exist there
+    home.mkdir()
+    argv = _readme_command(r"^accelerate launch --config_file \S+default\.yaml recipes/train\.py --config \S+mosi")
+    proc = _launch_error(argv, tmp_path, HOME=home)
+    assert proc.stderr.strip().splitlines() == [f"error: data_dir '{home}/data/GCNet' does not exist or is not a "
+                                                "directory"]  # fmt: skip
+    default = REPO / "recipes" / "accelerate_configs" / "default.yaml"
+    launch = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file", str(default)]
+    proc = _launch_error([*launch, str(TRAIN), *TINY, "--selection_metric", "acc7"], tmp_path)
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: selection_metric='acc7' is not a classification metric of 'synthetic'")
+    assert not (tmp_path / "runs").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_a_user_error_under_a_two_process_launch_is_said_once(tmp_path):
+    proc = _launch_error([*TWO_PROCESS_LAUNCH, *TINY, "--missing_rate", "2"], tmp_path, ACCELERATE_USE_CPU="1")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: missing_rate=2.0 is invalid: expected a number in [0, 1)"]
+    # what else may print is torch's elastic agent saying it stops the workers (its own log lines)
+    others = [line for line in proc.stderr.strip().splitlines() if not line.startswith("error:")]
+    assert all("torch/distributed/elastic" in line for line in others), others

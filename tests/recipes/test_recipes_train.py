@@ -7,9 +7,10 @@ import sys
 import pytest
 import torch
 import yaml
-from recipes_helpers import BLOCK_PACKAGES, REPO, TINY, repo_env, with_args
+from recipes_helpers import BLOCK_PACKAGES, REPO, TINY, repo_env, run_train, with_args
 
 from recipes import train as train_mod
+from recipes import trainer as trainer_mod
 from recipes.evaluation import main as eval_main
 
 
@@ -327,17 +328,17 @@ def test_evaluate_rejects_incompatible_corpus(tiny_run, capsys):
     ],
 )
 def test_model_and_metric_checked_against_the_corpus_before_training(extra, needle, tmp_path, capsys):
-    out = tmp_path / "x"
+    out = tmp_path / "new" / "x"
     assert train_mod.main(TINY + ["--output_dir", str(out)] + extra) == 2
     line = last_error_line(capsys.readouterr().err)
     assert needle in line
-    assert not (out / "metrics.json").exists()  # refused before the first epoch
+    assert not (tmp_path / "new").exists()  # refused before the first epoch; no empty run folder left behind
 
 
 def test_disk_full_mid_run_names_the_path_and_the_resume_command(tiny_run, tmp_path, capsys, monkeypatch):
     """An output write failing mid-run: one line naming the file and the resume command; resuming is exact."""
     out = tmp_path / "full"
-    real = train_mod.write_json_atomic
+    real = trainer_mod.write_json_atomic
     calls = {"metrics": 0}
 
     def failing(path, data):
@@ -347,13 +348,13 @@ def test_disk_full_mid_run_names_the_path_and_the_resume_command(tiny_run, tmp_p
                 raise OSError(28, "No space left on device", str(path))
         real(path, data)
 
-    monkeypatch.setattr(train_mod, "write_json_atomic", failing)
+    monkeypatch.setattr(trainer_mod, "write_json_atomic", failing)
     args = TINY + ["--output_dir", str(out)]
     assert train_mod.main(args) == 2
     line = last_error_line(capsys.readouterr().err)
     assert f"cannot write {out / 'metrics.json'}: No space left on device" in line
     assert f"--output_dir {out} --resume_from_checkpoint latest" in line
-    monkeypatch.setattr(train_mod, "write_json_atomic", real)
+    monkeypatch.setattr(trainer_mod, "write_json_atomic", real)
     assert train_mod.main(args + ["--resume_from_checkpoint", "latest"]) == 0
     resumed = json.loads((out / "metrics.json").read_text())
     reference = json.loads((tiny_run / "metrics.json").read_text())
@@ -437,3 +438,186 @@ def test_evaluate_refuses_a_checkpoint_missing_a_tensor(tiny_run, tmp_path, caps
     assert eval_main(["--model", str(broken), "--progress", "false"]) == 2
     line = last_error_line(capsys.readouterr().err)
     assert "missing keys" in line and dropped.split(".")[-2] in line
+
+
+def _history(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return [(r["train"]["loss"], r.get("validation"), r.get("test")) for r in metrics["epochs"]], metrics
+
+
+def test_resuming_a_finished_run_with_more_epochs_trains_them(tiny_run, tmp_path, capsys):
+    """A finished 3-epoch run resumed with --epochs 4 trains epoch 3 and matches an uninterrupted 4-epoch run; the
+    same epochs say there is nothing to train; fewer are refused in one line."""
+    import shutil
+
+    out = tmp_path / "extended"
+    shutil.copytree(tiny_run, out)
+    args = with_args(TINY, report_to="tensorboard") + ["--output_dir", str(out), "--resume_from_checkpoint", "latest"]
+    assert train_mod.main(args) == 0
+    assert "already finished its 3 epochs: nothing to train (pass --epochs 4" in capsys.readouterr().out
+    assert train_mod.main(with_args(args, epochs=2)) == 2
+    assert "has trained 3 epochs already, more than --epochs 2" in last_error_line(capsys.readouterr().err)
+    assert train_mod.main(with_args(args, epochs=4)) == 0
+    reference = tmp_path / "four"
+    assert train_mod.main(with_args(TINY, epochs=4) + ["--output_dir", str(reference)]) == 0
+    extended, metrics = _history(out)
+    assert len(extended) == 4 and extended == _history(reference)[0]
+    assert metrics["final"] == json.loads((reference / "metrics.json").read_text())["final"]
+
+
+def _regression_corpus(monkeypatch, bad_value):
+    """The synthetic MOSI-shaped corpus with one label of the test split replaced by ``bad_value``."""
+    from recipes.common import TrainingProtocol
+
+    real = TrainingProtocol.load_splits
+
+    def load_splits(self, cfg, fold):
+        dsd, sizing = real(self, cfg, fold)
+
+        def spoil(row, index):
+            if index == 1:
+                row["labels"] = [float(bad_value)] + [float(x) for x in row["labels"][1:]]
+            return row
+
+        test = dsd["test"]
+        spoilt = test.with_format(None).map(spoil, with_indices=True, features=test.features)
+        dsd["test"] = spoilt.with_format(**{k: v for k, v in test.format.items() if k != "format_kwargs"})
+        return dsd, sizing
+
+    monkeypatch.setattr(TrainingProtocol, "load_splits", load_splits)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_regression_labels_are_a_one_line_error(bad, tmp_path, capsys, monkeypatch):
+    _regression_corpus(monkeypatch, bad)
+    out = tmp_path / "mosi"
+    assert train_mod.main(with_args(TINY, dataset_config="mosi") + ["--output_dir", str(out)]) == 2
+    line = last_error_line(capsys.readouterr().err)
+    assert "split 'test', conversation 1 has a non-finite label" in line and "regression labels must be finite" in line
+    assert not out.exists()
+
+
+def _failing_once(monkeypatch, owner, name, error, when=2):
+    """Makes ``owner.name`` raise ``error`` on its ``when``-th call (then behave again)."""
+    real = getattr(owner, name)
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == when:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, failing)
+    return lambda: monkeypatch.setattr(owner, name, real)
+
+
+@pytest.mark.parametrize(
+    ("owner_name", "error", "reason"),
+    [
+        ("save_state", OSError(30, "Read-only file system"), "Read-only file system"),
+        (
+            "save_state",
+            RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0: file write failed"),
+            "file write failed",
+        ),  # fmt: skip
+        ("save_state", "safetensors", "Read-only file system (os error 30)"),
+        ("tensorboard_log", OSError(28, "No space left on device"), "No space left on device"),
+        ("init_trackers", OSError(30, "Read-only file system"), "Read-only file system"),
+    ],
+)
+def test_faults_mid_run_print_the_documented_line_and_resume_exactly(
+    owner_name, error, reason, tiny_run, tmp_path, capsys, monkeypatch
+):
+    """A read-only remount or a full disk while accelerate saves its state or TensorBoard writes: the documented
+    one-line message (path, reason, resume command), nothing written before is lost, and the resumed run matches."""
+    from accelerate import Accelerator
+    from accelerate.tracking import TensorBoardTracker
+
+    if error == "safetensors":  # what save_state raises first on a read-only folder: safetensors' own error
+        from safetensors import SafetensorError
+
+        error = SafetensorError('Error while serializing: I/O error: Read-only file system (os error 30) at path "x"')
+    owner, name = {
+        "save_state": (Accelerator, "save_state"),
+        "tensorboard_log": (TensorBoardTracker, "log"),
+        "init_trackers": (Accelerator, "init_trackers"),
+    }[owner_name]
+    restore = _failing_once(monkeypatch, owner, name, error, when=1 if owner_name == "init_trackers" else 2)
+    out = tmp_path / "faulty"
+    args = with_args(TINY, report_to="tensorboard", checkpoint_interval=0) + ["--output_dir", str(out)]
+    assert train_mod.main(args) == 2
+    line = last_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: cannot write {out}") and reason in line
+    assert f"what was written before is intact - free space or fix the permissions, then resume with: comp-train " \
+           f"--config {out / 'config.yaml'} --output_dir {out} --resume_from_checkpoint latest" in line  # fmt: skip
+    restore()
+    assert train_mod.main(args + ["--resume_from_checkpoint", "latest"]) == 0
+    assert _history(out)[0] == _history(tiny_run)[0]
+
+
+def test_a_model_too_large_for_the_machine_is_one_line(tmp_path, capsys, monkeypatch):
+    from modeling_comp import ComPForEmotionRecognition
+
+    def no_memory(self, config):
+        raise MemoryError()
+
+    monkeypatch.setattr(ComPForEmotionRecognition, "__init__", no_memory)
+    out = tmp_path / "big"
+    assert train_mod.main(TINY + ["--output_dir", str(out), "--model.hidden_size", "4096"]) == 2
+    assert "cannot build the model ({'hidden_size': 4096" in last_error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_a_size_bound_of_the_model_config_names_the_model_field(tmp_path, capsys, monkeypatch):
+    """Whatever ComPConfig bounds (e.g. hidden_size), its ValueError becomes one line naming ``model.<field>``."""
+    from modeling_comp import ComPConfig
+
+    real = ComPConfig.validate
+
+    def bounded(self, **kwargs):
+        if self.hidden_size > 4096:
+            raise ValueError(f"ComPConfig.hidden_size must be at most 4096, got {self.hidden_size}")
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(ComPConfig, "validate", bounded)
+    out = tmp_path / "huge"
+    assert train_mod.main(TINY + ["--output_dir", str(out), "--model.hidden_size", "20000"]) == 2
+    line = last_error_line(capsys.readouterr().err)
+    assert "model.hidden_size=20000 rejected: ComPConfig.hidden_size must be at most 4096" in line
+    assert not out.exists()
+
+
+def test_trackers_print_nothing_after_the_summary(tmp_path):
+    """trackio's run is closed with the run (no "Uploading logs to Trackio" line when the interpreter exits), and
+    the summary is the last thing a run prints."""
+    pytest.importorskip("trackio")
+    out = tmp_path / "tracked"
+    proc = run_train(
+        with_args(TINY, report_to="trackio", epochs=2) + ["--output_dir", str(out)],
+        cwd=tmp_path,
+        env=repo_env(TRACKIO_DIR=tmp_path / "trackio"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == f"selected model: {out / 'model'}"
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"epochs: [unclosed\n", "is not the YAML this recipe wrote"),
+        (b"\xff\xfe\x00garbage", "is not the YAML this recipe wrote"),
+        (b"- a list\n- not a mapping\n", "holds a list, not the mapping this recipe wrote"),
+        (b"seed: 1\n", "cannot resume: batch_size was None in"),
+    ],
+)
+def test_a_tampered_run_config_stops_a_resume_in_one_line(content, needle, tiny_run, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "tampered"
+    shutil.copytree(tiny_run, out)
+    (out / "metrics.json").unlink()  # an interrupted run: resuming reads its config.yaml
+    (out / "config.yaml").write_bytes(content)
+    assert train_mod.main(TINY + ["--output_dir", str(out), "--resume_from_checkpoint", "latest"]) == 2
+    assert needle in last_error_line(capsys.readouterr().err)
+    assert (out / "config.yaml").read_bytes() == content and (out / "checkpoints").is_dir()  # nothing lost

@@ -111,3 +111,77 @@ def test_sweep_table_says_released_and_optimistic():
            "acc2": 0.8, "f1": 0.79}  # fmt: skip
     text = summarise([row], "regression", True, "released")["table.md"]
     assert "--protocol released" in text and "OPTIMISTIC" in text and "80.00" in text
+
+
+def test_options_the_released_protocol_fixes_or_refuses():
+    # refused: what the released forward or its per-batch masks cannot honour
+    for extra, name in [
+        (["--keep_on_device", "true"], "keep_on_device=true"),
+        (["--dataset_kwargs", '{"validation_fraction": 0.3}'], "dataset_kwargs.validation_fraction"),
+        (["--model.prototype_scope", "dialogue"], "model.prototype_scope='dialogue'"),
+        (["--model.use_gradient_modulation", "true"], "model.use_gradient_modulation=True"),
+        (["--mixed_precision", "bf16"], "mixed_precision='bf16'"),
+    ]:
+        with pytest.raises(ConfigError, match="--protocol released cannot honour") as err:
+            parse_train_args(with_args(TINY, protocol="released") + extra)
+        assert name in str(err.value) and "\n" not in str(err.value)
+    # accepted: the released values themselves, and the default preset's validation hold-out (dropped: no hold-out)
+    cfg = parse_train_args(
+        with_args(TINY, protocol="released") + ["--model.prototype_scope", "batch", "--model.use_gradient_modulation",
+                                                 "false"]
+    )  # fmt: skip
+    assert cfg.model["prototype_scope"] == "batch"
+    preset = parse_train_args(["--protocol", "released"])  # recipes/configs/synthetic.yaml holds validation_fraction
+    assert "validation_fraction" not in preset.dataset_kwargs and preset.selection == "test"
+
+
+def _released(tmp_path, name, **overrides):
+    return with_args(TINY, protocol="released", fold=1, epochs=4, stage1_epochs=2, **overrides) + [
+        "--output_dir", str(tmp_path / name)
+    ]  # fmt: skip
+
+
+def test_released_run_writes_the_main_loops_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
+    """The released protocol runs in the one loop: processor, pipeline files, card, the selected epoch's stage,
+    TensorBoard logs, checkpoints; interrupted by a full disk, then resumed, it gives the uninterrupted run's numbers
+    (its masks come from one NumPy stream, which the checkpoints carry)."""
+    from recipes import train, trainer
+
+    assert train.main(_released(tmp_path, "ref", report_to="tensorboard")) == 0
+    ref = tmp_path / "ref"
+    model = ref / "model"
+    for name in ("preprocessor_config.json", "pipeline_comp.py", "processing_comp.py", "README.md", "comp_run.json"):
+        assert (model / name).is_file(), name
+    metrics = json.loads((ref / "metrics.json").read_text())
+    final = metrics["final"]
+    assert final["stage"] == metrics["epochs"][final["epoch"]]["stage"]
+    assert json.loads((model / "config.json").read_text())["trained_stage"] == final["stage"]
+    assert list((ref / "logs").rglob("events.out.tfevents.*")) and list((ref / "checkpoints").iterdir())
+
+    real, calls = trainer.write_json_atomic, {"n": 0}
+
+    def full_disk(path, data):
+        if path.name == "metrics.json":
+            calls["n"] += 1
+            if calls["n"] == 3:  # the third epoch's record
+                raise OSError(28, "No space left on device", str(path))
+        real(path, data)
+
+    args = _released(tmp_path, "cut", checkpoint_interval=0)
+    monkeypatch.setattr(trainer, "write_json_atomic", full_disk)
+    assert train.main(args) == 2
+    monkeypatch.setattr(trainer, "write_json_atomic", real)
+    assert train.main(args + ["--resume_from_checkpoint", "latest"]) == 0
+    resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert [r["test"] for r in resumed["epochs"]] == [r["test"] for r in metrics["epochs"]]
+    assert [r["train"]["loss"] for r in resumed["epochs"]] == [r["train"]["loss"] for r in metrics["epochs"]]
+    assert resumed["final"]["epoch"] == final["epoch"]
+
+
+def test_released_run_refuses_several_processes(monkeypatch):
+    from recipes.config import RecipeError
+    from recipes.released_protocol import ReleasedProtocol
+
+    with pytest.raises(RecipeError, match="runs in one process"):
+        ReleasedProtocol().check_launch(2)
+    ReleasedProtocol().check_launch(1)
