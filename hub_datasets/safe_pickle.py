@@ -40,10 +40,17 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DatasetFormatError, UnsafePickleError
+from .errors import DatasetFormatError, UnsafePickleError, short_repr
 
 
-__all__ = ["ALLOCATION_ALLOWANCE", "ALLOWED_GLOBALS", "MAX_NESTING", "RestrictedUnpickler", "safe_load_pickle"]
+__all__ = [
+    "ALLOCATION_ALLOWANCE",
+    "ALLOWED_GLOBALS",
+    "MAX_NESTING",
+    "RestrictedUnpickler",
+    "TextBudget",
+    "safe_load_pickle",
+]
 
 #: Bytes that the calls in one pickle may produce in all, on top of :data:`SIZE_FACTOR` times the file's size.
 ALLOCATION_ALLOWANCE = 16 * 1024 * 1024
@@ -587,3 +594,49 @@ def safe_load_pickle(path: str | os.PathLike, *, encoding: str = "latin1") -> An
         except (Exception, RecursionError) as exc:  # noqa: BLE001 - any failure of a malformed file is reported
             detail = " ".join(str(exc).split())[:200]
             raise DatasetFormatError(f"{path} is not a readable pickle ({type(exc).__name__}: {detail})") from None
+
+
+class TextBudget:
+    """Caps the characters a reader copies out of one pickle's strings, counting every use of a shared string.
+
+    A pickle may list one long string many times by reference (cheap in the file); every copy the reader makes
+    (into an Arrow table) costs its full length. The cap is the unpickler's budget for the same file.
+
+    Args:
+        path: The pickle the strings come from (its size sets the cap; named in errors).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            size = 0
+        self.left = ALLOCATION_ALLOWANCE + SIZE_FACTOR * size
+
+    def strings(self, values, where: str) -> list[str]:
+        """``values`` (a list, tuple or 1-D array of str/bytes) as a list of str, charged against the cap.
+
+        Raises:
+            DatasetFormatError: Naming ``where``, if an entry is not a string or the cap is spent.
+        """
+        if isinstance(values, np.ndarray):
+            values = values.reshape(-1).tolist()
+        if not isinstance(values, (list, tuple)):
+            raise DatasetFormatError(f"{where} should be a list of strings, got {type(values).__name__}")
+        out = []
+        for k, value in enumerate(values):
+            if isinstance(value, (bytes, np.bytes_)):
+                value = bytes(value).decode("latin1")
+            elif not isinstance(value, str):
+                raise DatasetFormatError(
+                    f"{where}[{k}] should be a string, got {type(value).__name__} {short_repr(value, 60)}"
+                )
+            self.left -= len(value)
+            if self.left < 0:
+                raise DatasetFormatError(
+                    f"{self.path}: its strings add up to more characters than the file could hold ({where}[{k}] "
+                    f"is one of many references to one long string?); refusing to copy them"
+                )
+            out.append(str(value))
+        return out

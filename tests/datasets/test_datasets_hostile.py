@@ -144,7 +144,7 @@ def _mmsa_with(mmsa_corpus, edit):
         ),
         (
             lambda p: p.update(audio_lengths=[str(x) for x in p["audio_lengths"]]),
-            r"\['audio_lengths'\] holds <U\d+ values such as '\d+', expected integer frame counts",
+            r"\['audio_lengths'\]\[0\] = '\d+' is not a number; expected integer frame counts",
         ),
         (
             lambda p: p.update(vision_lengths=np.array([3, "x", 2, 1, 1, 1, 1, 1], dtype=object)),

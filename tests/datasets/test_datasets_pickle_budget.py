@@ -498,3 +498,59 @@ def test_train_recipe_gives_one_line(tmp_path, iemocap_corpus):
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert "Traceback" not in proc.stderr and "MemoryError" not in proc.stderr, proc.stderr[-2000:]
     assert "IEMOCAP_features_raw_4way.pkl" in lines[-1] and "builtins.str" in lines[-1], proc.stderr[-2000:]
+
+
+def _rewrite(path, edit):
+    with open(path, "rb") as handle:  # our own fixture file: the default unpickler is fine here
+        obj = pickle.load(handle)
+    edit(obj)
+    path.write_bytes(pickle.dumps(obj, protocol=4))  # the pickler stores a shared object once, then references
+
+
+def test_gcnet_strings_shared_many_times_are_not_copied_without_bound(iemocap_corpus, cache_dir):
+    """Every transcript one reference to a 4 MiB string: cheap in the file, 40 copies in the Arrow table."""
+    pickle_path = iemocap_corpus["dir"] / "IEMOCAP_features_raw_4way.pkl"
+    long_text = "w" * (4 * MiB)
+    _rewrite(pickle_path, lambda obj: obj[3].update({d: [long_text] * len(v) for d, v in obj[3].items()}))
+    assert pickle_path.stat().st_size < 5 * MiB
+    with pytest.raises(DatasetFormatError, match=r"strings add up to more characters than the file") as info:
+        load_dataset("iemocap4", data_dir=iemocap_corpus["dir"], cache_dir=cache_dir)
+    assert str(pickle_path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_gcnet_non_string_ids_are_refused_without_formatting_them(iemocap_corpus, cache_dir):
+    """An utterance id that is a list of a million references to one long string: named, never formatted."""
+    pickle_path = iemocap_corpus["dir"] / "IEMOCAP_features_raw_4way.pkl"
+    huge = ["x" * MiB] * 1_000_000
+
+    def edit(obj):
+        first = sorted(obj[0])[0]
+        obj[0][first] = [huge] + obj[0][first][1:]
+
+    _rewrite(pickle_path, edit)
+    with pytest.raises(
+        DatasetFormatError, match=r"videoIDs\['Ses01F_impro01'\]\[0\] should be a string, got list"
+    ) as info:
+        load_dataset("iemocap4", data_dir=iemocap_corpus["dir"], cache_dir=cache_dir)
+    assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("raw_text", lambda n: np.array(["t" * (4 * MiB)] * n, dtype=object), r"strings add up"),
+        ("id", lambda n: [["a"] * 3] * n, r"\['id'\]\[0\] should be a string, got list"),
+        ("audio_lengths", lambda n: ["9" * MiB] * n, r"\['audio_lengths'\]\[0\] = '9999.*' is not a number"),
+        ("text", lambda n: [[[0.0] * 4] * 6] * n, r"\['text'\] should be a numpy array, got list"),
+    ],
+)
+def test_mmsa_fields_are_checked_before_they_are_copied(mmsa_corpus, cache_dir, field, value, match):
+    def edit(obj):
+        for part in obj.values():
+            part[field] = value(len(part["id"]))
+
+    _rewrite(mmsa_corpus["path"], edit)
+    with pytest.raises(DatasetFormatError, match=match) as info:
+        load_dataset("mosi", data_dir=mmsa_corpus["path"].parent.parent.parent, cache_dir=cache_dir)
+    assert str(mmsa_corpus["path"]) in str(info.value) and "\n" not in str(info.value)
+    assert len(str(info.value)) < 600
