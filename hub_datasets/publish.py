@@ -290,6 +290,32 @@ def _collect_metadata(folder: Path) -> list[dict]:
     return out
 
 
+def local_repo_corpus(path: str | os.PathLike, config: str | None = None) -> str | None:
+    """The corpus a config of a local parquet repo holds (``iemocap4``, ``mosi`` ...), read from its metadata.
+
+    Args:
+        path: The repo folder written by :func:`write_parquet_repo`.
+        config: The config (default: the repo's only one).
+
+    Returns:
+        The corpus name, or ``None`` when the folder, the config or its metadata is absent or unreadable.
+    """
+    root = Path(path).expanduser()
+    if config is None:
+        found = sorted(root.glob(f"*/{CARD_METADATA_FILE}")) if root.is_dir() else []
+        if len(found) != 1:
+            return None
+        meta_path = found[0]
+    else:
+        meta_path = root / str(config) / CARD_METADATA_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    corpus = meta.get("corpus") if isinstance(meta, dict) else None
+    return corpus if isinstance(corpus, str) else None
+
+
 def write_parquet_repo(
     dataset: DatasetDict | Dataset,
     output_dir: str | os.PathLike,

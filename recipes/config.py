@@ -140,7 +140,12 @@ class DataConfig:
         """The corpus name, or for the synthetic corpus / a Hub id, the config it imitates."""
         if self.dataset in CORPORA and self.dataset != "synthetic":
             return self.dataset
-        return (self.dataset_config or "").lower()
+        shape = (self.dataset_config or "").lower().removeprefix("synthetic-")
+        if self.dataset != "synthetic" and isinstance(self.dataset, str) and Path(self.dataset).expanduser().is_dir():
+            from hub_datasets.publish import local_repo_corpus  # a local parquet repo records its corpus
+
+            shape = local_repo_corpus(self.dataset, self.dataset_config) or shape
+        return shape
 
     @property
     def is_synthetic(self) -> bool:
@@ -172,9 +177,14 @@ class DataConfig:
         self._validate_fold()
 
     def _validate_corpus(self) -> None:
-        if not isinstance(self.dataset, str) or (self.dataset not in CORPORA and not _HUB_ID.match(self.dataset)):
+        if not isinstance(self.dataset, str) or (
+            self.dataset not in CORPORA
+            and not _HUB_ID.match(self.dataset)
+            and not Path(self.dataset).expanduser().is_dir()
+        ):
             raise ConfigError(
-                f"unknown corpus dataset={self.dataset!r}: expected one of {', '.join(CORPORA)} or a Hub id org/name"
+                f"unknown corpus dataset={self.dataset!r}: expected one of {', '.join(CORPORA)}, a Hub id org/name "
+                "or a local parquet repo folder"
             )
         if self.dataset in CORPORA and self.dataset != "synthetic" and self.data_dir is None:
             raise ConfigError(
@@ -204,7 +214,7 @@ class DataConfig:
             raise ConfigError("observed_modalities only applies with missing_protocol=subset")
 
     def _validate_fold(self) -> None:
-        if self.dataset in IEMOCAP_CORPORA and self.fold is None:
+        if self.fold is None and (self.dataset in IEMOCAP_CORPORA or (not self.is_synthetic and self.is_iemocap)):
             raise ConfigError(f"dataset={self.dataset!r} needs --fold 1..5 (leave-one-session-out) or --fold all")
         if self.fold is None:
             return
