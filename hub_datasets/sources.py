@@ -398,8 +398,7 @@ def _complete_parquet_split(split: Dataset, split_name: str, where: str) -> Data
         if rows and values.null_count == rows and column not in DERIVED_COLUMNS:
             if column not in PARQUET_OPTIONAL:
                 raise DatasetFormatError(
-                    f"{where} has no values in the required column {column!r} (the file lacks it or holds only "
-                    "nulls)"
+                    f"{where} has no values in the required column {column!r} (the file lacks it or holds only nulls)"
                 )
             rebuild.append(column)
             continue
