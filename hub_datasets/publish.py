@@ -215,6 +215,10 @@ def render_dataset_card(configs: list[dict], repo_id: str | None = None, card_da
         f'dsd = add_missing_modality(datasets.load_dataset("{repo}", "{configs[0]["config_name"]}"), missing_rate=0.7, seed=0)',
         "```",
         "",
+        "`datasets.load_dataset` has no `missing_rate` option of its own (passing one fails with a `ParquetConfig` "
+        "error): add the masks as above, or per batch with `hub_datasets.MissingModalityTransform` "
+        "(`.map(..., batched=True)`, `with_transform`, or `add_missing_modality` on a `streaming=True` dataset).",
+        "",
     ]
     for c in configs:
         lines += [f"## Config `{c['config_name']}`: {c['display_name']}", ""]
