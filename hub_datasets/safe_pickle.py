@@ -59,6 +59,8 @@ ALLOCATION_ALLOWANCE = 16 * 1024 * 1024
 SIZE_FACTOR = 4
 #: Deepest container nesting a corpus pickle may have (the real ones nest four or five levels).
 MAX_NESTING = 32
+#: Files up to this size are read whole before unpickling (faster); larger ones are streamed.
+IN_MEMORY_BYTES = 64 * 1024 * 1024
 #: Reads of at most this many bytes go straight to the file; longer ones only as far as the file reaches.
 _DIRECT_READ = 1 << 16
 #: Integers usable as dict keys or set members: their hash is their value, so distinct ones cannot collide.
@@ -161,6 +163,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         # dtypes this file created and has not used yet (only those may be BUILT), arrays awaiting their BUILD
         self._fresh_dtypes: dict[int, np.dtype] = {}
         self._fresh_arrays: dict[int, np.ndarray] = {}
+        self._memory: io.BytesIO | None = None
 
     # ------------------------------------------------------------------ errors and budget
 
@@ -479,9 +482,16 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def load_frame(self) -> None:
         (size,) = struct.unpack("<Q", self.read(8))
+        if self._memory is not None:  # the whole file is in memory: a frame is only a length to check
+            if size > len(self._memory.getbuffer()) - self._memory.tell():
+                raise EOFError("a frame is longer than the rest of the file")
+            return
         self._unframer.load_frame(size)  # the reader never allocates more than the file holds
         if len(self._unframer.current_frame.getbuffer()) != size:
             raise EOFError("a frame is longer than the rest of the file")
+
+    def load_stop(self) -> None:
+        raise _Stop(self.stack.pop())
 
     def _unused(self) -> None:
         raise _Refused("it uses an opcode that corpus pickles never use (objects, extensions or external data)")
@@ -498,6 +508,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         (pickle.FROZENSET, load_frozenset),
         (pickle.BYTEARRAY8, load_bytearray8),
         (pickle.FRAME, load_frame),
+        (pickle.STOP, load_stop),
     ):
         dispatch[_code[0]] = _method
     for _code in (
@@ -518,13 +529,38 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def load(self) -> Any:  # noqa: D102 - documented on the class
         try:
-            obj = super().load()
+            if self._size is not None and self._size <= IN_MEMORY_BYTES:
+                obj = self._load_from_memory()
+            else:
+                obj = super().load()
+        except _Stop as stop:
+            obj = stop.value
         except _Refused as exc:
             raise self._refuse(str(exc)) from None
         self.check_result(obj)
         if self._fresh_arrays:
             raise self._refuse("an array was created but never given its data")
         return obj
+
+    def _load_from_memory(self) -> Any:
+        """The opcode loop of :meth:`pickle._Unpickler.load` over the file read whole (small files: much faster,
+        as every read is then one call into ``io.BytesIO``)."""
+        self._memory = io.BytesIO(self._raw.read(self._size + 1))
+        self.read, self.readline, self.readinto = self._memory.read, self._memory.readline, self._memory.readinto
+        self.metastack, self.stack, self.proto = [], [], 0
+        self.append = self.stack.append
+        read, dispatch = self.read, self.dispatch
+        while True:
+            key = read(1)
+            if not key:
+                raise EOFError
+            dispatch[key[0]](self)
+
+
+class _Stop(Exception):  # noqa: N818 - a control-flow signal, as pickle's own
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
 
 
 def _children(node: Any):

@@ -172,7 +172,9 @@ def _big_reused(payload_per_use: bytes, uses: int, base: bytes) -> bytes:
         ),
     ],
 )
-def test_repeated_references_are_charged_on_every_use(tmp_path, name, per_use, base):
+def test_repeated_references_are_charged_on_every_use(tmp_path, monkeypatch, name, per_use, base):
+    if name in ("bytes", "encode"):
+        monkeypatch.setattr("hub_datasets.safe_pickle.IN_MEMORY_BYTES", 0)  # the streamed path too
     # the "a" string of the list bases sits in memo slot 1 (put right after it)
     base = base.replace(text("a"), text("a") + put(1), 1)
     payload = _big_reused(per_use, 40, base)
@@ -384,7 +386,10 @@ def test_shared_references_are_walked_once(tmp_path):
         b"L" + b"9" * 100_000 + b"L\n",  # a 100,000-digit integer in text
     ],
 )
-def test_lengths_stored_in_the_file_allocate_nothing(tmp_path, body):
+@pytest.mark.parametrize("whole", [True, False], ids=["read-whole", "streamed"])
+def test_lengths_stored_in_the_file_allocate_nothing(tmp_path, monkeypatch, body, whole):
+    if not whole:  # files above IN_MEMORY_BYTES are streamed from disk: the same checks apply
+        monkeypatch.setattr("hub_datasets.safe_pickle.IN_MEMORY_BYTES", 0)
     _refused(tmp_path, b"\x80\x04" + body + b".", r"not a readable pickle", error=DatasetFormatError)
 
 
