@@ -295,11 +295,14 @@ def prepare_parquet(path: str, config: str | None, revision, token) -> tuple[dic
             # name on its README alone, so a rewritten file would be served from a stale cache; the ``parquet``
             # builder keys it on the files' paths and modification times.
             builder = datasets.load_dataset_builder(target, config)
+            _check_parquet_files(dict(builder.config.data_files), config)
             loaded = datasets.load_dataset(
                 "parquet", data_files=dict(builder.config.data_files), features=builder.info.features
             )
         else:
             loaded = datasets.load_dataset(target, config, revision=revision, token=token)
+    except DatasetFormatError:
+        raise
     except (ValueError, FileNotFoundError) as exc:
         raise ValueError(f"could not load parquet dataset {path!r} config {config!r}: {exc}") from None
     if not isinstance(loaded, DatasetDict) or not len(loaded):
@@ -314,10 +317,13 @@ def prepare_parquet(path: str, config: str | None, revision, token) -> tuple[dic
             else f"{path!r} config {config!r} split {split_name!r}"
         )
         completed[split_name] = (_complete_parquet_split(split, split_name, where), where)
-    first = completed[next(iter(completed))][0]
-    label = first[0]["corpus"] if len(first) else (config or "")
+    first, first_where = completed[next(iter(completed))]
+    label = arrow_column(first, "corpus")[0].as_py() if len(first) else (config or "")
     name = label.removeprefix("synthetic-")
-    spec = get_spec(name)
+    try:
+        spec = get_spec(name)
+    except ValueError as exc:
+        raise DatasetFormatError(f"{first_where}: column 'corpus' holds {label!r}: {exc}") from None
     natural = {}
     for split_name, (split, where) in completed.items():
         drop = [c for c in DERIVED_COLUMNS if c in split.column_names]
@@ -358,6 +364,30 @@ PARQUET_OPTIONAL = ("speakers", "transcripts", FEATURE_PRESENT, "num_utterances"
 _SESSION_ID = re.compile(r"^Ses0([1-5])")
 
 
+def _check_parquet_files(files: dict, config: str | None) -> None:
+    """Read each local parquet file's footer: a file that is not parquet, holds no rows or has columns no
+    comp-emotion split has is named before ``datasets`` reads it (its own errors name neither file nor column)."""
+    import pyarrow.parquet as pq
+
+    known = set(base_features(None, dict.fromkeys(MODALITIES, 1))) | set(DERIVED_COLUMNS)
+    for split_name, paths in files.items():
+        for path in paths:
+            where = f"{path} (config {config!r}, split {split_name!r})"
+            try:
+                meta = pq.read_metadata(str(path))
+            except (OSError, pa.ArrowException) as exc:
+                detail = " ".join(str(exc).split())[:200]
+                raise DatasetFormatError(f"{where} is not a readable parquet file ({detail})") from None
+            if meta.num_rows == 0:
+                raise DatasetFormatError(f"{where} holds no rows (conversations)")
+            extra = sorted(set(meta.schema.to_arrow_schema().names) - known)
+            if extra:
+                raise DatasetFormatError(
+                    f"{where} has column(s) {extra} that a comp-emotion split does not have (expected some of "
+                    f"{sorted(known - set(DERIVED_COLUMNS))})"
+                )
+
+
 def _first_null(column) -> int | None:
     """The first row of an Arrow column (or one of its nested lists) holding a null, or ``None``."""
     chunks = [c.storage if isinstance(c, pa.ExtensionArray) else c for c in column.chunks]
@@ -375,6 +405,25 @@ def _first_null(column) -> int | None:
                 return offset + int(owners[np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]])
         offset += len(chunk)
     return None
+
+
+def _check_matrix_width(values, feature: Array2D, column: str, where: str) -> None:
+    """Every utterance row of an ``Array2D((None, d))`` column must hold ``d`` values (``datasets`` does not check)."""
+    width = feature.shape[1]
+    if width is None:
+        return
+    offset = 0
+    for chunk in values.chunks:
+        storage = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
+        per_utterance = pc.list_value_length(pc.list_flatten(storage)).to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(per_utterance != width)
+        if bad.size:
+            owners = np.repeat(np.arange(len(storage)), pc.list_value_length(storage).to_numpy(zero_copy_only=False))
+            raise DatasetFormatError(
+                f"{where} row {offset + int(owners[bad[0]])}: column {column!r} has utterance vectors of "
+                f"{int(per_utterance[bad[0]])} values, but the repo's schema declares {width}"
+            )
+        offset += len(storage)
 
 
 def _complete_parquet_split(split: Dataset, split_name: str, where: str) -> Dataset:
@@ -405,6 +454,9 @@ def _complete_parquet_split(split: Dataset, split_name: str, where: str) -> Data
         row = _first_null(values)
         if row is not None:
             raise DatasetFormatError(f"{where} row {row}: column {column!r} holds a missing (null) value")
+        feature = split.features[column]
+        if isinstance(feature, Array2D) and column not in rebuild:
+            _check_matrix_width(values, feature, column, where)
     if not rebuild:
         return split
     _, lengths = flat_column(split, "utterance_ids")

@@ -97,6 +97,49 @@ def test_a_null_in_some_rows_is_named_with_its_row(repo, tmp_path, column, row, 
     assert "\n" not in str(info.value)
 
 
+def _set(column, make):
+    def edit(table):
+        values = make(table.column(column))
+        return table.set_column(table.column_names.index(column), pa.field(column, values.type), values)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (None, r"session1-00000-of-00001\.parquet \(config .*\) is not a readable parquet file \(Parquet magic"),
+        (lambda t: t.slice(0, 0), r"session1-00000-of-00001\.parquet .* holds no rows"),
+        (
+            lambda t: t.append_column("extra", pa.array([1] * len(t))),
+            r"has column\(s\) \['extra'\] that a comp-emotion",
+        ),
+        (
+            _set(
+                "audio",
+                lambda c: pa.array([[[0.0] * 7 for _ in r] for r in c.to_pylist()], pa.list_(pa.list_(pa.float32()))),
+            ),
+            r"row 0: column 'audio' has utterance vectors of 7 values, but the repo's schema declares 32",
+        ),
+        (
+            _set("corpus", lambda c: pa.array(["nonsense"] * len(c))),
+            r"column 'corpus' holds 'nonsense': unknown corpus",
+        ),
+    ],
+)
+def test_malformed_parquet_files_are_named(repo, tmp_path, edit, match):
+    if edit is None:  # not parquet at all (a truncated download reads the same)
+        edited = tmp_path / "edited"
+        shutil.copytree(repo, edited)
+        path = sorted((edited / CONFIG).glob("session1-*.parquet"))[0]
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        edited = _copy(repo, tmp_path, edit)
+    with pytest.raises(DatasetFormatError, match=match) as info:
+        load_dataset(str(edited), CONFIG)
+    assert "\n" not in str(info.value)
+
+
 def test_an_iemocap_shaped_repo_is_accepted_by_the_recipes(repo):
     from recipes.config import ConfigError, DataConfig
 
