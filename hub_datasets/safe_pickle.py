@@ -372,17 +372,19 @@ class RestrictedUnpickler(pickle._Unpickler):
                 )
 
     def check_result(self, obj: Any) -> None:
-        """Refuse a result nested deeper than :data:`MAX_NESTING` or containing itself (checked without recursion)."""
+        """Refuse a result nested deeper than :data:`MAX_NESTING` or containing itself (checked without recursion,
+        visiting each container once; leaves are not recorded, so the bookkeeping grows with the containers)."""
+        if _children(obj) is None:
+            return
         depth: dict[int, int] = {}
         active: set[int] = set()
-        keep = []
         stack: list[tuple[Any, bool]] = [(obj, False)]
         while stack:
             node, done = stack.pop()
             key = id(node)
             if done:
                 active.discard(key)
-                depth[key] = 1 + max((depth[id(c)] for c in _children(node)), default=0)
+                depth[key] = 1 + max((depth[id(c)] for c in _children(node) if _is_container(c)), default=0)
                 if depth[key] > MAX_NESTING:
                     raise self._refuse(f"its containers nest deeper than {MAX_NESTING} levels")
                 continue
@@ -390,14 +392,9 @@ class RestrictedUnpickler(pickle._Unpickler):
                 continue
             if key in active:
                 raise self._refuse("a container holds itself")
-            children = _children(node)
-            if children is None:
-                depth[key] = 0
-                continue
-            keep.append(node)
             active.add(key)
             stack.append((node, True))
-            stack.extend((child, False) for child in children)
+            stack.extend((child, False) for child in _children(node) if _is_container(child))
 
     # ------------------------------------------------------------------ opcodes
 
@@ -561,6 +558,13 @@ class _Stop(Exception):  # noqa: N818 - a control-flow signal, as pickle's own
     def __init__(self, value: Any) -> None:
         super().__init__()
         self.value = value
+
+
+def _is_container(node: Any) -> bool:
+    return type(node) in _CONTAINERS or (type(node) is np.ndarray and node.dtype.hasobject)
+
+
+_CONTAINERS = (list, tuple, set, frozenset, dict, OrderedDict)
 
 
 def _children(node: Any):
