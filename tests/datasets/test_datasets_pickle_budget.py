@@ -559,3 +559,19 @@ def test_mmsa_fields_are_checked_before_they_are_copied(mmsa_corpus, cache_dir, 
         load_dataset("mosi", data_dir=mmsa_corpus["path"].parent.parent.parent, cache_dir=cache_dir)
     assert str(mmsa_corpus["path"]) in str(info.value) and "\n" not in str(info.value)
     assert len(str(info.value)) < 600
+
+
+def test_python2_byte_strings_still_build_arrays_and_scalars(tmp_path):
+    """Python 2 wrote array data and scalars as 8-bit strings (BINSTRING), read back as latin-1 text."""
+    raw = np.array([1.5, -2.0]).tobytes()
+    py2 = lambda data: b"T" + struct.pack("<i", len(data)) + data  # noqa: E731 - BINSTRING
+    body = list_of(
+        empty_array() + array_state((2,), dtype("f8"), py2(raw)),
+        call(g("numpy.core.multiarray", "scalar"), dtype("f8"), py2(np.float64(0.25).tobytes())),
+        call(g("__builtin__", "set"), list_of(py2(b"Ses01F_impro01"))),
+    )
+    path = tmp_path / "py2.pkl"
+    path.write_bytes(proto(body))
+    array, scalar, ids = safe_load_pickle(path)
+    np.testing.assert_array_equal(array, [1.5, -2.0])
+    assert scalar == 0.25 and isinstance(scalar, np.float64) and ids == {"Ses01F_impro01"}
