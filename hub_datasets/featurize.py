@@ -391,11 +391,13 @@ def hub_offline() -> bool:
 
 
 def hub_unreachable(timeout: float = HUB_PROBE_SECONDS) -> str | None:
-    """``None`` when a TCP connection to the Hub endpoint (``HF_ENDPOINT``) opens within ``timeout`` seconds,
-    otherwise why not. Name resolution is included in the time limit (it runs in a helper thread)."""
+    """``None`` when a TCP connection to the Hub endpoint (``HF_ENDPOINT``, or the HTTP(S) proxy configured for
+    it) opens within ``timeout`` seconds, otherwise why not. Name resolution is included in the time limit (it
+    runs in a helper thread)."""
     import socket
     import threading
     from urllib.parse import urlparse
+    from urllib.request import getproxies, proxy_bypass
 
     from huggingface_hub import constants
 
@@ -403,6 +405,11 @@ def hub_unreachable(timeout: float = HUB_PROBE_SECONDS) -> str | None:
     host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
     if not host:
         return f"HF_ENDPOINT {constants.ENDPOINT!r} has no host"
+    proxy = getproxies().get(url.scheme)
+    if proxy and not proxy_bypass(host):  # behind a proxy, the proxy is what must answer
+        proxy_url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        if proxy_url.hostname:
+            host, port = proxy_url.hostname, proxy_url.port or (443 if proxy_url.scheme == "https" else 80)
     outcome: dict[str, str] = {}
 
     def probe() -> None:

@@ -209,3 +209,19 @@ def test_a_failure_while_writing_keeps_the_previous_features(tmp_path, monkeypat
     featurize_gcnet_corpus(label, tmp_path, Fixed(), progress=False, overwrite=True)
     assert sorted(p.name for p in folder.iterdir()) == ["u1.npy", "u2.npy", "u3.npy"]
     assert sorted(p.name for p in folder.parent.iterdir()) == ["deberta-large-4-UTT"]
+
+
+def test_hub_probe_goes_through_a_configured_proxy(monkeypatch):
+    """Behind a proxy the endpoint itself may be unreachable directly; the proxy is what must answer."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")
+    for name in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert hub_unreachable(2.0) is None
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{_closed_port()}")
+    assert "hub.invalid" in hub_unreachable(2.0)
