@@ -18,8 +18,14 @@ corpus: comp-emotion's Arrow cache (vectorised Arrow build, ``save_to_disk``, at
 own fingerprinted cache (``Dataset.from_generator`` yielding one conversation per example), each for a first
 preparation (read every file, build, write) and a reload.
 
+With ``--pickles`` it only measures the restricted unpickler against Python's default (C) unpickler, on a
+MOSEI-sized GCNet label pickle (22,856 utterance ids in 3,228 videos, per-video numpy label and sentence arrays,
+protocol 2 as the GCNet files) and a MOSI-sized MMSA ``aligned_50.pkl`` (2,199 clips, 50 frames, 768/5/20-d
+float32, protocol 4): the cost of checking every call and opcode.
+
 Run::
 
+    PYTHONPATH=. python benchmarks/bench_data.py --pickles   # restricted vs default unpickler only (~0.4 GB temp)
     PYTHONPATH=. python benchmarks/bench_data.py              # writes ~0.5 GB into a temporary folder
     PYTHONPATH=. python benchmarks/bench_data.py --work-dir /tmp/mosei-synth --keep   # reuse the written corpus
 """
@@ -76,7 +82,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--missing-rate", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare-cache", action="store_true", help="also time datasets' from_generator cache")
+    parser.add_argument("--pickles", action="store_true", help="only time the restricted unpickler (see above)")
+    parser.add_argument("--repeats", type=int, default=3, help="--pickles: timed loads per file (median shown)")
     args = parser.parse_args(argv)
+    if args.pickles:
+        return _bench_pickles(args.work_dir, args.repeats, args.seed)
 
     import datasets
     import numpy as np
@@ -233,6 +243,80 @@ def main(argv: list[str] | None = None) -> dict:
         print("cache backends, same files, same run (first preparation = read every file + build + write):")
         for name, value in figures["cache_backends"].items():
             print(f"  {name:44s} {value:9.3f}")
+    print("json:", json.dumps(figures, sort_keys=True))
+    return figures
+
+
+def _bench_pickles(work_dir: Path | None, repeats: int, seed: int) -> dict:
+    """Median seconds of ``safe_load_pickle`` and of ``pickle.load`` on a label pickle and an MMSA pickle."""
+    import pickle
+    import statistics
+
+    import numpy as np
+
+    from hub_datasets import safe_load_pickle
+
+    rng = np.random.default_rng(seed)
+    work = Path(work_dir or tempfile.mkdtemp(prefix="bench-pickles-"))
+    work.mkdir(parents=True, exist_ok=True)
+    figures: dict = {}
+    try:
+        sizes = np.full(3228, 22856 // 3228)
+        sizes[: 22856 - int(sizes.sum())] += 1
+        ids, labels, speakers, sentences = {}, {}, {}, {}
+        for v, n in enumerate(sizes):
+            vid = f"vid{v:05d}_{rng.integers(10**8):08d}"
+            ids[vid] = [f"{vid}_{k}" for k in range(n)]
+            labels[vid] = np.round(rng.uniform(-3, 3, n), 3)
+            speakers[vid] = [""] * n
+            sentences[vid] = np.array([f"sentence {k} of {vid} with a few more words" for k in range(n)])
+        videos = sorted(ids)
+        label = [ids, labels, speakers, sentences, set(videos[:2300]), set(videos[2300:2560]), set(videos[2560:])]
+        n = 2199
+        arrays = {
+            "id": np.array([f"clip{k // 20}$_${k % 20}" for k in range(n)], dtype=object),
+            "raw_text": np.array([f"text of clip {k}" for k in range(n)], dtype=object),
+            "text": rng.standard_normal((n, 50, 768), dtype=np.float32),
+            "audio": rng.standard_normal((n, 50, 5), dtype=np.float32),
+            "vision": rng.standard_normal((n, 50, 20), dtype=np.float32),
+            "audio_lengths": [50] * n,
+            "vision_lengths": [50] * n,
+            "regression_labels": rng.uniform(-3, 3, n).astype(np.float32),
+        }
+        cut = (1284, 1284 + 229)
+        mmsa = {
+            part: {k: (v[a:b] if isinstance(v, np.ndarray) else v[a:b]) for k, v in arrays.items()}
+            for part, (a, b) in {"train": (0, cut[0]), "valid": cut, "test": (cut[1], n)}.items()
+        }
+        files = {"label pickle (MOSEI-sized, protocol 2)": (label, 2), "MMSA aligned_50.pkl (MOSI-sized)": (mmsa, 4)}
+        for name, (obj, protocol) in files.items():
+            path = work / f"{abs(hash(name))}.pkl"
+            path.write_bytes(pickle.dumps(obj, protocol=protocol))
+            del obj
+            times = {"restricted": [], "default": []}
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                safe_load_pickle(path)
+                times["restricted"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                with open(path, "rb") as handle:
+                    pickle.load(handle)  # our own file, written just above: the default unpickler is fine here
+                times["default"].append(time.perf_counter() - t0)
+            figures[name] = {
+                "bytes": path.stat().st_size,
+                **{f"{k}_s": statistics.median(v) for k, v in times.items()},
+                **{f"{k}_range_s": [min(v), max(v)] for k, v in times.items()},
+            }
+            path.unlink()
+    finally:
+        if work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"{'file':42s} {'MiB':>7s} {'restricted':>11s} {'default':>9s}  ratio")
+    for name, f in figures.items():
+        print(
+            f"{name:42s} {f['bytes'] / 2**20:7.1f} {f['restricted_s']:10.3f}s {f['default_s']:8.3f}s "
+            f"{f['restricted_s'] / max(f['default_s'], 1e-9):6.1f}x"
+        )
     print("json:", json.dumps(figures, sort_keys=True))
     return figures
 

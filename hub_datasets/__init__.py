@@ -37,6 +37,7 @@ from .loading import (
     redraw_training_masks,
 )
 from .masks import SUBSET_CONDITIONS, expected_missing_rate
+from .missing import MissingModalityTransform
 from .publish import publish_to_hub, render_dataset_card, write_parquet_repo
 from .safe_pickle import safe_load_pickle
 from .schema import CORPORA, IEMOCAP4_LABELS, IEMOCAP6_LABELS
@@ -65,6 +66,7 @@ __all__ = [
     "ComPDataCollator",
     "DatasetFormatError",
     "IemocapUploadRefusedError",
+    "MissingModalityTransform",
     "UnsafePickleError",
     "add_missing_modality",
     "apply_missing_protocol",

@@ -68,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="python -m hub_datasets", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}  # every --help shows the defaults
 
-    write = sub.add_parser("write-synthetic", help="write the synthetic corpus in the GCNet or MMSA format")
+    write = sub.add_parser(
+        "write-synthetic", help="write the synthetic corpus in the GCNet or MMSA format", **defaults
+    )
     write.add_argument("output_dir")
     write.add_argument("--config", default="iemocap4", choices=["iemocap4", "iemocap6", "mosi", "mosei"])
     write.add_argument("--format", default="gcnet", choices=["gcnet", "mmsa"])
@@ -83,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     write.add_argument("--seed", type=int, default=0)
     write.add_argument("--overwrite", action="store_true")
 
-    info = sub.add_parser("info", help="load a corpus and print its splits and provenance")
+    info = sub.add_parser("info", help="load a corpus and print its splits and provenance", **defaults)
     _add_load_args(info)
 
-    publish = sub.add_parser("publish", help="write a parquet dataset repo (and optionally push it)")
+    publish = sub.add_parser("publish", help="write a parquet dataset repo (and optionally push it)", **defaults)
     _add_load_args(publish)
     publish.add_argument("--output-dir", default=None, help="repo folder to write (default: a temporary one)")
     publish.add_argument("--config-name", default=None)
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     # --- featurize (text featurization; options and logic live in hub_datasets/featurize.py) ---
     from .featurize import add_featurize_arguments
 
-    add_featurize_arguments(sub.add_parser("featurize", help="transcripts -> utterance text features"))
+    add_featurize_arguments(sub.add_parser("featurize", help="transcripts -> utterance text features", **defaults))
     # --- end featurize ---
 
     args = parser.parse_args(argv)

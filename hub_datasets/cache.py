@@ -6,16 +6,17 @@ A prepared corpus (natural splits, features, ids, labels; no masks) is saved wit
 only accepts a folder whose manifest names the right key and lists every split, so an interrupted preparation
 (exception, Ctrl-C, killed process) never looks complete: its temporary folder is ignored.
 
-While it writes, the preparer holds an exclusive ``flock`` on ``<temporary folder>.lock``, created and locked
-before the folder. The kernel releases that lock when the process ends, however it ends, so the next preparer
-removes a temporary folder only when it can take its lock: a live writer's folder is never removed, whatever
-PID namespace, container or machine-local process table either process sees (process ids are not used).
+While it writes, the preparer holds an exclusive lock on ``<temporary folder>.lock``, created and locked before
+the folder (:mod:`filelock`: ``flock`` on POSIX, ``LockFileEx`` on Windows). The operating system releases that
+lock when the process ends, however it ends, so the next preparer removes a temporary folder only when it can take
+its lock: a live writer's folder is never removed, whatever PID namespace, container or machine-local process
+table either process sees (process ids are not used). Where neither is available, :mod:`filelock` falls back to a
+lock file's existence: a killed writer's folder is then kept (never a live one removed).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import datasets
 from datasets import Dataset
+from filelock import FileLock, Timeout
 
 from .atomic import atomic_write_json
 
@@ -111,23 +113,19 @@ def load_cached(root: Path, name: str, key: str) -> tuple[dict[str, Dataset], di
     return splits, manifest
 
 
-def _try_lock(path: Path):
-    """Open ``path`` (created if needed) and take an exclusive non-blocking flock; ``None`` when it is held."""
+def _try_lock(path: Path) -> FileLock | None:
+    """Take an exclusive lock on ``path`` (created if needed) without waiting; ``None`` when another holds it."""
+    lock = FileLock(str(path), timeout=0)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-    except OSError:
+        lock.acquire()
+    except (Timeout, OSError):
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
+    return lock
 
 
-def _unlock(fd: int, path: Path) -> None:
+def _unlock(lock: FileLock, path: Path) -> None:
+    lock.release()
     path.unlink(missing_ok=True)
-    os.close(fd)  # closing releases the flock
 
 
 def _remove_stale_temporaries(root: Path, key: str) -> None:
@@ -136,13 +134,13 @@ def _remove_stale_temporaries(root: Path, key: str) -> None:
         if entry.name.endswith(".lock") or not entry.is_dir():
             continue
         lock_path = entry.with_name(entry.name + ".lock")
-        fd = _try_lock(lock_path)
-        if fd is None:
+        lock = _try_lock(lock_path)
+        if lock is None:
             continue  # a live writer holds it
         try:
             shutil.rmtree(entry, ignore_errors=True)
         finally:
-            _unlock(fd, lock_path)
+            _unlock(lock, lock_path)
 
 
 def save_cached(root: Path, name: str, key: str, splits: dict[str, Dataset], manifest: dict) -> dict[str, Dataset]:
@@ -162,8 +160,8 @@ def save_cached(root: Path, name: str, key: str, splits: dict[str, Dataset], man
     _remove_stale_temporaries(root, key)
     tmp = root / f".tmp-{key}-{uuid.uuid4().hex[:12]}"
     lock_path = tmp.with_name(tmp.name + ".lock")
-    lock_fd = _try_lock(lock_path)  # taken before the folder exists, released (by the kernel too) at the end
-    if lock_fd is None:  # pragma: no cover - a fresh random name
+    lock = _try_lock(lock_path)  # taken before the folder exists, released (by the OS too) at the end
+    if lock is None:  # pragma: no cover - a fresh random name
         raise OSError(f"cannot create and lock {lock_path}")
     final = _final_dir(root, name, key)
     try:
@@ -185,7 +183,7 @@ def save_cached(root: Path, name: str, key: str, splits: dict[str, Dataset], man
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
-        _unlock(lock_fd, lock_path)
+        _unlock(lock, lock_path)
     loaded = load_cached(root, name, key)
     if loaded is None:  # pragma: no cover - we just wrote it
         raise OSError(f"cache entry {final} could not be read back")

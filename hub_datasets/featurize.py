@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write_bytes
-from .errors import DatasetFormatError
+from .errors import DatasetFormatError, short_repr
 
 
 __all__ = [
@@ -42,9 +42,11 @@ __all__ = [
     "TextExtractor",
     "TextExtractorSpec",
     "add_featurize_arguments",
+    "check_file_ids",
     "featurize_dataset",
     "featurize_gcnet_corpus",
     "featurize_texts",
+    "gcnet_transcripts",
     "gcnet_words",
     "read_transcripts_csv",
     "run_featurize",
@@ -208,24 +210,38 @@ class TextExtractor:
         Raises:
             OSError: when the weights cannot be loaded (offline, unknown id); the message names the model id.
         """
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
         if not isinstance(spec, TextExtractorSpec):
             spec = DEFAULT_TEXT_EXTRACTOR if spec is None else TextExtractorSpec.from_dict(spec)
-        kwargs: dict[str, Any] = {"local_files_only": local_files_only}
-        if spec.revision:
-            kwargs["revision"] = spec.revision
-        try:
-            # Words go to the tokenizer pre-split; byte-level BPE tokenizers (DeBERTa, RoBERTa) then need the
-            # space before each word that a sentence would have had.
-            tok_kwargs = {"add_prefix_space": True} if spec.base_pooling == "gcnet" else {}
-            tokenizer = AutoTokenizer.from_pretrained(spec.model_id, **kwargs, **tok_kwargs)
-            model = AutoModel.from_pretrained(spec.model_id, **kwargs, **({"dtype": dtype} if dtype else {}))
-        except Exception as err:  # noqa: BLE001 -- offline, missing, gated ...: one message naming the model
-            raise OSError(
-                f"cannot load the text encoder {spec.model_id!r}: {type(err).__name__}: {str(err).splitlines()[0]}"
-            ) from None
+        location = _model_location(spec.model_id)  # checked before torch/transformers are even imported
+        tokenizer = model = None
+        if location == "folder" or _in_hub_cache(spec):
+            try:  # a local folder, or a Hub id already in the cache: no network at all
+                tokenizer, model = _load_encoder(spec, local_files_only=True, dtype=dtype)
+            except Exception as err:  # noqa: BLE001 -- missing, corrupt, incomplete ...: one message naming it
+                if location == "folder":
+                    raise OSError(
+                        f"cannot load the text encoder from the folder {spec.model_id!r}: {_first_line(err)}"
+                    ) from None
+        if model is None:
+            if local_files_only or hub_offline():
+                why = "--local-files-only" if local_files_only else "HF_HUB_OFFLINE is set"
+                raise OSError(
+                    f"the text encoder {spec.model_id!r} is not in the local Hugging Face cache ({why}); pass "
+                    "--model <local folder holding the encoder and its tokenizer>, or download it once with network"
+                )
+            unreachable = hub_unreachable(HUB_PROBE_SECONDS)
+            if unreachable is not None:
+                raise OSError(
+                    f"the text encoder {spec.model_id!r} is not in the local cache and the Hub cannot be reached "
+                    f"({unreachable}); pass --model <local folder holding the encoder and its tokenizer>, or set "
+                    "HF_HUB_OFFLINE=1 to use the cache only"
+                )
+            try:
+                tokenizer, model = _load_encoder(spec, local_files_only=False, dtype=dtype)
+            except Exception as err:  # noqa: BLE001 -- unknown id, gated, interrupted ...
+                raise OSError(f"cannot load the text encoder {spec.model_id!r}: {_first_line(err)}") from None
+        import torch
+
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to(device).eval()
@@ -356,6 +372,107 @@ class TextExtractor:
         return out.astype(np.float32)
 
 
+#: Seconds the one reachability check of the Hub may take before loading an encoder gives up.
+HUB_PROBE_SECONDS = 4.0
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) asks for the local cache only."""
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_SECONDS) -> str | None:
+    """``None`` when a TCP connection to the Hub endpoint (``HF_ENDPOINT``, or the HTTP(S) proxy configured for
+    it) opens within ``timeout`` seconds, otherwise why not. Name resolution is included in the time limit (it
+    runs in a helper thread)."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+    from urllib.request import getproxies, proxy_bypass
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    if not host:
+        return f"HF_ENDPOINT {constants.ENDPOINT!r} has no host"
+    proxy = getproxies().get(url.scheme)
+    if proxy and not proxy_bypass(host):  # behind a proxy, the proxy is what must answer
+        proxy_url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        if proxy_url.hostname:
+            host, port = proxy_url.hostname, proxy_url.port or (443 if proxy_url.scheme == "https" else 80)
+    outcome: dict[str, str] = {}
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome["ok"] = ""
+        except OSError as err:
+            outcome["error"] = f"{constants.ENDPOINT}: {err}"
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "ok" in outcome:
+        return None
+    return outcome.get("error", f"{constants.ENDPOINT}: no answer within {timeout:g} s")
+
+
+def _model_location(model_id: str) -> str:
+    """``"folder"`` for an existing local folder, ``"hub"`` for a Hub id; a path that does not exist is an error."""
+    path = Path(model_id).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise OSError(f"--model {model_id!r} is a file; expected a model folder (config.json, weights, tokenizer)")
+        if not (path / "config.json").is_file():
+            raise OSError(
+                f"the model folder {str(path)!r} has no config.json; expected a transformers encoder saved with "
+                "save_pretrained (config.json, weights, tokenizer files)"
+            )
+        return "folder"
+    looks_like_path = model_id.startswith((".", "/", "~")) or "\\" in model_id or os.path.isabs(model_id)
+    if looks_like_path or not _HUB_ID_RE.match(model_id):
+        raise OSError(
+            f"the model folder {model_id!r} does not exist; pass --model <existing folder holding the encoder and "
+            "its tokenizer> or a Hub id such as microsoft/deberta-large"
+        )
+    return "hub"
+
+
+def _in_hub_cache(spec: TextExtractorSpec) -> bool:
+    """Whether the Hub id's ``config.json`` is in the local Hugging Face cache (looked up without network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(spec.model_id, "config.json", revision=spec.revision)
+    except Exception:  # noqa: BLE001 -- a malformed id or revision: not cached
+        return False
+    return isinstance(found, str)
+
+
+def _load_encoder(spec: TextExtractorSpec, *, local_files_only: bool, dtype: Any = None):
+    from transformers import AutoModel, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"local_files_only": local_files_only}
+    if spec.revision:
+        kwargs["revision"] = spec.revision
+    # Words go to the tokenizer pre-split; byte-level BPE tokenizers (DeBERTa, RoBERTa) then need the space
+    # before each word that a sentence would have had.
+    tok_kwargs = {"add_prefix_space": True} if spec.base_pooling == "gcnet" else {}
+    tokenizer = AutoTokenizer.from_pretrained(spec.model_id, **kwargs, **tok_kwargs)
+    model = AutoModel.from_pretrained(spec.model_id, **kwargs, **({"dtype": dtype} if dtype else {}))
+    return tokenizer, model
+
+
 def _cap(limit: Any) -> int:
     try:
         value = int(limit)
@@ -401,23 +518,146 @@ def read_transcripts_csv(
     """Read ``(ids, transcripts)`` from a CSV (the toolkit's transcription files have ``name,sentence``).
 
     Raises:
-        DatasetFormatError: if the file or a column is missing, naming them.
+        DatasetFormatError: if the file or a column is missing, or the file is not UTF-8 CSV, naming them.
     """
     import csv
 
     path = Path(path)
     if not path.is_file():
         raise DatasetFormatError(f"{path}: no such transcript CSV file")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        if text_column not in columns:
-            raise DatasetFormatError(f"{path}: no column {text_column!r} (columns: {', '.join(columns)})")
-        if id_column is not None and id_column not in columns:
-            raise DatasetFormatError(f"{path}: no id column {id_column!r} (columns: {', '.join(columns)})")
-        rows = list(reader)
-    ids = [row[id_column] if id_column else str(i) for i, row in enumerate(rows)]
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            if text_column not in columns:
+                raise DatasetFormatError(f"{path}: no column {text_column!r} (columns: {', '.join(columns)})")
+            if id_column is not None and id_column not in columns:
+                raise DatasetFormatError(f"{path}: no id column {id_column!r} (columns: {', '.join(columns)})")
+            rows = list(reader)
+    except UnicodeDecodeError as err:
+        raise DatasetFormatError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except csv.Error as err:
+        raise DatasetFormatError(f"{path}: not a readable CSV file ({err})") from None
+    ids = [(row[id_column] or "") if id_column else str(i) for i, row in enumerate(rows)]
     return ids, [row[text_column] or "" for row in rows]
+
+
+#: Longest utterance id usable as a file name (``<id>.npy`` must fit the usual 255-byte limit).
+_MAX_ID_BYTES = 250
+
+
+def check_file_ids(ids: Sequence[str], source: str, *, where: Sequence[str] | None = None) -> None:
+    """Check that every id can name its own ``<id>.npy`` file and that no two ids share one.
+
+    Args:
+        ids: The utterance ids.
+        source: The file (or option) they come from, named in errors.
+        where: Optional position of each id in ``source`` (``"row 3"``), named in errors.
+
+    Raises:
+        DatasetFormatError: For the first id that is empty, not a string, holds a path separator or a control
+            character, is too long, or repeats an earlier id (also when they differ only in letter case, which is
+            one file on case-insensitive file systems). Nothing has been written when this is raised.
+    """
+    seen: dict[str, int] = {}
+    for k, uid in enumerate(ids):
+        at = where[k] if where is not None else f"entry {k}"
+        if not isinstance(uid, str):
+            raise DatasetFormatError(f"{source}: the id at {at} is a {type(uid).__name__}, not a string")
+        bad = (
+            uid.strip() in ("", ".", "..")
+            or any(c in uid for c in "/\\")
+            or any(ord(c) < 32 or ord(c) == 127 for c in uid)
+            or len(uid.encode("utf-8", "surrogatepass")) > _MAX_ID_BYTES
+        )
+        if bad:
+            raise DatasetFormatError(
+                f"{source}: the id {short_repr(uid)} at {at} cannot name a file (empty, a path separator, a control "
+                f"character or over {_MAX_ID_BYTES} bytes)"
+            )
+        key = uid.casefold()
+        if key in seen:
+            first = seen[key]
+            first_at = where[first] if where is not None else f"entry {first}"
+            same = "repeats" if ids[first] == uid else f"differs only in letter case from {short_repr(ids[first])} at"
+            raise DatasetFormatError(
+                f"{source}: the id {short_repr(uid)} at {at} {same} {first_at}: two utterances would share one "
+                "file; ids must be unique"
+            )
+        seen[key] = k
+
+
+def gcnet_transcripts(label_pickle: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """``(utterance ids, transcripts)`` of a GCNet label pickle (``videoIDs`` and ``videoSentence``), checked.
+
+    Raises:
+        DatasetFormatError: a malformed pickle, naming the field; ids that cannot name files or repeat.
+    """
+    from .safe_pickle import TextBudget, safe_load_pickle
+
+    label_pickle = Path(label_pickle)
+    obj = safe_load_pickle(label_pickle)
+    if not isinstance(obj, (list, tuple)) or len(obj) < 4:
+        raise DatasetFormatError(
+            f"{label_pickle}: expected a list starting videoIDs, videoLabels, videoSpeakers, videoSentence"
+        )
+    ids, sentences = obj[0], obj[3]
+    if not isinstance(ids, Mapping) or not isinstance(sentences, Mapping):
+        raise DatasetFormatError(f"{label_pickle}: videoIDs and videoSentence must be dicts keyed by dialogue id")
+    budget = TextBudget(label_pickle)
+    uids: list[str] = []
+    texts: list[str] = []
+    where: list[str] = []
+    for vid in sorted(ids, key=str):
+        if vid not in sentences:
+            raise DatasetFormatError(f"{label_pickle}: videoSentence has no entry for dialogue {short_repr(vid)}")
+        these_ids = budget.strings(ids[vid], f"{label_pickle}: videoIDs[{short_repr(vid)}]")
+        these_texts = budget.strings(sentences[vid], f"{label_pickle}: videoSentence[{short_repr(vid)}]")
+        if len(these_ids) != len(these_texts):
+            raise DatasetFormatError(
+                f"{label_pickle}: videoSentence[{short_repr(vid)}] has {len(these_texts)} entries, videoIDs has "
+                f"{len(these_ids)}"
+            )
+        uids += these_ids
+        texts += these_texts
+        where += [f"videoIDs[{short_repr(vid)}][{j}]" for j in range(len(these_ids))]
+    check_file_ids(uids, str(label_pickle), where=where)
+    return uids, texts
+
+
+def _check_feature_folder(folder: Path, overwrite: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise DatasetFormatError(f"{folder}: exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise DatasetFormatError(
+            f"{folder}: already holds features; pass overwrite=True (--overwrite) to replace them"
+        )
+
+
+def _write_feature_folder(folder: Path, ids: Sequence[str], features: np.ndarray) -> None:
+    """Write ``<id>.npy`` files into a staging folder, then swap it in: all of them appear, or none."""
+    import shutil
+
+    from .atomic import make_temp_dir
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staged = make_temp_dir(folder.parent, f".{folder.name}.tmp-")
+    old = None
+    try:
+        for uid, vector in zip(ids, features, strict=True):
+            np.save(staged / f"{uid}.npy", vector)
+        if folder.exists():
+            old = make_temp_dir(folder.parent, f".{folder.name}.old-")
+            os.replace(folder, old / folder.name)
+        os.replace(staged, folder)
+    except BaseException:
+        if old is not None and not folder.exists():
+            os.replace(old / folder.name, folder)  # put the previous features back
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def featurize_gcnet_corpus(
@@ -432,6 +672,9 @@ def featurize_gcnet_corpus(
 ) -> Path:
     """Featurize a GCNet-layout corpus's own transcripts (``videoSentence``) into ``features/<name>/<utt>.npy``.
 
+    Everything is checked (the pickle, every id, the output folder) before the encoder runs; the files are written
+    to a staging folder and swapped in together, so a failure leaves the previous folder (or none) untouched.
+
     Args:
         label_pickle: the corpus's label pickle (read with the restricted unpickler).
         output_dir: the corpus folder to write ``features/<feature_name>/`` into.
@@ -439,49 +682,20 @@ def featurize_gcnet_corpus(
         feature_name: folder name of the feature.
         batch_size: sequences per forward pass.
         progress: show a progress bar.
-        overwrite: replace existing files of that feature.
+        overwrite: replace an existing folder of that feature.
 
     Returns:
         The feature folder.
 
     Raises:
-        DatasetFormatError: a malformed pickle (naming the field) or an existing feature folder.
+        DatasetFormatError: a malformed pickle (naming the field), an id that cannot name a file or repeats, or
+            an existing feature folder.
     """
-    from .safe_pickle import safe_load_pickle
-
-    label_pickle = Path(label_pickle)
-    obj = safe_load_pickle(label_pickle)
-    if not isinstance(obj, (list, tuple)) or len(obj) < 4:
-        raise DatasetFormatError(
-            f"{label_pickle}: expected a list starting videoIDs, videoLabels, videoSpeakers, videoSentence"
-        )
-    ids, sentences = obj[0], obj[3]
-    if not isinstance(ids, Mapping) or not isinstance(sentences, Mapping):
-        raise DatasetFormatError(f"{label_pickle}: videoIDs and videoSentence must be dicts keyed by dialogue id")
-    uids: list[str] = []
-    texts: list[str] = []
-    for vid in sorted(ids, key=str):
-        if vid not in sentences:
-            raise DatasetFormatError(f"{label_pickle}: videoSentence has no entry for dialogue {vid!r}")
-        these_ids, these_texts = list(ids[vid]), [str(s) for s in list(sentences[vid])]
-        if len(these_ids) != len(these_texts):
-            raise DatasetFormatError(
-                f"{label_pickle}: videoSentence[{vid!r}] has {len(these_texts)} entries, videoIDs has {len(these_ids)}"
-            )
-        uids += [str(u) for u in these_ids]
-        texts += these_texts
+    uids, texts = gcnet_transcripts(label_pickle)
     folder = Path(output_dir) / "features" / feature_name
-    if folder.exists() and any(folder.iterdir()) and not overwrite:
-        raise DatasetFormatError(f"{folder}: already holds features; pass overwrite=True (--overwrite) to replace")
-    for uid in uids:  # checked before anything is encoded or written
-        if "/" in uid or uid in ("", ".", ".."):
-            raise DatasetFormatError(f"{label_pickle}: utterance id {uid!r} cannot be a file name")
+    _check_feature_folder(folder, overwrite)
     features = featurize_texts(texts, extractor, batch_size=batch_size, progress=progress)
-    folder.mkdir(parents=True, exist_ok=True)
-    for uid, vector in zip(uids, features, strict=True):
-        buffer = io.BytesIO()
-        np.save(buffer, vector)
-        atomic_write_bytes(folder / f"{uid}.npy", buffer.getvalue())
+    _write_feature_folder(folder, uids, features)
     return folder
 
 
@@ -543,7 +757,7 @@ def featurize_dataset(
 
 # ------------------------------------------------------------------------------------------------ command line
 def add_featurize_arguments(parser: Any) -> None:
-    """Options of ``python -m hub_datasets featurize``."""
+    """Options of ``python -m hub_datasets featurize`` (use ``argparse.ArgumentDefaultsHelpFormatter``)."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", action="append", help="a transcript (repeat for several utterances)")
     source.add_argument("--csv", help="CSV of transcripts (columns --id-column, --text-column)")
@@ -551,88 +765,120 @@ def add_featurize_arguments(parser: Any) -> None:
     source.add_argument("--dataset", help="a hub_datasets corpus (name or parquet folder): featurize its transcripts")
     parser.add_argument("--config", default=None, help="config of --dataset")
     parser.add_argument("--data-dir", default=None, help="raw corpus folder of --dataset")
-    parser.add_argument("--text-column", default="sentence")
-    parser.add_argument("--id-column", default="name")
+    parser.add_argument("--text-column", default="sentence", help="--csv column holding the transcripts")
+    parser.add_argument("--id-column", default="name", help="--csv column holding the utterance ids (unique)")
     parser.add_argument(
         "--output",
         required=True,
         help="--text/--csv: OUT.npz (arrays ids, features) or a folder (GCNet layout: features/NAME/<id>.npy); "
         "--gcnet-pickle: the corpus folder to write features/NAME/ into; --dataset: a save_to_disk folder",
     )
-    parser.add_argument("--model", default=DEFAULT_TEXT_EXTRACTOR.model_id, help="encoder Hub id or local folder")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_TEXT_EXTRACTOR.model_id,
+        help="encoder: a local folder (config.json, weights, tokenizer) or a Hub id; a Hub id is taken from the "
+        "local cache first and downloaded only when the Hub answers within a few seconds",
+    )
     parser.add_argument("--revision", default=None, help="Hub revision pin of --model")
     parser.add_argument("--layers", default="-4,-3,-2,-1", help="hidden_states indices, comma-separated")
     parser.add_argument("--pooling", default="gcnet", help=f"one of {', '.join(POOLINGS)} (optionally +l2)")
     parser.add_argument("--feature-name", default="deberta-large-4-UTT", help="feature folder name (GCNet layout)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU when present)")
-    parser.add_argument("--local-files-only", action="store_true", help="never download the encoder")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...; unset: a GPU when present")
+    parser.add_argument(
+        "--local-files-only", action="store_true", help="never contact the Hub (as HF_HUB_OFFLINE=1 does)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _check_output_free(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise DatasetFormatError(f"{output}: already exists; pass --overwrite to replace it")
+
+
+def _save_dataset(dataset: Any, output: Path) -> None:
+    """``save_to_disk`` into a staging folder, then swap it in (all or nothing)."""
+    import shutil
+
+    from .atomic import make_temp_dir
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staged = make_temp_dir(output.parent, f".{output.name}.tmp-")
+    try:
+        dataset.save_to_disk(str(staged / "data"))
+        if output.exists():
+            shutil.rmtree(output) if output.is_dir() else output.unlink()
+        os.replace(staged / "data", output)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def run_featurize(args: Any) -> int:
-    """Run ``python -m hub_datasets featurize`` with parsed ``args``; returns the exit status."""
+    """Run ``python -m hub_datasets featurize`` with parsed ``args``; returns the exit status.
+
+    The inputs, every id and the output are checked before the encoder is loaded; the output is written only once
+    every feature is computed, all at once (a staging folder or a temporary file renamed into place).
+    """
     import sys
 
-    try:
-        layers = tuple(int(v) for v in str(args.layers).split(","))
-    except ValueError:
-        print(f"error: --layers expects comma-separated integers, got {args.layers!r}", file=sys.stderr)
-        return 2
-    try:
-        spec = TextExtractorSpec(model_id=args.model, layers=layers, pooling=args.pooling, revision=args.revision)
-        extractor = TextExtractor.from_pretrained(spec, device=args.device, local_files_only=args.local_files_only)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    progress = not args.no_progress
     output = Path(args.output)
+    progress = not args.no_progress
     try:
+        try:
+            layers = tuple(int(v) for v in str(args.layers).split(","))
+        except ValueError:
+            raise ValueError(f"--layers expects comma-separated integers, got {args.layers!r}") from None
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+        spec = TextExtractorSpec(model_id=args.model, layers=layers, pooling=args.pooling, revision=args.revision)
+        # 1. read and check the inputs and the output (nothing loaded, nothing written yet)
+        dsd = folder = None
+        ids: list[str] = []
+        texts: list[str] = []
         if args.gcnet_pickle:
-            folder = featurize_gcnet_corpus(
-                args.gcnet_pickle,
-                output,
-                extractor,
-                feature_name=args.feature_name,
-                batch_size=args.batch_size,
-                progress=progress,
-                overwrite=args.overwrite,
-            )
-            print(f"wrote {sum(1 for _ in folder.glob('*.npy'))} utterance features to {folder}")
-            return 0
-        if args.dataset:
+            ids, texts = gcnet_transcripts(args.gcnet_pickle)
+            folder = output / "features" / args.feature_name
+            _check_feature_folder(folder, args.overwrite)
+        elif args.dataset:
             from .loading import load_dataset
 
             dsd = load_dataset(args.dataset, args.config, data_dir=args.data_dir)
+            _check_output_free(output, args.overwrite)
+        else:
+            if args.csv:
+                ids, texts = read_transcripts_csv(args.csv, text_column=args.text_column, id_column=args.id_column)
+                source, header = str(args.csv), 2  # row numbers as a spreadsheet shows them (the header is row 1)
+                where = [f"row {k + header}" for k in range(len(ids))]
+            else:
+                texts = list(args.text)
+                ids = [str(i) for i in range(len(texts))]
+                source, where = "--text", None
+            check_file_ids(ids, source, where=where)
+            if output.suffix == ".npz":
+                _check_output_free(output, args.overwrite)
+            else:
+                folder = output / "features" / args.feature_name
+                _check_feature_folder(folder, args.overwrite)
+        # 2. the encoder (a local folder, the cache, or one quick attempt at the Hub)
+        extractor = TextExtractor.from_pretrained(spec, device=args.device, local_files_only=args.local_files_only)
+        # 3. compute everything, then write it at once
+        if dsd is not None:
             out = featurize_dataset(dsd, extractor, batch_size=args.batch_size, progress=progress)
-            if output.exists() and not args.overwrite:
-                raise DatasetFormatError(f"{output}: already exists; pass --overwrite to replace it")
-            out.save_to_disk(str(output))
+            _save_dataset(out, output)
             print(f"wrote the featurized dataset to {output}")
             return 0
-        if args.csv:
-            ids, texts = read_transcripts_csv(args.csv, text_column=args.text_column, id_column=args.id_column)
-        else:
-            texts = list(args.text)
-            ids = [str(i) for i in range(len(texts))]
         features = extractor(texts, batch_size=args.batch_size, progress=progress)
-        if output.suffix == ".npz":
-            if output.exists() and not args.overwrite:
-                raise DatasetFormatError(f"{output}: already exists; pass --overwrite to replace it")
-            np.savez(output, ids=np.array(ids), features=features)
+        if folder is None:
+            buffer = io.BytesIO()
+            np.savez(buffer, ids=np.array(ids), features=features)
+            atomic_write_bytes(output, buffer.getvalue())
             print(f"wrote {len(ids)} x {features.shape[1]} features to {output}")
             return 0
-        folder = output / "features" / args.feature_name
-        if folder.exists() and any(folder.iterdir()) and not args.overwrite:
-            raise DatasetFormatError(f"{folder}: already holds features; pass --overwrite to replace them")
-        folder.mkdir(parents=True, exist_ok=True)
-        for uid, vector in zip(ids, features, strict=True):
-            if "/" in uid or uid in ("", ".", ".."):
-                raise DatasetFormatError(f"{args.csv}: id {uid!r} cannot be a file name")
-            np.save(folder / f"{uid}.npy", vector)
+        _write_feature_folder(folder, ids, features)
         print(f"wrote {len(ids)} utterance features to {folder}")
         return 0
-    except (DatasetFormatError, TypeError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (DatasetFormatError, OSError, TypeError, ValueError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
         return 2

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from .constants import MODALITIES, VIDEO
-from .errors import DatasetFormatError
+from .errors import DatasetFormatError, short_repr
 from .mmsa import sha256_file
-from .safe_pickle import safe_load_pickle
+from .safe_pickle import TextBudget, safe_load_pickle
 from .schema import DEFAULT_FEATURE_NAMES, MAX_ABS_FEATURE, CorpusSpec, CorpusSplit, first_bad_feature
 
 
@@ -88,7 +88,7 @@ def _resolve_feature_names(feature_names: dict[str, str] | None) -> dict[str, st
     names = dict(DEFAULT_FEATURE_NAMES)
     for key, value in (feature_names or {}).items():
         if key not in MODALITIES:
-            raise ValueError(f"feature_names has unknown modality {key!r}; expected keys from {MODALITIES}")
+            raise ValueError(f"feature_names has unknown modality {short_repr(key)}; expected keys from {MODALITIES}")
         names[key] = str(value)
     return names
 
@@ -147,34 +147,41 @@ def _as_list(value, where: str) -> list:
     raise DatasetFormatError(f"{where} should be a list, got {type(value).__name__}")
 
 
+def _where(pickle_path: Path, field_name: str, vid: str) -> str:
+    return f"{pickle_path}: {field_name}[{short_repr(vid)}]"
+
+
 def _field(table, key: str, pickle_path: Path, field_name: str):
     if not isinstance(table, dict):
         raise DatasetFormatError(f"{pickle_path}: {field_name} should be a dict, got {type(table).__name__}")
     try:
         return table[key]
     except KeyError:
-        raise DatasetFormatError(f"{pickle_path}: {field_name} has no entry for dialogue {key!r}") from None
+        raise DatasetFormatError(f"{pickle_path}: {field_name} has no entry for dialogue {short_repr(key)}") from None
 
 
-def _id_list(value, pickle_path: Path, field_name: str) -> list[str]:
+def _id_list(value, pickle_path: Path, field_name: str, texts: TextBudget) -> list[str]:
     """The dialogue ids of ``trainVid`` / ``valVid`` / ``testVid`` (a list, tuple, set or 1-D array of ids)."""
     if isinstance(value, np.ndarray) and value.ndim == 1:
         value = value.tolist()
     if not isinstance(value, (list, tuple, set, frozenset)):
         raise DatasetFormatError(
-            f"{pickle_path}: {field_name} should be a list of dialogue ids, got {type(value).__name__} {value!r:.60}"
+            f"{pickle_path}: {field_name} should be a list of dialogue ids, got {type(value).__name__} "
+            f"{short_repr(value, 60)}"
         )
     bad = [v for v in value if not isinstance(v, (str, bytes, np.str_))]
     if bad:
         raise DatasetFormatError(
-            f"{pickle_path}: {field_name} should hold dialogue id strings, found {type(bad[0]).__name__} {bad[0]!r:.60}"
+            f"{pickle_path}: {field_name} should hold dialogue id strings, found {type(bad[0]).__name__} "
+            f"{short_repr(bad[0], 60)}"
         )
-    return [v.decode("latin1") if isinstance(v, bytes) else str(v) for v in value]
+    return texts.strings(sorted(value, key=str) if isinstance(value, (set, frozenset)) else list(value), field_name)
 
 
 def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[tuple]]:
     """``{natural split: [(dialog_id, uids, labels, speakers, transcripts, session), ...]}`` in sorted id order."""
     obj = safe_load_pickle(pickle_path)
+    texts = TextBudget(pickle_path)  # every string copied out of the pickle is charged, shared ones per use
     expected = 6 if spec.family == "iemocap" else 7
     if not isinstance(obj, (list, tuple)) or len(obj) < expected:
         got = f"a {type(obj).__name__} of length {len(obj)}" if hasattr(obj, "__len__") else type(obj).__name__
@@ -184,13 +191,15 @@ def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[t
         )
     ids, labels, speakers, sentences = obj[0], obj[1], obj[2], obj[3]
     if spec.family == "iemocap":
-        union = set(_id_list(obj[4], pickle_path, "trainVid")) | set(_id_list(obj[5], pickle_path, "testVid"))
+        union = set(_id_list(obj[4], pickle_path, "trainVid", texts)) | set(
+            _id_list(obj[5], pickle_path, "testVid", texts)
+        )
         groups: dict[str, list[str]] = {}
         for vid in union:
             match = _SESSION_RE.match(str(vid))
             if match is None:
                 raise DatasetFormatError(
-                    f"{pickle_path}: dialogue id {vid!r} does not start with 'Ses0<session 1-5>' "
+                    f"{pickle_path}: dialogue id {short_repr(vid)} does not start with 'Ses0<session 1-5>' "
                     "(IEMOCAP ids look like 'Ses01F_impro01')"
                 )
             groups.setdefault(f"session{match.group(1)}", []).append(str(vid))
@@ -203,10 +212,12 @@ def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[t
             ("validation", "valVid", obj[5]),
             ("test", "testVid", obj[6]),
         ):
-            for vid in _id_list(members, pickle_path, field_name):
+            for vid in _id_list(members, pickle_path, field_name, texts):
                 vid = str(vid)
                 if vid in seen:
-                    raise DatasetFormatError(f"{pickle_path}: video {vid!r} is in both {seen[vid]} and {split}")
+                    raise DatasetFormatError(
+                        f"{pickle_path}: video {short_repr(vid)} is in both {seen[vid]} and {split}"
+                    )
                 seen[vid] = split
                 groups.setdefault(split, []).append(vid)
         split_names = ["train", "validation", "test"]
@@ -215,16 +226,29 @@ def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[t
     for split in split_names:
         rows = []
         for vid in sorted(groups.get(split, [])):
-            uids = [str(u) for u in _as_list(_field(ids, vid, pickle_path, "videoIDs"), f"videoIDs[{vid!r}]")]
-            labs = _as_list(_field(labels, vid, pickle_path, "videoLabels"), f"videoLabels[{vid!r}]")
-            spk = [str(s) for s in _as_list(_field(speakers, vid, pickle_path, "videoSpeakers"), "videoSpeakers")]
-            txt = [str(s) for s in _as_list(_field(sentences, vid, pickle_path, "videoSentences"), "videoSentences")]
+            uids = texts.strings(
+                _as_list(_field(ids, vid, pickle_path, "videoIDs"), _where(pickle_path, "videoIDs", vid)),
+                _where(pickle_path, "videoIDs", vid),
+            )
+            labs = _as_list(_field(labels, vid, pickle_path, "videoLabels"), _where(pickle_path, "videoLabels", vid))
+            spk = texts.strings(
+                _as_list(
+                    _field(speakers, vid, pickle_path, "videoSpeakers"), _where(pickle_path, "videoSpeakers", vid)
+                ),
+                _where(pickle_path, "videoSpeakers", vid),
+            )
+            txt = texts.strings(
+                _as_list(
+                    _field(sentences, vid, pickle_path, "videoSentences"), _where(pickle_path, "videoSentences", vid)
+                ),
+                _where(pickle_path, "videoSentences", vid),
+            )
             if not uids:
-                raise DatasetFormatError(f"{pickle_path}: dialogue {vid!r} has no utterances in videoIDs")
+                raise DatasetFormatError(f"{pickle_path}: dialogue {short_repr(vid)} has no utterances in videoIDs")
             for name, values in (("videoLabels", labs), ("videoSpeakers", spk), ("videoSentences", txt)):
                 if len(values) != len(uids):
                     raise DatasetFormatError(
-                        f"{pickle_path}: {name}[{vid!r}] has {len(values)} entries but videoIDs[{vid!r}] has "
+                        f"{pickle_path}: {name}[{short_repr(vid)}] has {len(values)} entries but videoIDs[{short_repr(vid)}] has "
                         f"{len(uids)}"
                     )
             clean = []
@@ -235,7 +259,7 @@ def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[t
                     )
                     if not ok or not 0 <= int(value) < num_classes:
                         raise DatasetFormatError(
-                            f"{pickle_path}: videoLabels[{vid!r}][{k}] = {value!r} is not a class id in "
+                            f"{pickle_path}: videoLabels[{short_repr(vid)}][{k}] = {short_repr(value)} is not a class id in "
                             f"0..{num_classes - 1} for {spec.name}"
                         )
                     clean.append(int(value))
@@ -246,7 +270,7 @@ def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[t
                         number = math.nan
                     if not math.isfinite(number) or not -3.0 <= number <= 3.0:
                         raise DatasetFormatError(
-                            f"{pickle_path}: videoLabels[{vid!r}][{k}] = {value!r} is not a sentiment score in "
+                            f"{pickle_path}: videoLabels[{short_repr(vid)}][{k}] = {short_repr(value)} is not a sentiment score in "
                             f"[-3, 3] for {spec.name}"
                         )
                     clean.append(number)
@@ -254,7 +278,7 @@ def _parse_label_pickle(spec: CorpusSpec, pickle_path: Path) -> dict[str, list[t
                 bad = [s for s in spk if s not in ("F", "M")]
                 if bad:
                     raise DatasetFormatError(
-                        f"{pickle_path}: videoSpeakers[{vid!r}] holds {bad[0]!r}; IEMOCAP speakers are 'F' or 'M'"
+                        f"{pickle_path}: videoSpeakers[{short_repr(vid)}] holds {short_repr(bad[0])}; IEMOCAP speakers are 'F' or 'M'"
                     )
             session = int(vid[4]) if spec.family == "iemocap" else 0
             rows.append((vid, uids, clean, spk, txt, session))
@@ -272,7 +296,7 @@ def _read_npy(path: str, uid: str) -> np.ndarray:
             size = os.fstat(handle.fileno()).st_size
             if size == 0:
                 raise DatasetFormatError(
-                    f"{path} (utterance {uid!r}) is empty (0 bytes), not a .npy array; an interrupted copy? "
+                    f"{path} (utterance {short_repr(uid)}) is empty (0 bytes), not a .npy array; an interrupted copy? "
                     "Copy the file again"
                 )
             try:
@@ -283,33 +307,35 @@ def _read_npy(path: str, uid: str) -> np.ndarray:
                     shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
             except (ValueError, EOFError) as exc:
                 raise DatasetFormatError(
-                    f"{path} (utterance {uid!r}) is not a numeric .npy array ({size} bytes; {exc})"
+                    f"{path} (utterance {short_repr(uid)}) is not a numeric .npy array ({size} bytes; {exc})"
                 ) from None
             if dtype.hasobject:
                 raise DatasetFormatError(
-                    f"{path} (utterance {uid!r}) is not a numeric .npy array: dtype {dtype} holds Python objects"
+                    f"{path} (utterance {short_repr(uid)}) is not a numeric .npy array: dtype {dtype} holds Python objects"
                 )
             count = math.prod(shape)
             claimed = count * dtype.itemsize
             available = size - handle.tell()
             if claimed != available:
                 raise DatasetFormatError(
-                    f"{path} (utterance {uid!r}): its header announces shape {shape} of {dtype} ({claimed:,} bytes) "
+                    f"{path} (utterance {short_repr(uid)}): its header announces shape {shape} of {dtype} ({claimed:,} bytes) "
                     f"but the file holds {available:,} bytes of data; the file is truncated or corrupt"
                 )
             arr = np.fromfile(handle, dtype=dtype, count=count)
     except OSError as exc:
-        raise DatasetFormatError(f"cannot read {path} (utterance {uid!r}): {exc}") from None
+        raise DatasetFormatError(f"cannot read {path} (utterance {short_repr(uid)}): {exc}") from None
     return arr.reshape(shape[::-1]).transpose() if fortran_order else arr.reshape(shape)
 
 
 def _load_npy(path: str, uid: str, reader: _FeatureReader | None = None) -> np.ndarray:
     arr = _read_npy(path, uid)
     if arr.dtype.kind not in "fiu":
-        raise DatasetFormatError(f"{path} (utterance {uid!r}) holds dtype {arr.dtype}, expected floating point")
+        raise DatasetFormatError(
+            f"{path} (utterance {short_repr(uid)}) holds dtype {arr.dtype}, expected floating point"
+        )
     if arr.ndim == 0 or arr.ndim > 2:
         raise DatasetFormatError(
-            f"{path} (utterance {uid!r}) has shape {arr.shape}; expected one vector [D] or frames [T, D]"
+            f"{path} (utterance {short_repr(uid)}) has shape {arr.shape}; expected one vector [D] or frames [T, D]"
         )
     if reader is not None and reader.nan_policy == "zero" and arr.dtype.kind == "f":
         bad = ~np.isfinite(arr)
@@ -349,7 +375,7 @@ class _FeatureReader:
             self.dim, self.first_file = dim, path
         elif dim != self.dim:
             raise DatasetFormatError(
-                f"{path} (utterance {uid!r}) has {self.modality} dimension {dim}, but {self.first_file} has "
+                f"{path} (utterance {short_repr(uid)}) has {self.modality} dimension {dim}, but {self.first_file} has "
                 f"{self.dim}; all files of one modality must share one dimension"
             )
 
@@ -360,7 +386,7 @@ class _FeatureReader:
         if self.entries.get(uid):
             return os.path.join(self.folder, uid), True
         raise DatasetFormatError(
-            f"no {self.modality} feature for utterance {uid!r} of dialogue {dialog!r}: neither "
+            f"no {self.modality} feature for utterance {short_repr(uid)} of dialogue {short_repr(dialog)}: neither "
             f"{self.folder / name} nor a folder {self.folder / uid} exists"
         )
 
@@ -378,7 +404,7 @@ class _FeatureReader:
                 actor = name[:-4][-1:]
                 if actor not in ("F", "M"):
                     raise DatasetFormatError(
-                        f"cannot tell which actor {os.path.join(path, name)} (utterance {uid!r}) belongs to; "
+                        f"cannot tell which actor {os.path.join(path, name)} (utterance {short_repr(uid)}) belongs to; "
                         "IEMOCAP face files are named compress_F.npy / compress_M.npy"
                     )
                 if actor == speaker:
@@ -419,7 +445,7 @@ def _read_modality(reader: _FeatureReader, utterances: list[tuple[str, str, str]
     bad = ~np.isfinite(matrix).all(axis=1)  # with nan_policy="zero" the files' values were already replaced
     if bad.any():
         rows = np.flatnonzero(bad)
-        listed = ", ".join(f"{sources[j]} (utterance {utterances[j][0]!r})" for j in rows[:3])
+        listed = ", ".join(f"{sources[j]} (utterance {short_repr(utterances[j][0])})" for j in rows[:3])
         raise DatasetFormatError(
             f"{len(rows)} {reader.modality} feature(s) contain NaN/Inf values: {listed}"
             f"{' ...' if len(rows) > 3 else ''}. Fix the files or pass nan_policy='zero' to replace them by 0."
@@ -428,7 +454,7 @@ def _read_modality(reader: _FeatureReader, utterances: list[tuple[str, str, str]
     if bad_value is not None:
         row, col, value = bad_value
         raise DatasetFormatError(
-            f"{sources[row]} (utterance {utterances[row][0]!r}): {reader.modality} feature {col} averages to "
+            f"{sources[row]} (utterance {short_repr(utterances[row][0])}): {reader.modality} feature {col} averages to "
             f"{value:.6g}, beyond the accepted magnitude {MAX_ABS_FEATURE:g}; the file is corrupt"
         )
     return matrix, present
@@ -470,7 +496,9 @@ def read_gcnet(
     seen: set[str] = set()
     for uid, dialog, _ in utterances:
         if uid in seen:
-            raise DatasetFormatError(f"{pickle_path}: utterance id {uid!r} (dialogue {dialog!r}) appears twice")
+            raise DatasetFormatError(
+                f"{pickle_path}: utterance id {short_repr(uid)} (dialogue {short_repr(dialog)}) appears twice"
+            )
         seen.add(uid)
     matrices, presents, replaced = {}, [], 0
     show = progress and len(utterances) >= 2000

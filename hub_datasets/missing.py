@@ -1,5 +1,7 @@
-"""Missing-modality masks on datasets: :func:`add_missing_modality` (plain ``datasets`` objects),
-:func:`apply_missing_protocol` and :func:`redraw_training_masks` (splits from :func:`hub_datasets.load_dataset`).
+"""Missing-modality masks on datasets: :func:`add_missing_modality` (plain ``datasets`` objects, streaming ones
+included), :class:`MissingModalityTransform` (the same masks as a batch function for ``.map(batched=True)`` and
+``with_transform``), :func:`apply_missing_protocol` and :func:`redraw_training_masks` (splits from
+:func:`hub_datasets.load_dataset`).
 
 Only the ``modality_mask`` column changes; features are never copied. The masks themselves are computed by
 :mod:`hub_datasets.masks` from the utterance ids, so the same utterance gets the same mask whichever way the
@@ -8,8 +10,10 @@ data was loaded.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from datasets import Array2D, Dataset, DatasetDict
+from datasets import Array2D, Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict
 
 from . import masks as _masks
 from .columns import flat_column, present_flat, replace_column
@@ -18,7 +22,13 @@ from .provenance import dataset_provenance, set_provenance
 from .schema import FEATURE_PRESENT, UTTERANCE_KEYS, matrix_column
 
 
-__all__ = ["add_missing_modality", "apply_missing_protocol", "check_protocol_args", "redraw_training_masks"]
+__all__ = [
+    "MissingModalityTransform",
+    "add_missing_modality",
+    "apply_missing_protocol",
+    "check_protocol_args",
+    "redraw_training_masks",
+]
 
 _MASK_FEATURE = Array2D(shape=(None, 3), dtype="int8")
 
@@ -102,9 +112,9 @@ def apply_missing_protocol(
     return result
 
 
-def _check_role(dataset: Dataset, role: str | None, epoch) -> tuple[str, int | None]:
+def _check_role(dataset: Any, role: str | None, epoch) -> tuple[str, int | None]:
     if role is None:
-        role = "train" if str(dataset.split) == "train" else "eval"
+        role = "train" if str(getattr(dataset, "split", None)) == "train" else "eval"
     if role not in ("train", "eval"):
         raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
     if role == "train":
@@ -167,10 +177,15 @@ def add_missing_modality(
 
     Only the mask column is added (an existing one is replaced); features, format and description are kept.
     The ``train`` split gets the training masks of epoch 0 (redraw per epoch with ``epoch=``), every other split
-    the fixed evaluation masks.
+    the fixed evaluation masks. A streaming ``IterableDataset`` (``datasets.load_dataset(..., streaming=True)``)
+    gets the same masks, computed batch by batch as its rows are read (see :class:`MissingModalityTransform`).
+
+    ``datasets.load_dataset`` itself has no ``missing_rate`` option (passing one fails with a ``ParquetConfig``
+    error): load without it, then call this, or use :func:`hub_datasets.load_dataset`, which accepts it.
 
     Args:
-        dataset: A ``Dataset`` or ``DatasetDict`` with an ``utterance_ids`` column (list of strings per row).
+        dataset: A ``Dataset``, ``DatasetDict``, ``IterableDataset`` or ``IterableDatasetDict`` with an
+            ``utterance_ids`` column (list of strings per row).
         missing_rate: ``eta`` in ``[0, 1)`` for ``protocol="rate"``.
         seed: Mask seed.
         protocol: ``"rate"`` (the paper's) or ``"subset"`` (a fixed observed set for every utterance).
@@ -182,8 +197,8 @@ def add_missing_modality(
     Returns:
         The same kind of object with a ``modality_mask`` column ``[num_utterances, 3]`` (int8) per row.
     """
-    if isinstance(dataset, DatasetDict):
-        return DatasetDict(
+    if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
+        return type(dataset)(
             {
                 name: add_missing_modality(
                     split,
@@ -198,8 +213,26 @@ def add_missing_modality(
                 for name, split in dataset.items()
             }
         )
+    if isinstance(dataset, IterableDataset):
+        role, epoch = _check_role(dataset, role, epoch)
+        transform = MissingModalityTransform(
+            missing_rate,
+            role=role,
+            seed=seed,
+            protocol=protocol,
+            modalities=modalities,
+            epoch=epoch,
+            mask_absent_features=mask_absent_features,
+        )
+        features = None
+        if dataset.features is not None:
+            features = Features({**dataset.features, MODALITY_MASK: _MASK_FEATURE})
+        return dataset.map(transform, batched=True, features=features)
     if not isinstance(dataset, Dataset):
-        raise TypeError(f"add_missing_modality takes a datasets.Dataset or DatasetDict, got {type(dataset).__name__}")
+        raise TypeError(
+            "add_missing_modality takes a datasets.Dataset, DatasetDict, IterableDataset or IterableDatasetDict, "
+            f"got {type(dataset).__name__}"
+        )
     protocol, missing_rate, modalities, seed = check_protocol_args(protocol, missing_rate, modalities, seed)
     role, epoch = _check_role(dataset, role, epoch)
     masks, lengths = _compute_dataset_masks(
@@ -250,3 +283,98 @@ def check_protocol_args(protocol, missing_rate, modalities, seed):
     elif modalities is not None:
         raise ValueError("modalities=... belongs to protocol='subset'; protocol='rate' draws masks per utterance")
     return protocol, missing_rate, modalities, int(seed)
+
+
+class MissingModalityTransform:
+    """The masks of :func:`add_missing_modality` as a batch function, for ``.map(batched=True)``,
+    ``with_transform`` / ``set_transform`` and streaming datasets.
+
+    A mask depends only on (seed, role, epoch, utterance id), so computing it batch by batch gives exactly the
+    masks of the whole-dataset form::
+
+        from hub_datasets import MissingModalityTransform
+
+        masks = MissingModalityTransform(0.5, role="eval", seed=0)
+        test = dsd["test"].map(masks, batched=True)           # a stored column
+        test = dsd["test"].with_transform(masks)              # computed on access, nothing stored
+        train = dsd["train"].map(MissingModalityTransform(0.5, role="train", epoch=3), batched=True)
+
+    Unlike :func:`add_missing_modality` it cannot see the split's name, so ``role`` is required: ``"train"``
+    for training masks (of ``epoch``), ``"eval"`` for the fixed evaluation masks.
+
+    Args:
+        missing_rate: ``eta`` in ``[0, 1)`` for ``protocol="rate"``.
+        role: ``"train"`` or ``"eval"``.
+        seed: Mask seed.
+        protocol: ``"rate"`` or ``"subset"``.
+        modalities: Observed set for ``protocol="subset"``, e.g. ``"at"``.
+        epoch: Training epoch (``role="train"``; default 0).
+        mask_absent_features: Also mask utterances the corpus had no feature for (needs ``feature_present``).
+
+    Calling it on a batch (a dict of columns, one list entry per row, as ``datasets`` passes) returns the batch
+    with a ``modality_mask`` entry: one ``[num_utterances, 3]`` int8 array per row (a single row, whose
+    ``utterance_ids`` is a list of strings, gets one array).
+    """
+
+    def __init__(
+        self,
+        missing_rate: float = 0.0,
+        *,
+        role: str,
+        seed: int = 0,
+        protocol: str = "rate",
+        modalities: str | None = None,
+        epoch: int | None = None,
+        mask_absent_features: bool = False,
+    ) -> None:
+        self.protocol, self.missing_rate, self.modalities, self.seed = check_protocol_args(
+            protocol, missing_rate, modalities, seed
+        )
+        self.role, self.epoch = _check_role(None, role, epoch)
+        if not isinstance(mask_absent_features, (bool, np.bool_)):
+            raise ValueError(f"mask_absent_features must be True or False, got {mask_absent_features!r}")
+        self.mask_absent_features = bool(mask_absent_features)
+
+    def __repr__(self) -> str:
+        return (
+            f"MissingModalityTransform(missing_rate={self.missing_rate}, role={self.role!r}, seed={self.seed}, "
+            f"protocol={self.protocol!r}, modalities={self.modalities!r}, epoch={self.epoch}, "
+            f"mask_absent_features={self.mask_absent_features})"
+        )
+
+    def __call__(self, batch: dict) -> dict:
+        if "utterance_ids" not in batch:
+            raise ValueError(
+                f"the batch has no 'utterance_ids' column (columns: {sorted(batch)}); masks are computed from the "
+                "utterance ids of a comp-emotion corpus"
+            )
+        ids = batch["utterance_ids"]
+        single = len(ids) > 0 and isinstance(ids[0], str)
+        rows = [list(ids)] if single else [list(row) for row in ids]
+        lengths = [len(row) for row in rows]
+        flat = [uid for row in rows for uid in row]
+        bad = next((uid for uid in flat if not isinstance(uid, str)), None)
+        if bad is not None:
+            raise ValueError(f"utterance_ids must hold strings, found {type(bad).__name__} {bad!r:.60}")
+        masks = _masks.compute_masks(
+            _masks.utterance_keys(flat),
+            protocol=self.protocol,
+            missing_rate=self.missing_rate,
+            modalities=self.modalities,
+            seed=self.seed,
+            role=self.role,
+            epoch=self.epoch,
+        )
+        if self.mask_absent_features:
+            if FEATURE_PRESENT not in batch:
+                raise ValueError(f"mask_absent_features=True needs the {FEATURE_PRESENT!r} column, which is missing")
+            present = [batch[FEATURE_PRESENT]] if single else list(batch[FEATURE_PRESENT])
+            parts = [np.asarray(p, dtype=np.int8).reshape(-1, 3) for p in present]
+            stacked = np.concatenate(parts) if parts else np.zeros((0, 3), np.int8)
+            if stacked.shape[0] != masks.shape[0]:
+                raise ValueError(f"{FEATURE_PRESENT} has {stacked.shape[0]} rows, utterance_ids {masks.shape[0]}")
+            masks = masks * stacked
+        pieces = np.split(masks.astype(np.int8), np.cumsum(lengths)[:-1]) if rows else []
+        out = dict(batch)
+        out[MODALITY_MASK] = pieces[0] if single else pieces
+        return out

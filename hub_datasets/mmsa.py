@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .constants import AUDIO, MODALITIES, TEXT, VIDEO
-from .errors import ChecksumMismatchError, DatasetFormatError
-from .safe_pickle import safe_load_pickle
+from .errors import ChecksumMismatchError, DatasetFormatError, short_repr
+from .safe_pickle import TextBudget, safe_load_pickle
 from .schema import MAX_ABS_FEATURE, CorpusSpec, CorpusSplit, first_bad_feature
 
 
@@ -192,25 +192,38 @@ def _check_clip_counts(part: dict, where: str) -> None:
 
 def _numbers(part: dict, key: str, where: str, *, count: int, integer: bool) -> np.ndarray:
     """A flat numeric per-clip field (``int64`` frame counts or ``float64`` labels) with a one-line error."""
-    arr = np.asarray(part[key]).reshape(-1)
+    raw = part[key]
     expected = "integer frame counts" if integer else "numbers"
+    if isinstance(raw, (list, tuple)):  # checked before numpy copies it (a list of strings would widen to text)
+        for position, value in enumerate(raw):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise DatasetFormatError(
+                    f"{where}[{key!r}][{position}] = {short_repr(value)} is not a number; expected {expected}"
+                )
+        if any(isinstance(value, int) and not -(2**62) < value < 2**62 for value in raw):
+            raise DatasetFormatError(f"{where}[{key!r}] holds an integer too large for {expected}")
+    elif not isinstance(raw, np.ndarray):
+        raise DatasetFormatError(f"{where}[{key!r}] should be an array of {expected}, got {type(raw).__name__}")
+    arr = np.asarray(raw).reshape(-1)
     if arr.shape[0] != count:
         raise DatasetFormatError(f"{where}[{key!r}] has {arr.shape[0]} entries, expected {count} (one per clip)")
     if arr.dtype == object:
         for position, value in enumerate(arr.tolist()):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise DatasetFormatError(
-                    f"{where}[{key!r}][{position}] = {value!r} is not a number; expected {expected}"
+                    f"{where}[{key!r}][{position}] = {short_repr(value)} is not a number; expected {expected}"
                 )
     elif arr.dtype.kind not in "iuf":
         first = arr[0].item() if arr.size else None
-        raise DatasetFormatError(f"{where}[{key!r}] holds {arr.dtype} values such as {first!r}, expected {expected}")
+        raise DatasetFormatError(
+            f"{where}[{key!r}] holds {arr.dtype} values such as {short_repr(first)}, expected {expected}"
+        )
     values = arr.astype(np.float64)
     if integer:
         broken = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
         if broken.size:
             raise DatasetFormatError(
-                f"{where}[{key!r}][{broken[0]}] = {arr[broken[0]].item()!r} is not a whole frame count"
+                f"{where}[{key!r}][{broken[0]}] = {short_repr(arr[broken[0]].item())} is not a whole frame count"
             )
         return values.astype(np.int64)
     return values
@@ -218,8 +231,10 @@ def _numbers(part: dict, key: str, where: str, *, count: int, integer: bool) -> 
 
 def _array(part: dict, key: str, where: str, ndim: int | None = None) -> np.ndarray:
     if key not in part:
-        raise DatasetFormatError(f"{where} has no {key!r} array (keys: {sorted(part)})")
-    arr = np.asarray(part[key])
+        raise DatasetFormatError(f"{where} has no {key!r} array (keys: {short_repr(sorted(map(str, part)), 200)})")
+    arr = part[key]
+    if not isinstance(arr, np.ndarray):
+        raise DatasetFormatError(f"{where}[{key!r}] should be a numpy array, got {type(arr).__name__}")
     if ndim is not None and arr.ndim != ndim:
         raise DatasetFormatError(f"{where}[{key!r}] has shape {arr.shape}, expected {ndim} dimensions")
     return arr
@@ -245,32 +260,35 @@ def read_mmsa(
     """
     data = safe_load_pickle(path)
     if not isinstance(data, dict) or not all(key in data for key, _ in _SPLITS):
-        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        keys = short_repr(sorted(map(str, data)), 200) if isinstance(data, dict) else type(data).__name__
         raise DatasetFormatError(f"{path}: expected a dict with keys 'train', 'valid', 'test', got {keys}")
     splits: dict[str, CorpusSplit] = {}
     dims: dict[str, int] = {}
     neg_inf_replaced = 0
     nonfinite_replaced = 0
     seen: dict[str, str] = {}
+    texts = TextBudget(path)  # every string copied out of the pickle is charged, shared ones per use
     for source, name in _SPLITS:
         part = data[source]
         where = f"{path}[{source!r}]"
         if not isinstance(part, dict):
             raise DatasetFormatError(f"{where} should be a dict of arrays, got {type(part).__name__}")
         _check_clip_counts(part, where)
-        ids = [str(x) for x in _array(part, "id", where).reshape(-1).tolist()]
+        if "id" not in part:
+            raise DatasetFormatError(f"{where} has no 'id' array (keys: {short_repr(sorted(map(str, part)), 200)})")
+        ids = texts.strings(part["id"], f"{where}['id']")
         n = len(ids)
         labels = _numbers(part, "regression_labels", where, count=n, integer=False)
         bad = np.flatnonzero(~np.isfinite(labels) | (np.abs(labels) > 3.0))
         if bad.size:
             raise DatasetFormatError(
-                f"{where}['regression_labels'][{bad[0]}] = {labels[bad[0]]!r} (id {ids[bad[0]]!r}) is not a "
+                f"{where}['regression_labels'][{bad[0]}] = {labels[bad[0]]!r} (id {short_repr(ids[bad[0]])}) is not a "
                 "sentiment score in [-3, 3]"
             )
         raw_text = part.get("raw_text")
-        texts = [str(t) for t in np.asarray(raw_text).reshape(-1).tolist()] if raw_text is not None else [""] * n
-        if len(texts) != n:
-            raise DatasetFormatError(f"{where}['raw_text'] has {len(texts)} entries, expected {n}")
+        transcripts = texts.strings(raw_text, f"{where}['raw_text']") if raw_text is not None else [""] * n
+        if len(transcripts) != n:
+            raise DatasetFormatError(f"{where}['raw_text'] has {len(transcripts)} entries, expected {n}")
         arrays = {
             TEXT: _array(part, "text", where, 3),
             AUDIO: _array(part, "audio", where, 3),
@@ -295,7 +313,8 @@ def read_mmsa(
             audio[neg] = 0.0
         text_bert = part.get("text_bert")
         text = arrays[TEXT]
-        text_bert = None if text_bert is None else np.asarray(text_bert)
+        if text_bert is not None and not isinstance(text_bert, np.ndarray):
+            raise DatasetFormatError(f"{where}['text_bert'] should be a numpy array, got {type(text_bert).__name__}")
         if text_bert is not None and text_bert.ndim == 3 and text_bert.shape[1:] == (3, text.shape[1]):
             text_valid = text_bert[:, 1, :] > 0
         else:
@@ -314,13 +333,13 @@ def read_mmsa(
                 rows = np.flatnonzero(~finite)
                 raise DatasetFormatError(
                     f"{where}: {modality} features of {len(rows)} clip(s) contain NaN/Inf in valid frames, first "
-                    f"id {ids[rows[0]]!r}; pass nan_policy='zero' to replace those values by 0"
+                    f"id {short_repr(ids[rows[0]])}; pass nan_policy='zero' to replace those values by 0"
                 )
             bad_value = first_bad_feature(vec)
             if bad_value is not None:
                 row, col, value = bad_value
                 raise DatasetFormatError(
-                    f"{where}: {modality} feature {col} of clip {ids[row]!r} averages to {value:.6g} over its valid "
+                    f"{where}: {modality} feature {col} of clip {short_repr(ids[row])} averages to {value:.6g} over its valid "
                     f"frames, beyond the accepted magnitude {MAX_ABS_FEATURE:g}; the pickle is corrupt"
                 )
             vectors[modality] = vec
@@ -328,13 +347,15 @@ def read_mmsa(
         groups: dict[str, list[tuple]] = {}
         for i, clip_id in enumerate(ids):
             if "$_$" not in clip_id:
-                raise DatasetFormatError(f"{where}['id'][{i}] = {clip_id!r} is not '<video>$_$<clip>'")
+                raise DatasetFormatError(f"{where}['id'][{i}] = {short_repr(clip_id)} is not '<video>$_$<clip>'")
             video, clip = clip_id.split("$_$", 1)
             uid = f"{video}_{clip}"
             if uid in seen:
-                raise DatasetFormatError(f"{path}: clip {clip_id!r} appears in both {seen[uid]} and {source}")
+                raise DatasetFormatError(
+                    f"{path}: clip {short_repr(clip_id)} appears in both {seen[uid]} and {source}"
+                )
             seen[uid] = source
-            order = (0, int(clip), "") if clip.isdigit() else (1, 0, clip)
+            order = (0, int(clip), "") if clip.isascii() and clip.isdigit() and len(clip) < 19 else (1, 0, clip)
             groups.setdefault(video, []).append((order, i, uid))
         index, dialog_ids, lengths, uids = [], [], [], []
         for video in sorted(groups):
@@ -350,7 +371,7 @@ def read_mmsa(
             lengths=np.array(lengths, dtype=np.int64),
             utterance_ids=uids,
             speakers=[""] * n,
-            transcripts=[texts[i] for i in index],
+            transcripts=[transcripts[i] for i in index],
             labels=labels[index_arr],
             features={m: vectors[m][index_arr] for m in MODALITIES},
             present=present_all[index_arr],

@@ -215,6 +215,10 @@ def render_dataset_card(configs: list[dict], repo_id: str | None = None, card_da
         f'dsd = add_missing_modality(datasets.load_dataset("{repo}", "{configs[0]["config_name"]}"), missing_rate=0.7, seed=0)',
         "```",
         "",
+        "`datasets.load_dataset` has no `missing_rate` option of its own (passing one fails with a `ParquetConfig` "
+        "error): add the masks as above, or per batch with `hub_datasets.MissingModalityTransform` "
+        "(`.map(..., batched=True)`, `with_transform`, or `add_missing_modality` on a `streaming=True` dataset).",
+        "",
     ]
     for c in configs:
         lines += [f"## Config `{c['config_name']}`: {c['display_name']}", ""]
@@ -288,6 +292,32 @@ def _collect_metadata(folder: Path) -> list[dict]:
     for meta_file in sorted(folder.glob(f"*/{CARD_METADATA_FILE}")):
         out.append(json.loads(meta_file.read_text(encoding="utf-8")))
     return out
+
+
+def local_repo_corpus(path: str | os.PathLike, config: str | None = None) -> str | None:
+    """The corpus a config of a local parquet repo holds (``iemocap4``, ``mosi`` ...), read from its metadata.
+
+    Args:
+        path: The repo folder written by :func:`write_parquet_repo`.
+        config: The config (default: the repo's only one).
+
+    Returns:
+        The corpus name, or ``None`` when the folder, the config or its metadata is absent or unreadable.
+    """
+    root = Path(path).expanduser()
+    if config is None:
+        found = sorted(root.glob(f"*/{CARD_METADATA_FILE}")) if root.is_dir() else []
+        if len(found) != 1:
+            return None
+        meta_path = found[0]
+    else:
+        meta_path = root / str(config) / CARD_METADATA_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    corpus = meta.get("corpus") if isinstance(meta, dict) else None
+    return corpus if isinstance(corpus, str) else None
 
 
 def write_parquet_repo(

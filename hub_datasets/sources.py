@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, DatasetDict, List, Value
+from datasets import Array2D, ClassLabel, Dataset, DatasetDict, List, Value
 
 from . import masks as _masks
 from .cache import cache_key, default_cache_dir, load_cached, save_cached
@@ -35,9 +36,11 @@ from .schema import (
     UTTERANCE_KEYS,
     CorpusSpec,
     CorpusSplit,
+    base_features,
     build_dataset,
     first_bad_feature,
     get_spec,
+    matrix_column,
     ragged_column,
 )
 from .synthetic import SYNTHETIC_CONFIGS, generate_synthetic_corpus
@@ -292,33 +295,45 @@ def prepare_parquet(path: str, config: str | None, revision, token) -> tuple[dic
             # name on its README alone, so a rewritten file would be served from a stale cache; the ``parquet``
             # builder keys it on the files' paths and modification times.
             builder = datasets.load_dataset_builder(target, config)
+            _check_parquet_files(dict(builder.config.data_files), config)
             loaded = datasets.load_dataset(
                 "parquet", data_files=dict(builder.config.data_files), features=builder.info.features
             )
         else:
             loaded = datasets.load_dataset(target, config, revision=revision, token=token)
+    except DatasetFormatError:
+        raise
     except (ValueError, FileNotFoundError) as exc:
         raise ValueError(f"could not load parquet dataset {path!r} config {config!r}: {exc}") from None
     if not isinstance(loaded, DatasetDict) or not len(loaded):
         raise DatasetFormatError(f"{path!r} config {config!r} holds no splits")
-    first = next(iter(loaded.values()))
-    required = {"dialog_id", "utterance_ids", LABELS, AUDIO, TEXT, VIDEO, "corpus"}
-    missing = required - set(first.column_names)
-    if missing:
-        raise DatasetFormatError(
-            f"{path!r} config {config!r} lacks the comp-emotion columns {sorted(missing)}; publish it with "
-            "hub_datasets.write_parquet_repo"
-        )
-    label = first[0]["corpus"] if len(first) else (config or "")
-    name = label.removeprefix("synthetic-")
-    spec = get_spec(name)
-    natural = {}
+    files = dict(builder.config.data_files) if local.is_dir() else {}
+    completed = {}
     for split_name, split in loaded.items():
+        shown = [str(f) for f in files.get(split_name, [])]
+        where = (
+            f"{shown[0]} (config {config!r}, split {split_name!r})"
+            if len(shown) == 1
+            else f"{path!r} config {config!r} split {split_name!r}"
+        )
+        completed[split_name] = (_complete_parquet_split(split, split_name, where), where)
+    first, first_where = completed[next(iter(completed))]
+    label = arrow_column(first, "corpus")[0].as_py() if len(first) else (config or "")
+    name = label.removeprefix("synthetic-")
+    try:
+        spec = get_spec(name)
+    except ValueError as exc:
+        raise DatasetFormatError(f"{first_where}: column 'corpus' holds {label!r}: {exc}") from None
+    natural = {}
+    for split_name, (split, where) in completed.items():
         drop = [c for c in DERIVED_COLUMNS if c in split.column_names]
         if drop:
             split = split.remove_columns(drop)
-        validate_rows(split, f"{path!r} config {config!r} split {split_name!r}", spec)
+        validate_rows(split, where, spec)
         natural[split_name] = with_keys(split)
+    for m in MODALITIES:
+        if not isinstance(first.features[m], Array2D) or len(first.features[m].shape) != 2:
+            raise DatasetFormatError(f"{path!r} config {config!r}: column {m!r} is not a [utterances, dim] matrix")
     dims = {m: int(first.features[m].shape[1]) for m in MODALITIES}
     if spec.label_names is not None:
         feature = first.features[LABELS].feature
@@ -340,6 +355,131 @@ def prepare_parquet(path: str, config: str | None, revision, token) -> tuple[dic
         "cache": None,
     }
     return natural, meta, spec
+
+
+#: Columns a parquet split cannot do without.
+PARQUET_REQUIRED = ("dialog_id", "utterance_ids", LABELS, AUDIO, TEXT, VIDEO, "corpus")
+#: Columns rebuilt when a parquet split lacks them (every row null): what they hold can be derived or defaulted.
+PARQUET_OPTIONAL = ("speakers", "transcripts", FEATURE_PRESENT, "num_utterances", "session", "source_split")
+_SESSION_ID = re.compile(r"^Ses0([1-5])")
+
+
+def _check_parquet_files(files: dict, config: str | None) -> None:
+    """Read each local parquet file's footer: a file that is not parquet, holds no rows or has columns no
+    comp-emotion split has is named before ``datasets`` reads it (its own errors name neither file nor column)."""
+    import pyarrow.parquet as pq
+
+    known = set(base_features(None, dict.fromkeys(MODALITIES, 1))) | set(DERIVED_COLUMNS)
+    for split_name, paths in files.items():
+        for path in paths:
+            where = f"{path} (config {config!r}, split {split_name!r})"
+            try:
+                meta = pq.read_metadata(str(path))
+            except (OSError, pa.ArrowException) as exc:
+                detail = " ".join(str(exc).split())[:200]
+                raise DatasetFormatError(f"{where} is not a readable parquet file ({detail})") from None
+            if meta.num_rows == 0:
+                raise DatasetFormatError(f"{where} holds no rows (conversations)")
+            extra = sorted(set(meta.schema.to_arrow_schema().names) - known)
+            if extra:
+                raise DatasetFormatError(
+                    f"{where} has column(s) {extra} that a comp-emotion split does not have (expected some of "
+                    f"{sorted(known - set(DERIVED_COLUMNS))})"
+                )
+
+
+def _first_null(column) -> int | None:
+    """The first row of an Arrow column (or one of its nested lists) holding a null, or ``None``."""
+    chunks = [c.storage if isinstance(c, pa.ExtensionArray) else c for c in column.chunks]
+    offset = 0
+    for chunk in chunks:
+        rows = np.arange(len(chunk))
+        if chunk.null_count:
+            return offset + int(np.flatnonzero(chunk.is_null().to_numpy(zero_copy_only=False))[0])
+        values, owners = chunk, rows
+        while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+            owners = np.repeat(owners, np.nan_to_num(lengths).astype(np.int64))
+            values = pc.list_flatten(values)
+            if values.null_count:
+                return offset + int(owners[np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]])
+        offset += len(chunk)
+    return None
+
+
+def _check_matrix_width(values, feature: Array2D, column: str, where: str) -> None:
+    """Every utterance row of an ``Array2D((None, d))`` column must hold ``d`` values (``datasets`` does not check)."""
+    width = feature.shape[1]
+    if width is None:
+        return
+    offset = 0
+    for chunk in values.chunks:
+        storage = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
+        per_utterance = pc.list_value_length(pc.list_flatten(storage)).to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(per_utterance != width)
+        if bad.size:
+            owners = np.repeat(np.arange(len(storage)), pc.list_value_length(storage).to_numpy(zero_copy_only=False))
+            raise DatasetFormatError(
+                f"{where} row {offset + int(owners[bad[0]])}: column {column!r} has utterance vectors of "
+                f"{int(per_utterance[bad[0]])} values, but the repo's schema declares {width}"
+            )
+        offset += len(storage)
+
+
+def _complete_parquet_split(split: Dataset, split_name: str, where: str) -> Dataset:
+    """Check a parquet split for missing (null) values and rebuild the optional columns it lacks.
+
+    A column the file lacks reads as all nulls (the card's schema still lists it). A required one is an error
+    naming the file and column; an optional one is rebuilt: ``num_utterances`` from ``utterance_ids``, empty
+    ``speakers``/``transcripts``, ``feature_present`` all ones, ``session`` from the IEMOCAP dialogue id (or the
+    split name), ``source_split`` from the split name. A null in some rows only is an error naming the row.
+    """
+    rows = len(split)
+    absent = [c for c in PARQUET_REQUIRED if c not in split.column_names]
+    if absent:
+        raise DatasetFormatError(
+            f"{where} lacks the column(s) {absent}; a comp-emotion parquet split needs {list(PARQUET_REQUIRED)} "
+            "(publish it with hub_datasets.write_parquet_repo)"
+        )
+    rebuild = [c for c in PARQUET_OPTIONAL if c not in split.column_names]
+    for column in split.column_names:
+        values = arrow_column(split, column)
+        if rows and values.null_count == rows and column not in DERIVED_COLUMNS:
+            if column not in PARQUET_OPTIONAL:
+                raise DatasetFormatError(
+                    f"{where} has no values in the required column {column!r} (the file lacks it or holds only nulls)"
+                )
+            rebuild.append(column)
+            continue
+        row = _first_null(values)
+        if row is not None:
+            raise DatasetFormatError(f"{where} row {row}: column {column!r} holds a missing (null) value")
+        feature = split.features[column]
+        if isinstance(feature, Array2D) and column not in rebuild:
+            _check_matrix_width(values, feature, column, where)
+    if not rebuild:
+        return split
+    _, lengths = flat_column(split, "utterance_ids")
+    total = int(lengths.sum())
+    schema = base_features(None, dict.fromkeys(MODALITIES, 1))
+    for column in rebuild:
+        if column == "num_utterances":
+            values = pa.array(lengths.astype(np.int32))
+        elif column in ("speakers", "transcripts"):
+            values = ragged_column([""] * total, lengths, pa.string())
+        elif column == FEATURE_PRESENT:
+            values = matrix_column(np.ones((total, 3), np.int8), lengths, schema[FEATURE_PRESENT])
+        elif column == "session":
+            match = re.search(r"(\d+)$", split_name)
+            fallback = int(match.group(1)) if split_name.startswith("session") and match else 0
+            ids = arrow_column(split, "dialog_id").to_pylist()
+            values = pa.array(
+                [int(m.group(1)) if (m := _SESSION_ID.match(d or "")) else fallback for d in ids], pa.int32()
+            )
+        else:
+            values = pa.array([split_name] * rows, pa.string())
+        split = replace_column(split, column, values, schema[column])
+    return split
 
 
 def validate_rows(dataset: Dataset, where: str, spec: CorpusSpec) -> None:

@@ -150,7 +150,12 @@ class DataConfig:
         """The corpus name, or for the synthetic corpus / a Hub id, the config it imitates."""
         if self.dataset in _data_names().CORPUS_NAMES:
             return self.dataset
-        return (self.dataset_config or "").lower()
+        shape = (self.dataset_config or "").lower().removeprefix("synthetic-")
+        if self.dataset != "synthetic" and isinstance(self.dataset, str) and Path(self.dataset).expanduser().is_dir():
+            from hub_datasets.publish import local_repo_corpus  # a local parquet repo records its corpus
+
+            shape = local_repo_corpus(self.dataset, self.dataset_config) or shape
+        return shape
 
     @property
     def is_synthetic(self) -> bool:
@@ -184,11 +189,13 @@ class DataConfig:
     def _validate_corpus(self) -> None:
         names = _data_names()
         if not isinstance(self.dataset, str) or (
-            self.dataset not in names.DATASET_NAMES and not names.is_hub_id(self.dataset)
+            self.dataset not in names.DATASET_NAMES
+            and not names.is_hub_id(self.dataset)
+            and not Path(self.dataset).expanduser().is_dir()
         ):
             raise ConfigError(
-                f"unknown corpus dataset={self.dataset!r}: expected one of {', '.join(names.DATASET_NAMES)} or a Hub "
-                "id org/name"
+                f"unknown corpus dataset={self.dataset!r}: expected one of {', '.join(names.DATASET_NAMES)}, a Hub "
+                "id org/name or a local parquet repo folder"
             )
         if self.dataset in names.CORPUS_NAMES and self.data_dir is None:
             raise ConfigError(
@@ -223,7 +230,9 @@ class DataConfig:
             raise ConfigError("observed_modalities only applies with missing_protocol=subset")
 
     def _validate_fold(self) -> None:
-        if self.dataset in _data_names().IEMOCAP_CORPORA and self.fold is None:
+        if self.fold is None and (
+            self.dataset in _data_names().IEMOCAP_CORPORA or (not self.is_synthetic and self.is_iemocap)
+        ):
             raise ConfigError(f"dataset={self.dataset!r} needs --fold 1..5 (leave-one-session-out) or --fold all")
         if self.fold is None:
             return

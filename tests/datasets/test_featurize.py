@@ -120,7 +120,7 @@ def test_spec_validation_names_the_problem(tiny_deberta):
         TextExtractor(spec=TextExtractorSpec(layers=(-9,)), model=model, tokenizer=tokenizer)(["hi"])
     with pytest.raises(TypeError, match="transcript 1 is a int"):
         TextExtractor(spec=TextExtractorSpec(), model=model, tokenizer=tokenizer)(["hi", 3])
-    with pytest.raises(OSError, match="cannot load the text encoder"):
+    with pytest.raises(OSError, match=r"'no-such-org/no-such-model' is not in the local Hugging Face cache"):
         TextExtractor.from_pretrained(
             {"model_id": "no-such-org/no-such-model", "layers": [-1], "pooling": "cls"}, local_files_only=True
         )
@@ -193,3 +193,38 @@ def test_minilm_sentence_encoder_matches_its_documented_reference():
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     sims = emb @ emb.T
     np.testing.assert_allclose([sims[0, 1], sims[0, 2], sims[1, 2]], [0.6660, 0.1046, 0.1411], atol=1e-4)
+
+
+def test_cli_dataset_output_is_written_whole(tiny_deberta, tmp_path, capsys):
+    """--dataset: the featurized DatasetDict appears at once; an existing output needs --overwrite."""
+    import datasets
+
+    from hub_datasets import load_dataset, write_parquet_repo
+    from hub_datasets.__main__ import main
+
+    _, _, folder = tiny_deberta
+    tiny = load_dataset("synthetic", "mosi", num_conversations=12, min_utterances=2, max_utterances=4)
+    repo = write_parquet_repo(tiny, tmp_path / "repo")
+    out = tmp_path / "featurized"
+    argv = ["featurize", "--dataset", str(repo), "--config", "synthetic-mosi", "--model", str(folder)]
+    argv += ["--output", str(out)]
+    argv += ["--local-files-only", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 0
+    loaded = datasets.load_from_disk(str(out))
+    assert np.asarray(loaded["test"][0]["text"]).shape[1] == 32
+    assert main(argv) == 2 and "already exists; pass --overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["featurized", "repo"]  # no staging folder left
+
+
+def test_cli_refuses_a_hostile_label_pickle_in_one_line(tmp_path, capsys):
+    from hub_datasets.__main__ import main
+
+    label = tmp_path / "labels.pkl"
+    bomb = (
+        b"\x80\x02cbuiltins\nstr\n(cbuiltins\nbytearray\n(J\x00\x00\x80\x00tRq\x00" + b"](" + b"h\x00" * 200 + b"etR."
+    )
+    label.write_bytes(bomb)
+    status = main(["featurize", "--gcnet-pickle", str(label), "--model", "no-such-org/x", "--output", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in err and "labels.pkl" in err and "builtins.str" in err
