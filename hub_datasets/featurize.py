@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write_bytes
+from .constants import is_hub_id
 from .errors import DatasetFormatError, short_repr
 
 
@@ -374,7 +375,6 @@ class TextExtractor:
 
 #: Seconds the one reachability check of the Hub may take before loading an encoder gives up.
 HUB_PROBE_SECONDS = 4.0
-_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 def _first_line(err: BaseException) -> str:
@@ -440,7 +440,7 @@ def _model_location(model_id: str) -> str:
             )
         return "folder"
     looks_like_path = model_id.startswith((".", "/", "~")) or "\\" in model_id or os.path.isabs(model_id)
-    if looks_like_path or not _HUB_ID_RE.match(model_id):
+    if looks_like_path or not is_hub_id(model_id, owner_optional=True):
         raise OSError(
             f"the model folder {model_id!r} does not exist; pass --model <existing folder holding the encoder and "
             "its tokenizer> or a Hub id such as microsoft/deberta-large"

@@ -38,6 +38,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from modeling_comp.names import MODALITIES
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPACE_DIR = REPO_ROOT / "spaces" / "comp-demo"
@@ -96,7 +98,7 @@ def _write_examples(test_split: Any, path: Path, max_utterances: int) -> list[st
             continue
         record = {key: row[key] for key in EXAMPLE_COLUMNS if key in row}
         record = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in record.items()}
-        for modality in ("audio", "text", "video"):
+        for modality in MODALITIES:
             record[modality] = np.asarray(row[modality], dtype=np.float32).tolist()
         record["modality_mask"] = np.ones((n, 3), dtype=np.int8).tolist()
         rows.append(record)
@@ -283,7 +285,7 @@ def build_assets(
             raise BuildError(f"test conversations also used in training/validation: {sorted(seen & set(test_ids))}")
         for i in range(len(test)):  # same features where the run observed them (masks are the only difference)
             mask = np.asarray(run_test[i]["modality_mask"], dtype=bool)
-            for j, modality in enumerate(("audio", "text", "video")):
+            for j, modality in enumerate(MODALITIES):
                 a, b = np.asarray(test[i][modality]), np.asarray(run_test[i][modality])
                 if not np.allclose(a[mask[:, j]], b[mask[:, j]]):
                     raise BuildError(f"features of {test[i]['dialog_id']} differ from the run's test split")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,8 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from hub_datasets.constants import is_hub_id
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,6 @@ WHEEL_SOURCES = (
     "hub_datasets",
     "recipes",
 )
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _PYTHON = "3.11"
 
 __all__ = ["DeployError", "build_wheel", "main", "requirements_lines", "stage_space", "upload_space"]
@@ -177,7 +177,7 @@ def stage_space(output_dir: Path, *, models: list[str] | None = None) -> Path:
             f"{SPACE_DIR} lacks {', '.join(missing)}; build the assets first (python -m space_tools build_assets)"
         )
     for model in models or []:
-        if not _REPO_ID.match(model):
+        if not is_hub_id(model):
             raise DeployError(f"--models {model!r}: expected a Hub id org/name")
     output_dir = Path(output_dir).resolve()
     if output_dir == SPACE_DIR.resolve() or SPACE_DIR.resolve() in output_dir.parents:
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "--models", nargs="*", default=[], help="more Hub model ids the Space uses (for the README's models:)"
     )
     args = parser.parse_args(argv)
-    if not _REPO_ID.match(args.repo):
+    if not is_hub_id(args.repo):
         print(f"error: --repo {args.repo!r}: expected a Hub id org/name", file=sys.stderr)
         return 2
     if args.dry_run and args.output is None:

@@ -17,7 +17,7 @@ import pytest
 
 
 ROOT = Path(__file__).resolve().parents[1]
-SCANNED = ("modeling_comp", "hub_datasets", "recipes", "spaces", "benchmarks", "examples")
+SCANNED = ("modeling_comp", "hub_datasets", "recipes", "spaces", "space_tools", "benchmarks", "examples")
 
 NAMES_HOME = "modeling_comp/names.py"
 DATA_HOME = "hub_datasets/constants.py"
