@@ -127,7 +127,7 @@ def test_training_stage_is_held_by_the_model_not_the_config(tmp_path):
     assert reloaded.training_stage == 2 and reloaded.config.trained_stage == 1  # runtime state stays off the config
     assert ComPConfig(training_stage=1).to_dict().get("training_stage") is None  # old configs still load
     assert ComPConfig(training_stage=1).trained_stage == 1
-    with pytest.raises(ValueError, match=r"trained_stage must be 1 or 2, got 3"):
+    with pytest.raises(ValueError, match=r"trained_stage must be one of \(1, 2\), got 3"):
         ComPConfig(trained_stage=3)
 
 
