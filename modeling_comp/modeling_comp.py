@@ -176,6 +176,16 @@ class ComPOutput(ModelOutput):
     modulation_weights: torch.FloatTensor | None = None
 
 
+def _check_on_device(ok: torch.Tensor, message: str) -> None:
+    """Raise `ValueError(message)` where the boolean tensor `ok` is False, without a host synchronisation: on the
+    CPU the check runs at once; on an accelerator it is a device-side assertion (it fails the next synchronising
+    call)."""
+    try:
+        torch._assert_async(ok, message)
+    except RuntimeError:
+        raise ValueError(message) from None
+
+
 def _refuse_unknown_kwargs(model: nn.Module, kwargs: dict) -> None:
     """A keyword argument `forward` does not know is an error (a misspelt `modality_mask` would otherwise run as
     if every modality were observed); transformers' own pass-through arguments are accepted and ignored."""
@@ -1175,10 +1185,12 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         if state.packer.length > state.length:  # reference mode padded the batch to max_utterances
             labels = F.pad(labels, (0, state.packer.length - state.length), value=0 if config.is_regression else -100)
         targets = state.packer.pack(labels)
-        if not config.is_regression:
-            # checked on the device (no host synchronisation); on CPU it raises at once
+        if config.is_regression:  # NaN or inf (also a float64 beyond float32's range) would make the loss NaN
+            ok = (torch.isfinite(targets) | ~state.real).all()
+            _check_on_device(ok, f"regression `labels` must be finite {str(targets.dtype)[6:]} numbers")
+        else:
             ok = ((targets == -100) | ((targets >= 0) & (targets < config.num_labels)) | ~state.real).all()
-            torch._assert_async(ok, f"labels must be class ids in [0, {config.num_labels}) or -100")
+            _check_on_device(ok, f"`labels` must be class ids in [0, {config.num_labels}) or -100")
         return targets
 
     def _task_losses(

@@ -172,7 +172,7 @@ def test_rejects_too_long_conversations_and_wrong_dims():
     batch = make_batch()
     batch["labels"][0, 0] = 9
     # checked on the device without a host synchronisation (torch._assert_async: on CPU it raises at once)
-    with pytest.raises(RuntimeError, match="class ids in \\[0, 4\\)"):
+    with pytest.raises(ValueError, match="class ids in \\[0, 4\\)"):
         model(**batch)
 
 
