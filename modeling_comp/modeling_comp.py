@@ -574,28 +574,25 @@ class ComPPreTrainedModel(PreTrainedModel):
 
 
 def _pipeline_sources(config: ComPConfig, declared: dict) -> list[Path] | None:
-    """The files a checkpoint needs for the pipelines `declared` in its config (each `impl`'s module and its
-    relative imports, and the folder's `preprocessor_config.json` when it has one), from the first place that
-    holds them all: beside this file, or the folder the model was loaded from. `None` when none does."""
+    """The files a checkpoint needs for the pipelines `declared` in its config: each `impl`'s module and its
+    relative imports, from the first place that holds them all (beside this file, or the folder the model was
+    loaded from), and that folder's `preprocessor_config.json` when it has one. `None` when no place has them."""
     from transformers.dynamic_module_utils import get_relative_import_files
 
     modules = {
         entry["impl"].split(".")[0] for entry in declared.values() if isinstance(entry, dict) and "impl" in entry
     }
-    candidates = [Path(__file__).parent]
     loaded_from = getattr(config, "name_or_path", None)
-    if loaded_from and os.path.isdir(loaded_from):
-        candidates.append(Path(loaded_from))
-    for folder in candidates:
+    loaded_from = Path(loaded_from) if loaded_from and os.path.isdir(loaded_from) else None
+    for folder in [Path(__file__).parent] + ([loaded_from] if loaded_from else []):
         files = [folder / f"{module}.py" for module in sorted(modules)]
         if not all(file.is_file() for file in files):
             continue
         found = set(files)
         for file in files:
             found.update(Path(f) for f in get_relative_import_files(file))
-        processor = folder / "preprocessor_config.json"
-        if folder != candidates[0] and processor.is_file():
-            found.add(processor)
+        if loaded_from is not None and (loaded_from / "preprocessor_config.json").is_file():
+            found.add(loaded_from / "preprocessor_config.json")
         return sorted(found)
     return None
 

@@ -517,3 +517,71 @@ def test_dropout_matches_inverted_dropout_statistics():
     assert abs(out.mean().item() - 1.0) < 0.02
     assert torch.equal(layer.eval()(x), x)
     assert torch.equal(ComPDropout(0.0).train()(x), x)
+
+
+# -- re-saving a loaded checkpoint -----------------------------------------------------------------------------
+RESAVE = r"""
+import json, os, sys
+import numpy as np
+try:
+    import modeling_comp  # must not be importable here
+    raise SystemExit("modeling_comp is importable: the test would not prove anything")
+except ImportError:
+    pass
+from transformers import AutoModel, pipeline
+
+run, in_process_copy, remote_copy = sys.argv[1:4]
+conversation = {"audio": np.ones((3, 6)), "text": np.zeros((3, 10)), "video": None}
+# a process without the package loads the checkpoint as remote code and saves it again
+AutoModel.from_pretrained(run, trust_remote_code=True).save_pretrained(remote_copy)
+out = {}
+for folder in (run, in_process_copy, remote_copy):
+    pipe = pipeline("multimodal-emotion-recognition", model=folder, trust_remote_code=True)
+    out[folder] = [[u["label"], round(u["score"], 5)] for u in pipe(conversation)]
+out["files"] = sorted(os.listdir(remote_copy))
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_a_loaded_checkpoint_saved_again_keeps_its_pipeline(tmp_path):
+    from transformers import AutoModel
+
+    from modeling_comp import save_with_processor_and_pipeline
+
+    model = make_model(
+        id2label={0: "hap", 1: "sad", 2: "neu", 3: "ang"}, label2id={"hap": 0, "sad": 1, "neu": 2, "ang": 3}
+    )
+    run, copy, remote_copy = tmp_path / "run", tmp_path / "copy", tmp_path / "remote_copy"
+    save_with_processor_and_pipeline(model, None, run)
+    AutoModel.from_pretrained(run).save_pretrained(copy)  # the package's own classes
+    saved = json.loads((copy / "config.json").read_text())
+    assert "multimodal-emotion-recognition" in saved["custom_pipelines"]
+    for name in ("pipeline_comp.py", "processing_comp.py", "preprocessor_config.json", "batched_layers.py"):
+        assert (copy / name).is_file(), name
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_PACKAGES + textwrap.dedent(RESAVE), str(run), str(copy), str(remote_copy)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.split("RESULT", 1)[1])
+    assert out[str(run)] == out[str(copy)] == out[str(remote_copy)] and len(out[str(run)]) == 3
+    assert {"pipeline_comp.py", "processing_comp.py", "checkpoint_layout.py"} <= set(out["files"])
+
+
+def test_a_pipeline_declaration_without_its_files_is_not_saved(tmp_path, monkeypatch):
+    import modeling_comp.modeling_comp as modeling
+
+    model = make_model()
+    model.config.custom_pipelines = {"multimodal-emotion-recognition": {"impl": "elsewhere.Pipeline", "pt": []}}
+    model.save_pretrained(tmp_path)
+    assert "custom_pipelines" not in json.loads((tmp_path / "config.json").read_text())
+    assert model.config.custom_pipelines  # the model's own config is left as it was
+    monkeypatch.setattr(modeling, "_pipeline_sources", lambda config, declared: [])
+    model.save_pretrained(tmp_path / "kept")
+    assert "custom_pipelines" in json.loads((tmp_path / "kept" / "config.json").read_text())
