@@ -177,9 +177,33 @@ class _Packer:
 _PACKED_ATTENTION_RATIO = 2.5
 
 
+class _BoundedForOthers(torch.autograd.Function):
+    """The queries, keys and values `qkv` of the packed layout, with every entry that is not finite, or so large
+    that a score could overflow (`_safe_magnitude`), replaced by 0 (`zero`, a 0-d tensor of `qkv`'s dtype).
+
+    In one product over every row, a query reads the keys and values of the other conversations through a zero
+    weight, and 0 * NaN = NaN, inf - inf = NaN: one bad value would reach every conversation. Replaced, it cannot;
+    the conversation that holds it keeps it in its residual stream (its own outputs stay NaN or huge), while every
+    value a real model computes is far below the bound and passes unchanged. Two operators forward, one backward.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+        keep = qkv.abs() <= _safe_magnitude(qkv.dtype, qkv.shape[-1])  # NaN fails the comparison
+        ctx.save_for_backward(keep)
+        return torch.where(keep, qkv, zero)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        (keep,) = ctx.saved_tensors
+        return grad * keep, None
+
+
 def _safe_magnitude(dtype: torch.dtype, features: int) -> float:
     """The largest magnitude of a query, key or value entry for which no score (a dot product over at most
-    `features` entries) can overflow `dtype`; for a dtype too narrow for such a bound (float16), its largest finite value."""
+    `features` entries) can overflow `dtype`; for a dtype too narrow for such a bound (float16), its largest
+    finite value."""
     largest = torch.finfo(dtype).max
     bound = (largest / features) ** 0.5 / 4.0
     return bound if bound > 1e6 else largest
@@ -205,27 +229,20 @@ class _AttentionMasks:
             # of the conversation through for them (so the kernel sees no empty row) and zero their output afterwards.
             self.allowed = (allowed | (same & no_key))[:, None]  # [G, 1, N, N]
             self.no_key = no_key[:, None]  # [G, 1, N, 1]
-            self.conversation, self.batch = conversation, packer.batch
         else:
             key_mask = key_mask.reshape(groups * key_mask.shape[1], length)  # [G * B, T]
             no_key = ~key_mask.any(dim=-1, keepdim=True)  # [G * B, 1]
             self.allowed = (key_mask | no_key)[:, None, None, :]  # [G * B, 1, 1, T]
             self.no_key = no_key.view(-1, 1, 1, 1)
         self._additive: dict[torch.dtype, torch.Tensor] = {}
+        self._zero: dict[torch.dtype, torch.Tensor] = {}
 
-    def isolate(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Packed layout: keep every conversation's queries, keys and values out of the others' attention, whatever
-        they hold. `qkv` `[G, N, F]` -> (`qkv` with the rows of unsafe conversations zeroed, `unsafe` `[G, N, 1]`).
-
-        A conversation is unsafe in a group when one of its rows holds a value that is not finite or whose
-        magnitude could overflow a score (`_safe_magnitude`). In one product over every row, the other
-        conversations would read it through a zero weight (0 * NaN = NaN, inf - inf = NaN); zeroed, it cannot
-        reach them, and the caller marks its own outputs NaN (what it gives alone, or an overflow of its own).
-        """
-        row_ok = (qkv.abs() <= _safe_magnitude(qkv.dtype, qkv.shape[-1])).all(-1)  # NaN fails the comparison
-        bad = qkv.new_zeros(qkv.shape[0], self.batch).index_add_(1, self.conversation, (~row_ok).to(qkv.dtype))
-        unsafe = (bad.index_select(1, self.conversation) > 0)[..., None]  # [G, N, 1]
-        return qkv.masked_fill(unsafe, 0.0), unsafe
+    def bounded_for_others(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Packed layout: `qkv` `[G, N, F]` with the entries that could carry NaN or an overflow from one
+        conversation into the others replaced by 0 (see `_BoundedForOthers`)."""
+        if qkv.dtype not in self._zero:
+            self._zero[qkv.dtype] = qkv.new_zeros(())
+        return _BoundedForOthers.apply(qkv, self._zero[qkv.dtype])
 
     def additive(self, dtype: torch.dtype) -> torch.Tensor:
         """The mask as the additive float mask of `scaled_dot_product_attention` (0 or -inf, as log(1) and log(0)),

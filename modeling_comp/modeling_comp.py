@@ -229,17 +229,17 @@ class ComPAttentionLayer(nn.Module):
             return x if groups == blocks else x.view(groups, -1, x.shape[-1])
 
         qkv = by_group(self.qkv(by_module(hidden)))  # [G, N, 3D]
-        unsafe = None
         if masks.packed:  # [G, H, N, hd]: every row of the group at once, the mask keeps conversations apart
-            qkv, unsafe = masks.isolate(qkv)
-            qkv = qkv.view(groups, packer.rows, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+            qkv = (
+                masks.bounded_for_others(qkv).view(groups, packer.rows, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+            )
         else:  # [G * B, H, T, hd]
             qkv = packer.unpack(qkv, dim=1).view(groups * packer.batch, packer.length, 3, heads, dim // heads)
             qkv = qkv.permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)
         attended, probs = self._attend(query, key, value, masks, eager)
         if masks.packed:
-            attended = attended.transpose(1, 2).reshape(groups, packer.rows, dim).masked_fill(unsafe, float("nan"))
+            attended = attended.transpose(1, 2).reshape(groups, packer.rows, dim)
         else:
             attended = packer.pack(attended.transpose(1, 2).reshape(groups, packer.batch, packer.length, dim), dim=1)
             probs = probs.unflatten(0, (groups, packer.batch)) if probs is not None else None
@@ -641,7 +641,7 @@ class ComPModel(ComPPreTrainedModel):
     `[batch, T]` (non-zero = real utterance); optional `utterance_index` (see
     `utterance_index_from_attention_mask`). What a feature holds where it is masked (missing or padded) cannot
     change any output, even NaN or Inf: the model selects zeros there. What one conversation holds never changes
-    another's outputs: a conversation with non-finite (or overflowing) observed values gets NaN outputs itself.
+    another's outputs (a conversation with non-finite observed values gets NaN outputs itself).
 
     The training stage (1: unimodal paths; 2: the full model, also used for inference) is held by the model
     (`training_stage`); a new model starts in `config.trained_stage` (2 unless the weights were saved in stage 1).
@@ -746,8 +746,9 @@ class ComPModel(ComPPreTrainedModel):
         with_private = stage == 1 and output_private_streams
         self._arm_dropout(packer, stage, with_private)
         mask_rows = packer.pack(observed)  # [N, 3] bool
-        projected, shared, private, reconstructed = self._encode(features, mask_rows, packer)
-        key_mask, row_missing = observed.permute(2, 0, 1), ~mask_rows.T[..., None]  # [3, B, T], [3, N, 1]
+        missing_rows = ~mask_rows
+        projected, shared, private, reconstructed = self._encode(features, missing_rows, packer)
+        key_mask, row_missing = observed.permute(2, 0, 1), missing_rows.T[..., None]  # [3, B, T], [3, N, 1]
         hidden_states: list[torch.Tensor] | None = [] if output_hidden_states else None
         attentions: list[torch.Tensor] | None = [] if output_attentions else None
         record = (hidden_states, attentions)
@@ -872,11 +873,13 @@ class ComPModel(ComPPreTrainedModel):
             dropout = _DropoutMasks(self.config.hidden_dropout_prob, numel, self.input_projections[AUDIO].weight)
         packer.dropout, packer.attention_dropout = dropout, dropout if pooled_attention else None
 
-    def _encode(self, features: dict, mask_rows: torch.Tensor, packer: _Packer):
+    def _encode(self, features: dict, missing_rows: torch.Tensor, packer: _Packer):
         """Input projections, then the shared and private encoders (one batched pass over 6 groups) and the
         decoders, on the packed rows: `projected`, `shared`, `private`, `reconstructed`, each `[3, N, D]`."""
         # The model zeroes masked features itself, by selection: NaN or Inf there cannot leak into any output.
-        inputs = [packer.pack(features[m]).masked_fill(~mask_rows[:, i, None], 0.0) for i, m in enumerate(MODALITIES)]
+        inputs = [
+            packer.pack(features[m]).masked_fill(missing_rows[:, i, None], 0.0) for i, m in enumerate(MODALITIES)
+        ]
         projected = torch.stack([self.input_projections[m](inputs[i]) for i, m in enumerate(MODALITIES)])
         projected = packer.dropout(projected)  # [3, N, D]
         encoded = self.encoders(projected.repeat(2, 1, 1), packer.dropout)  # shared a, t, v, private a, t, v
@@ -1183,7 +1186,9 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             labels = F.pad(labels, (0, state.packer.length - state.length), value=0 if config.is_regression else -100)
         targets = state.packer.pack(labels)
         if config.is_regression:  # NaN or inf (also a float64 beyond float32's range) would make the loss NaN
-            ok = (torch.isfinite(targets) | ~state.real).all()
+            # x * 0 is 0 for a finite x and NaN for NaN or inf: the sum is 0 exactly when every label is finite
+            checked = targets.masked_fill(~state.real, 0.0) if state.masked_rows else targets
+            ok = (checked * 0.0).sum() == 0.0
             _check_on_device(ok, f"regression `labels` must be finite {str(targets.dtype)[6:]} numbers")
         else:
             ok = ((targets == -100) | ((targets >= 0) & (targets < config.num_labels)) | ~state.real).all()
