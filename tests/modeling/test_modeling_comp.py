@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_standin import hub_standin
 from package_blocker import BLOCK_PACKAGES
 from safetensors.torch import load_file
 
@@ -532,10 +533,12 @@ from transformers import AutoModel, pipeline
 
 run, in_process_copy, remote_copy = sys.argv[1:4]
 conversation = {"audio": np.ones((3, 6)), "text": np.zeros((3, 10)), "video": None}
-# a process without the package loads the checkpoint as remote code and saves it again
-AutoModel.from_pretrained(run, trust_remote_code=True).save_pretrained(remote_copy)
+# a process without the package loads the checkpoint as remote code and saves it again, and pushes it
+loaded = AutoModel.from_pretrained(run, trust_remote_code=True)
+loaded.save_pretrained(remote_copy)
+loaded.push_to_hub("org/comp-resaved")
 out = {}
-for folder in (run, in_process_copy, remote_copy):
+for folder in (run, in_process_copy, remote_copy, "org/comp-resaved"):
     pipe = pipeline("multimodal-emotion-recognition", model=folder, trust_remote_code=True)
     out[folder] = [[u["label"], round(u["score"], 5)] for u in pipe(conversation)]
 out["files"] = sorted(os.listdir(remote_copy))
@@ -558,19 +561,30 @@ def test_a_loaded_checkpoint_saved_again_keeps_its_pipeline(tmp_path):
     assert "multimodal-emotion-recognition" in saved["custom_pipelines"]
     for name in ("pipeline_comp.py", "processing_comp.py", "preprocessor_config.json", "batched_layers.py"):
         assert (copy / name).is_file(), name
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    result = subprocess.run(
-        [sys.executable, "-c", BLOCK_PACKAGES + textwrap.dedent(RESAVE), str(run), str(copy), str(remote_copy)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    with hub_standin() as hub:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(
+            HF_ENDPOINT=hub.endpoint,
+            HF_HUB_DISABLE_XET="1",
+            HF_HUB_OFFLINE="0",
+            HF_HOME=str(tmp_path / "hf"),
+            HF_MODULES_CACHE=str(tmp_path / "modules"),
+            HF_TOKEN="hf_standin",
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", BLOCK_PACKAGES + textwrap.dedent(RESAVE), str(run), str(copy), str(remote_copy)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        pushed = set(hub.list_files("org/comp-resaved"))
+    assert {"pipeline_comp.py", "processing_comp.py", "preprocessor_config.json", "batched_layers.py"} <= pushed
     out = json.loads(result.stdout.split("RESULT", 1)[1])
-    assert out[str(run)] == out[str(copy)] == out[str(remote_copy)] and len(out[str(run)]) == 3
+    assert len(out[str(run)]) == 3
+    assert out[str(run)] == out[str(copy)] == out[str(remote_copy)] == out["org/comp-resaved"]
     assert {"pipeline_comp.py", "processing_comp.py", "checkpoint_layout.py"} <= set(out["files"])
 
 
