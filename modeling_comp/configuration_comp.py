@@ -1,6 +1,9 @@
 """Configuration of ComP (Cross-modal Prompting for incomplete multimodal emotion recognition)."""
 
+import inspect
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from transformers import PreTrainedConfig
 
@@ -51,6 +54,113 @@ CORPUS_MODALITY_FEATURES = {
 
 _PROBLEM_TYPES = ("single_label_classification", "regression")
 _PROTOTYPE_SCOPES = ("dialogue", "batch")
+
+# Upper limits of the sizes a config may declare. They are checked before any module is built, so that no
+# config.json (or recipe `model:` section) can make building a model cost more than reading it; together with
+# `MAX_PARAMETERS` they keep the largest model buildable at about 0.4 GB of float32 weights. The paper's models
+# are far below (hidden 256, depth 4, 150 utterances, features of at most 1024 dimensions).
+MAX_FEATURE_DIM = 16384  # audio_dim, text_dim, video_dim
+MAX_HIDDEN_SIZE = 2048
+MAX_HIDDEN_LAYERS = 24
+MAX_ATTENTION_HEADS = 64
+MAX_PROMPT_DIM = 1024
+MAX_PROTOTYPES = 1024
+MAX_UTTERANCES = 1024
+MAX_LABELS = 1024
+MAX_PARAMETERS = 100_000_000
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One field of `ComPConfig`: its default and what values it accepts.
+
+    `kind` is one of `"int"` (an integer in `[low, high]`), `"number"` (a finite real number in `[low, high]`,
+    `high_open`: `high` excluded), `"bool"`, `"choice"` (one of `choices`) or `"any"` (checked elsewhere);
+    `optional`: `None` is accepted too. Booleans are never accepted as numbers.
+    """
+
+    default: Any
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    choices: tuple = ()
+    optional: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise a one-line `ValueError` naming the field, the value and what is allowed."""
+        if value is None and self.optional:
+            return
+        where = f"ComPConfig.{name}"
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where} must be True or False, got {value!r}")
+        elif self.kind == "choice":
+            if isinstance(value, bool) or value not in self.choices:
+                raise ValueError(f"{where} must be one of {self.choices}, got {value!r}")
+        elif self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
+                raise ValueError(f"{where} must be an integer in [{self.low}, {self.high}], got {value!r}")
+        elif self.kind == "number":
+            ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            if ok and self.high is not None:
+                ok = value < self.high or (value == self.high and not self.high_open)
+            ok = ok and value >= self.low
+            if not ok:
+                raise ValueError(f"{where} must be {self._number_range()}, got {value!r}")
+
+    def _number_range(self) -> str:
+        prefix = "None or " if self.optional else ""
+        if self.high is not None:
+            return f"{prefix}a number in [{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low > 0:
+            return f"{prefix}a finite number > 0"
+        return f"{prefix}a finite non-negative number"
+
+
+def _size(default: int, high: int) -> ConfigField:
+    return ConfigField(default, "int", low=1, high=high)
+
+
+def _weight(default: float) -> ConfigField:
+    return ConfigField(default, "number", low=0.0)
+
+
+_TINY = 1e-300  # "> 0" for a float field: the smallest accepted value
+
+#: The fields of `ComPConfig` (documented in its docstring), declared once: default and accepted values.
+FIELDS: dict[str, ConfigField] = {
+    "audio_dim": _size(512, MAX_FEATURE_DIM),
+    "text_dim": _size(1024, MAX_FEATURE_DIM),
+    "video_dim": _size(1024, MAX_FEATURE_DIM),
+    "hidden_size": _size(256, MAX_HIDDEN_SIZE),
+    "num_hidden_layers": _size(4, MAX_HIDDEN_LAYERS),
+    "num_attention_heads": _size(2, MAX_ATTENTION_HEADS),
+    "prompt_dim": _size(16, MAX_PROMPT_DIM),
+    "num_prototypes": _size(10, MAX_PROTOTYPES),
+    "max_utterances": _size(150, MAX_UTTERANCES),
+    "prompt_momentum": ConfigField(0.3, "number", low=0.0, high=1.0),
+    "hidden_dropout_prob": ConfigField(0.5, "number", low=0.0, high=1.0, high_open=True),
+    "attention_dropout_prob": ConfigField(0.0, "number", low=0.0, high=1.0, high_open=True),
+    "fused_loss_weight": _weight(1.0),
+    "modality_loss_weight": _weight(2.0),
+    "stage1_modality_loss_weight": _weight(1.0),
+    "private_loss_weight": _weight(1.0),
+    "disentangle_loss_weight": _weight(1.0),
+    "reconstruction_loss_weight": _weight(1.0),
+    "private_noise_std": _weight(1.5),
+    "reference_compat": ConfigField(False, "bool"),
+    "prototype_scope": ConfigField("dialogue", "choice", choices=_PROTOTYPE_SCOPES),
+    "use_knowledge_propagation": ConfigField(True, "bool"),
+    "use_prompt_generation": ConfigField(True, "bool"),
+    "use_coordinator": ConfigField(True, "bool"),
+    "use_gradient_modulation": ConfigField(True, "bool"),
+    "modulation_eps": ConfigField(1e-6, "number", low=_TINY),
+    "initializer_range": ConfigField(None, "number", low=_TINY, optional=True),
+    "modality_features": ConfigField(None, "any"),  # schema: `validate_modality_features`
+    "trained_stage": ConfigField(2, "choice", choices=(1, 2)),
+}
+_SIZE_FIELDS = [name for name, field in FIELDS.items() if field.kind == "int"]
 
 
 class ComPConfig(PreTrainedConfig):
@@ -150,6 +260,13 @@ class ComPConfig(PreTrainedConfig):
             saved (1: only the unimodal paths are trained, the prompts and the coordinator are not). A model built
             from this config starts in that stage. (Version 0.1 configs call it `training_stage`.)
 
+    Every field is checked when the config is made (and again before a model is built from it), each with a
+    one-line `ValueError` naming the field, the value and what is allowed: booleans are never numbers, sizes are
+    integers between 1 and an upper limit (`MAX_FEATURE_DIM` = 16384 for the three feature dimensions,
+    `MAX_HIDDEN_SIZE` = 2048, `MAX_HIDDEN_LAYERS` = 24, `MAX_ATTENTION_HEADS` = 64, `MAX_PROMPT_DIM` = 1024,
+    `MAX_PROTOTYPES` = 1024, `MAX_UTTERANCES` = 1024, `MAX_LABELS` = 1024), and the sizes together may not make
+    a model of more than `MAX_PARAMETERS` = 100 million parameters. `FIELDS` declares every field once.
+
     The training stage in use (1: unimodal paths; 2: the full model, also used for inference) is runtime state held
     by the model (`ComPForEmotionRecognition.set_training_stage`), not by the config.
 
@@ -164,88 +281,36 @@ class ComPConfig(PreTrainedConfig):
     model_type = "comp"
     attribute_map = {"num_layers": "num_hidden_layers"}
 
-    def __init__(
-        self,
-        audio_dim: int = 512,
-        text_dim: int = 1024,
-        video_dim: int = 1024,
-        hidden_size: int = 256,
-        num_hidden_layers: int = 4,
-        num_attention_heads: int = 2,
-        prompt_dim: int = 16,
-        num_prototypes: int = 10,
-        max_utterances: int = 150,
-        prompt_momentum: float = 0.3,
-        hidden_dropout_prob: float = 0.5,
-        attention_dropout_prob: float = 0.0,
-        fused_loss_weight: float = 1.0,
-        modality_loss_weight: float = 2.0,
-        stage1_modality_loss_weight: float = 1.0,
-        private_loss_weight: float = 1.0,
-        disentangle_loss_weight: float = 1.0,
-        reconstruction_loss_weight: float = 1.0,
-        private_noise_std: float = 1.5,
-        reference_compat: bool = False,
-        prototype_scope: str = "dialogue",
-        use_knowledge_propagation: bool = True,
-        use_prompt_generation: bool = True,
-        use_coordinator: bool = True,
-        use_gradient_modulation: bool = True,
-        modulation_eps: float = 1e-6,
-        initializer_range: float | None = None,
-        modality_features: dict | None = None,
-        trained_stage: int = 2,
-        num_layers: int | None = None,
-        **kwargs,
-    ):
+    def __init__(self, **kwargs):
         model_type = kwargs.pop("model_type", self.model_type)
         if model_type != self.model_type:
             raise ValueError(
                 f"ComPConfig: this config has model_type {model_type!r}; a ComP config.json has model_type 'comp'"
             )
+        num_layers = kwargs.pop("num_layers", None)
         if num_layers is not None:  # the field's name in version 0.1 (its configs and callers)
-            if num_hidden_layers not in (4, num_layers):
+            depth = kwargs.get("num_hidden_layers", FIELDS["num_hidden_layers"].default)
+            if depth not in (FIELDS["num_hidden_layers"].default, num_layers):
                 raise ValueError(
                     f"ComPConfig: num_layers={num_layers!r} (the former name of num_hidden_layers) and "
-                    f"num_hidden_layers={num_hidden_layers!r} disagree; pass num_hidden_layers only"
+                    f"num_hidden_layers={depth!r} disagree; pass num_hidden_layers only"
                 )
-            num_hidden_layers = num_layers
+            kwargs["num_hidden_layers"] = num_layers
         legacy_stage = kwargs.pop("training_stage", None)  # version 0.1's name for the stage the weights were saved in
-        if legacy_stage is not None and trained_stage == 2:
-            trained_stage = legacy_stage
+        if legacy_stage is not None and kwargs.get("trained_stage", 2) == 2:
+            kwargs["trained_stage"] = legacy_stage
+        # Every ComP field is read and checked before the base class runs: a hostile size (num_labels included,
+        # which the base class expands into a label map) is refused before it costs anything.
+        values = {name: kwargs.pop(name, field.default) for name, field in FIELDS.items()}
+        for name, value in values.items():
+            FIELDS[name].check(name, value)
+        _check_labels(kwargs)
         if "num_labels" not in kwargs and "id2label" not in kwargs:  # a saved config stores only id2label
             kwargs["num_labels"] = 4
         kwargs.setdefault("problem_type", "single_label_classification")
         super().__init__(**kwargs)
-        self.audio_dim = audio_dim
-        self.text_dim = text_dim
-        self.video_dim = video_dim
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.prompt_dim = prompt_dim
-        self.num_prototypes = num_prototypes
-        self.max_utterances = max_utterances
-        self.prompt_momentum = prompt_momentum
-        self.hidden_dropout_prob = hidden_dropout_prob
-        self.attention_dropout_prob = attention_dropout_prob
-        self.fused_loss_weight = fused_loss_weight
-        self.modality_loss_weight = modality_loss_weight
-        self.stage1_modality_loss_weight = stage1_modality_loss_weight
-        self.private_loss_weight = private_loss_weight
-        self.disentangle_loss_weight = disentangle_loss_weight
-        self.reconstruction_loss_weight = reconstruction_loss_weight
-        self.private_noise_std = private_noise_std
-        self.reference_compat = reference_compat
-        self.prototype_scope = prototype_scope
-        self.use_knowledge_propagation = use_knowledge_propagation
-        self.use_prompt_generation = use_prompt_generation
-        self.use_coordinator = use_coordinator
-        self.use_gradient_modulation = use_gradient_modulation
-        self.modulation_eps = modulation_eps
-        self.initializer_range = initializer_range
-        self.modality_features = modality_features
-        self.trained_stage = trained_stage
+        for name, value in values.items():
+            setattr(self, name, value)
         self.validate()
 
     @property
@@ -258,30 +323,25 @@ class ComPConfig(PreTrainedConfig):
         """Input feature dimension per modality, in `MODALITIES` order."""
         return {AUDIO: self.audio_dim, TEXT: self.text_dim, VIDEO: self.video_dim}
 
+    def num_parameters_estimate(self) -> int:
+        """The number of parameters of a `ComPForEmotionRecognition` built from this config, computed from the
+        sizes alone (no module is built)."""
+        return _parameter_count(self)
+
     def validate(self, **kwargs) -> None:
-        """Check every ComP hyper-parameter; raise `ValueError` quoting the offending value.
+        """Check every ComP field (type, range, and the relations between them); raise a one-line `ValueError`
+        naming the field, the value and what is allowed.
 
-        Runs the base class validators first (transformers calls `validate` again at save time).
+        Runs the base class validators first where the installed transformers has them (transformers calls
+        `validate` again at save time); `ComPPreTrainedModel` calls it again before building any module, so a
+        field changed after construction is checked too.
         """
-        super().validate()
-
-        def positive_int(name: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"ComPConfig.{name} must be a positive integer, got {value!r}")
-
-        for name in (
-            "audio_dim",
-            "text_dim",
-            "video_dim",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "prompt_dim",
-            "num_prototypes",
-            "max_utterances",
-        ):
-            positive_int(name)
+        base_validate = getattr(super(), "validate", None)  # transformers >= 5.4 only
+        if base_validate is not None:
+            base_validate()
+        for name, field in FIELDS.items():
+            field.check(name, getattr(self, name, field.default))
+        _check_labels({"num_labels": self.num_labels})
         if self.num_hidden_layers % 2:
             raise ValueError(
                 f"ComPConfig.num_hidden_layers must be even (two propagation stages of num_hidden_layers // 2 "
@@ -292,59 +352,68 @@ class ComPConfig(PreTrainedConfig):
                 f"ComPConfig.hidden_size ({self.hidden_size!r}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads!r})"
             )
-        for name in ("prompt_momentum", "hidden_dropout_prob", "attention_dropout_prob"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:  # NaN fails
-                raise ValueError(f"ComPConfig.{name} must be a number in [0, 1], got {value!r}")
-        if self.hidden_dropout_prob == 1.0 or self.attention_dropout_prob == 1.0:
-            raise ValueError("ComPConfig dropout probabilities must be < 1 (1.0 would zero every activation)")
-        for name in (
-            "fused_loss_weight",
-            "modality_loss_weight",
-            "stage1_modality_loss_weight",
-            "private_loss_weight",
-            "disentangle_loss_weight",
-            "reconstruction_loss_weight",
-            "private_noise_std",
-        ):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (math.isfinite(value) and value >= 0)
-            ):
-                raise ValueError(f"ComPConfig.{name} must be a finite non-negative number, got {value!r}")
-        eps = self.modulation_eps
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps > 0):
-            raise ValueError(f"ComPConfig.modulation_eps must be a finite number > 0, got {eps!r}")
-        stage = getattr(self, "trained_stage", 2)
-        if isinstance(stage, bool) or stage not in (1, 2):
-            raise ValueError(f"ComPConfig.trained_stage must be 1 or 2, got {stage!r}")
         if self.problem_type not in _PROBLEM_TYPES:
             raise ValueError(f"ComPConfig.problem_type must be one of {_PROBLEM_TYPES}, got {self.problem_type!r}")
         if self.problem_type == "regression" and self.num_labels != 1:
             raise ValueError(f"ComPConfig: regression needs num_labels=1, got num_labels={self.num_labels!r}")
         if self.problem_type == "single_label_classification" and self.num_labels < 2:
             raise ValueError(f"ComPConfig: classification needs num_labels >= 2, got {self.num_labels!r}")
-        if self.prototype_scope not in _PROTOTYPE_SCOPES:
+        count = _parameter_count(self)
+        if count > MAX_PARAMETERS:
+            sizes = ", ".join(f"{name}={getattr(self, name)}" for name in _SIZE_FIELDS)
             raise ValueError(
-                f"ComPConfig.prototype_scope must be one of {_PROTOTYPE_SCOPES}, got {self.prototype_scope!r}"
+                f"ComPConfig: these sizes make a model of {count:,} parameters, above the limit of "
+                f"{MAX_PARAMETERS:,} ({sizes})"
             )
-        for name in (
-            "reference_compat",
-            "use_knowledge_propagation",
-            "use_prompt_generation",
-            "use_coordinator",
-            "use_gradient_modulation",
-        ):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"ComPConfig.{name} must be True or False, got {getattr(self, name)!r}")
-        std = self.initializer_range
-        if std is not None and (
-            isinstance(std, bool) or not isinstance(std, (int, float)) or not (math.isfinite(std) and std > 0)
-        ):
-            raise ValueError(f"ComPConfig.initializer_range must be None or a finite number > 0, got {std!r}")
         validate_modality_features(self.modality_features)
+
+
+def _check_labels(kwargs: dict) -> None:
+    """`num_labels` / `id2label` / `label2id` (read by the base class): bounded before they are expanded."""
+    if "num_labels" in kwargs:
+        value = kwargs["num_labels"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LABELS:
+            raise ValueError(f"ComPConfig.num_labels must be an integer in [1, {MAX_LABELS}], got {value!r}")
+    for name in ("id2label", "label2id"):
+        value = kwargs.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not 1 <= len(value) <= MAX_LABELS:
+            shown = f"{len(value)} entries" if isinstance(value, dict) else type(value).__name__
+            raise ValueError(f"ComPConfig.{name} must be a mapping of 1 to {MAX_LABELS} labels, got {shown}")
+
+
+def _parameter_count(config) -> int:
+    """Parameters of `ComPForEmotionRecognition(config)`, from the sizes (checked against the built model by the
+    tests)."""
+    dim, prompt, labels = config.hidden_size, config.prompt_dim, config.num_labels
+    protos, length = config.num_prototypes, config.max_utterances
+
+    def linear(n_in: int, n_out: int) -> int:
+        return n_in * n_out + n_out
+
+    def mlp(n_in: int, n_hidden: int, n_out: int) -> int:
+        return linear(n_in, n_hidden) + linear(n_hidden, n_out)
+
+    count = sum(linear(d, dim) for d in (config.audio_dim, config.text_dim, config.video_dim))
+    count += 6 * mlp(dim, dim, dim) + 3 * mlp(2 * dim, dim, dim)  # shared + private encoders, decoders
+    count += 3 * config.num_hidden_layers * (linear(dim, 3 * dim) + mlp(dim, dim, dim))  # both stacks
+    count += 3 * (2 * linear(dim + 2 * prompt, dim) + mlp(dim, dim, dim + 2 * prompt))  # prompt fusions, split
+    count += 3 * (mlp(length, protos, protos) + 2 * (mlp(dim, prompt, prompt) + linear(dim, prompt)))
+    count += mlp(3 * dim, dim, 3)  # coordinator
+    count += 3 * linear(dim, labels) + linear(3 * dim, 3 * dim) + linear(3 * dim, labels)  # heads, fusion tail
+    return count
+
+
+# `inspect.signature(ComPConfig)` lists the fields (the recipes and help texts read it); `FIELDS` is the one source.
+ComPConfig.__init__.__signature__ = inspect.Signature(
+    [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=f.default) for name, f in FIELDS.items()]
+    + [
+        inspect.Parameter("num_layers", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+    ]
+)
 
 
 def validate_modality_features(value) -> None:
@@ -396,6 +465,16 @@ __all__ = [
     "AUTO_MAP",
     "CORPUS_MODALITY_FEATURES",
     "AUDIO",
+    "FIELDS",
+    "MAX_ATTENTION_HEADS",
+    "MAX_FEATURE_DIM",
+    "MAX_HIDDEN_LAYERS",
+    "MAX_HIDDEN_SIZE",
+    "MAX_LABELS",
+    "MAX_PARAMETERS",
+    "MAX_PROMPT_DIM",
+    "MAX_PROTOTYPES",
+    "MAX_UTTERANCES",
     "ATTENTION_MASK",
     "LABELS",
     "MODALITIES",
@@ -405,5 +484,6 @@ __all__ = [
     "UTTERANCE_INDEX",
     "VIDEO",
     "ComPConfig",
+    "ConfigField",
     "validate_modality_features",
 ]

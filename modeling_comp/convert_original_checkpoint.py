@@ -155,7 +155,12 @@ def config_from_state_dict(state: Mapping[str, torch.Tensor], **overrides) -> Co
             raise ConversionError(f"unknown corpus {corpus!r}; expected one of {sorted(CORPUS_MODALITY_FEATURES)}")
         kwargs["modality_features"] = CORPUS_MODALITY_FEATURES[corpus]
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
-    config = ComPConfig(**kwargs)
+    try:
+        config = ComPConfig(**kwargs)  # the config's own size limits apply before anything is allocated
+    except ConversionError:
+        raise
+    except ValueError as err:
+        raise ConversionError(f"the checkpoint's shapes give an invalid configuration: {err}") from None
     _check_shapes(state, config)
     return config
 

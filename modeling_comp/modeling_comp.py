@@ -9,25 +9,22 @@ By default the model implements the paper's method with the released code's defe
 config switch and `ComPConfig.reference_compat=True` restores the released evaluation forward. Every place
 where the two differ carries a comment starting with "Deviation".
 
-Computation layout: the three modalities (and, in stage 1, the shared and private branches) run as one batched
-computation. The per-modality layers of one shape are stored stacked (`ComPStackedLinear`: weights
-`[groups, in, out]`) and applied with one batched matrix product to a `[groups, rows, features]` tensor, so a
-training step dispatches few, large operators and the backward accumulates few gradients. Checkpoints keep one
-`nn.Linear` per modality (`save_pretrained` writes that layout; `from_pretrained` and `load_state_dict` read it
-and the stacked one, see `checkpoint_layout_state_dict`). Position-wise layers run on the packed rows of the real
-utterances (`[3, N, D]`); the prototype layer sees the `[batch, T]` layout, and so does the attention when that
-is cheaper than attending over the packed rows with a block-diagonal mask (`_PACKED_ATTENTION_RATIO`). Nothing in
-the forward or backward synchronises with the host when the caller passes `utterance_index` (see
+This file holds the network. The three modalities (and, in stage 1, the shared and private branches) run as one
+batched computation on the packed rows of the real utterances; the batched layers, the per-forward dropout pool,
+the packing and the attention masks are in `batched_layers.py`. The model stacks the per-modality layers of one
+shape; checkpoints keep one `nn.Linear` per modality (`checkpoint_layout.py` converts). Nothing in the forward
+or backward synchronises with the host when the caller passes `utterance_index` (see
 `utterance_index_from_attention_mask`).
 
-This file and `configuration_comp.py` are copied into every saved checkpoint for `trust_remote_code` users:
-they must not import anything from the rest of the project.
+This file, `configuration_comp.py`, `batched_layers.py` and `checkpoint_layout.py` are copied into every saved
+checkpoint for `trust_remote_code` users: they import each other relatively and nothing else of the project.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,15 +32,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
+from .batched_layers import (
+    _PACKED_ATTENTION_RATIO,
+    ComPDropout,
+    ComPMlp,
+    ComPStackedLinear,
+    ComPStackedMlp,
+    _AttentionMasks,
+    _dropout,
+    _DropoutMasks,
+    _no_dropout,
+    _normalize,
+    _Packer,
+)
+from .checkpoint_layout import checkpoint_layout_state_dict, model_layout_state_dict, with_checkpoint_names
 from .configuration_comp import AUDIO, AUTO_MAP, MODALITIES, TEXT, VIDEO, ComPConfig
 
+
+logger = logging.get_logger(__name__)
 
 try:  # transformers >= 5: initialisers that respect the "already loaded" flags of from_pretrained
     from transformers import initialization as _init
 except ImportError:  # pragma: no cover - older transformers
     _init = None
+
+try:  # the keyword arguments transformers' Trainer and layers may pass to any model's forward
+    from transformers.utils.generic import TransformersKwargs as _TransformersKwargs
+
+    _PASS_THROUGH_KWARGS = frozenset(_TransformersKwargs.__annotations__) | {"num_items_in_batch"}
+except ImportError:  # pragma: no cover - transformers without the typed kwargs
+    _PASS_THROUGH_KWARGS = frozenset({"num_items_in_batch", "output_router_logits"})
+
 
 # For modality m (audio, text, video), the two others in `MODALITIES` order: the prompts m receives.
 # Row i of the stacked `[3, ...]` tensors is modality i; `_OTHERS` lists, for each m, its first and second other.
@@ -155,217 +176,91 @@ class ComPOutput(ModelOutput):
     modulation_weights: torch.FloatTensor | None = None
 
 
-# -- batched building blocks -----------------------------------------------------------------------------------
-def _dropout(hidden: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout (the distribution and scaling of `nn.Dropout`) drawn as `rand >= p`: on CPU several times
-    faster than `F.dropout`'s Bernoulli sampling, and four operators."""
-    if not training or p == 0.0:
-        return hidden
-    keep = torch.rand_like(hidden).ge_(p).mul_(1.0 / (1.0 - p))
-    return hidden * keep
+def _check_on_device(ok: torch.Tensor, message: str) -> None:
+    """Raise `ValueError(message)` where the boolean tensor `ok` is False, without a host synchronisation: on the
+    CPU the check runs at once; on an accelerator it is a device-side assertion (it fails the next synchronising
+    call)."""
+    try:
+        torch._assert_async(ok, message)
+    except RuntimeError:
+        raise ValueError(message) from None
 
 
-def _no_dropout(hidden: torch.Tensor) -> torch.Tensor:
-    return hidden
+def _refuse_unknown_kwargs(model: nn.Module, kwargs: dict) -> None:
+    """A keyword argument `forward` does not know is an error (a misspelt `modality_mask` would otherwise run as
+    if every modality were observed); transformers' own pass-through arguments are accepted and ignored."""
+    for name in kwargs:
+        if name not in _PASS_THROUGH_KWARGS:
+            raise TypeError(f"{type(model).__name__}.forward() got an unexpected keyword argument {name!r}")
 
 
-def _contiguous_strides(shape) -> tuple[int, ...]:
-    strides, step = [], 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= size
-    return tuple(reversed(strides))
-
-
-class _DropoutMasks:
-    """The keep masks of every `hidden_dropout_prob` dropout of one training forward, drawn at once.
-
-    One uniform draw, one comparison and one scaling for the whole forward, then a strided view and a product per
-    dropout (instead of four operators per dropout). `numel` is the number of elements the forward drops out
-    (`ComPModel._dropout_numel`); a dropout past it draws its own mask (same distribution).
-    """
-
-    def __init__(self, p: float, numel: int, like: torch.Tensor):
-        self.p, self.offset, self.buffer = p, 0, None
-        if numel > 0:
-            self.buffer = torch.rand(numel, device=like.device, dtype=like.dtype).ge_(p).mul_(1.0 / (1.0 - p))
-
-    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
-        numel = hidden.numel()
-        if self.buffer is None or self.offset + numel > self.buffer.numel():
-            return _dropout(hidden, self.p, True)
-        mask = self.buffer.as_strided(hidden.shape, _contiguous_strides(hidden.shape), self.offset)
-        self.offset += numel
-        return hidden * (mask if mask.dtype == hidden.dtype else mask.to(hidden.dtype))
-
-
-class _Normalize(torch.autograd.Function):
-    """`F.normalize(x, dim=-1, eps=eps)` with a backward of five operators (autograd's composite takes about 15)."""
-
-    @staticmethod
-    def forward(ctx, hidden: torch.Tensor, eps: float) -> torch.Tensor:
-        norm = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True)
-        denominator = norm.clamp_min(eps)
-        normalized = hidden / denominator
-        ctx.save_for_backward(normalized, denominator, norm >= eps)
-        return normalized
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        normalized, denominator, active = ctx.saved_tensors
-        # d(x / max(|x|, eps)) = (g - y <g, y>) / |x| where |x| >= eps, g / eps elsewhere
-        radial = (grad * normalized).sum(-1, keepdim=True) * active
-        return torch.addcmul(grad, normalized, radial, value=-1.0) / denominator, None
-
-
-def _normalize(hidden: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    return _Normalize.apply(hidden, eps)
-
-
-class ComPDropout(nn.Dropout):
-    """`nn.Dropout` computed by `_dropout` (same distribution and scaling)."""
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return _dropout(hidden, self.p, self.training)
-
-
-class ComPMlp(nn.Module):
-    """`fc1 -> GELU (exact erf) -> dropout -> fc2 -> dropout` (the released `Mlp`)."""
-
-    def __init__(self, in_features: int, hidden_features: int, out_features: int, dropout: float):
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.fc2 = nn.Linear(hidden_features, out_features)
-        self.dropout = ComPDropout(dropout)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(hidden)))))
-
-
-class ComPStackedLinear(nn.Module):
-    """`groups` independent linear layers of one shape (one per modality, say), applied to `[groups, rows,
-    in_features]` in one batched product.
-
-    `weight` is `[groups, in_features, out_features]` (group g's `nn.Linear.weight`, transposed) and `bias`
-    `[groups, 1, out_features]`: the forward is a single `baddbmm` and the backward needs no transposed copy.
-    `save_pretrained` writes each group as the `nn.Linear` it replaces (see `checkpoint_layout_state_dict`).
-    """
-
-    def __init__(self, groups: int, in_features: int, out_features: int):
-        super().__init__()
-        self.groups, self.in_features, self.out_features = groups, in_features, out_features
-        self.weight = nn.Parameter(torch.empty(groups, in_features, out_features))
-        self.bias = nn.Parameter(torch.empty(groups, 1, out_features))
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, hidden, self.weight)
-
-    def extra_repr(self) -> str:
-        return f"groups={self.groups}, in_features={self.in_features}, out_features={self.out_features}"
-
-
-class ComPStackedMlp(nn.Module):
-    """`groups` independent `ComPMlp`s of one shape on `[groups, rows, in_features]`."""
-
-    def __init__(self, groups: int, in_features: int, hidden_features: int, out_features: int, dropout: float):
-        super().__init__()
-        self.fc1 = ComPStackedLinear(groups, in_features, hidden_features)
-        self.fc2 = ComPStackedLinear(groups, hidden_features, out_features)
-        self.dropout = ComPDropout(dropout)
-
-    def forward(self, hidden: torch.Tensor, dropout=None) -> torch.Tensor:
-        """`dropout`: the dropout to apply (a callable, e.g. the forward's `_DropoutMasks`); default `self.dropout`."""
-        dropout = dropout if dropout is not None else self.dropout
-        return dropout(self.fc2(dropout(F.gelu(self.fc1(hidden)))))
-
-
-class _Packer:
-    """Moves between padded `[G, B, T, ...]` tensors and packed rows `[G, N, ...]` (the real utterances).
-
-    `index` holds the flat positions `b * T + t` of the packed rows; `None` means every position is a row (no
-    padding in the batch, or reference mode), and packing is a reshape.
-    """
-
-    def __init__(self, index: torch.Tensor | None, batch: int, length: int, device: torch.device):
-        self.batch, self.length = batch, length
-        self.dropout, self.attention_dropout = _no_dropout, None  # set by the forward (see `ComPModel.forward`)
-        self.index = index
-        self.rows = batch * length if index is None else index.shape[0]
-        flat = torch.arange(batch * length, device=device) if index is None else index
-        self.position = flat % length  # utterance position of each row
-
-    def pack(self, padded: torch.Tensor, dim: int = 0) -> torch.Tensor:
-        """`[..., B, T, ...]` (batch axis at `dim`) -> `[..., N, ...]`."""
-        flat = padded.flatten(dim, dim + 1)
-        return flat if self.index is None else flat.index_select(dim, self.index)
-
-    def unpack(self, packed: torch.Tensor, dim: int = 0) -> torch.Tensor:
-        """`[..., N, ...]` (rows at `dim`) -> `[..., B, T, ...]` with zeros at the positions not computed."""
-        if self.index is not None:
-            shape = list(packed.shape)
-            shape[dim] = self.batch * self.length
-            packed = packed.new_zeros(shape).index_copy_(dim, self.index, packed)  # in place: no extra copy
-        return packed.unflatten(dim, (self.batch, self.length))
-
-
-# Attention over the packed rows (a block-diagonal mask: each row attends to the rows of its conversation) costs
-# N^2 scores, attention over the padded layout B * T^2 plus scattering the rows into a zero-filled [B, T] buffer and
-# gathering them back in every layer. The packed form is used when N^2 <= this ratio times B * T^2 (conversations
-# of similar lengths favour the padded form, a long tail of short ones the packed form).
-_PACKED_ATTENTION_RATIO = 2.5
-
-
-class _AttentionMasks:
-    """Per-forward masks of the attention layers: for each group, which keys each query may attend to.
-
-    Padded layout (`packed=False`): `[G * B, 1, 1, T]`, the observed keys of the conversation. Packed layout: `[G, 1,
-    N, N]`, the observed keys among the rows of the query's own conversation (block-diagonal).
-    """
-
-    def __init__(self, key_mask: torch.Tensor, packer: _Packer, packed: bool):  # key_mask [G, B, T] bool
-        self.packed = packed  # `allowed`: the boolean mask (True: may be attended to)
-        groups, length = key_mask.shape[0], key_mask.shape[2]
-        if packed:
-            rows = packer.index if packer.index is not None else torch.arange(packer.rows, device=key_mask.device)
-            conversation = torch.div(rows, length, rounding_mode="floor")
-            same = conversation[:, None] == conversation[None, :]  # [N, N]
-            allowed = same & packer.pack(key_mask, dim=1)[:, None, :]  # [G, N, N]
-            no_key = ~allowed.any(dim=-1, keepdim=True)  # [G, N, 1]
-            # Conversations without any observed key: the released code's softmax gives NaN, then 0. We let every key
-            # of the conversation through for them (so the kernel sees no empty row) and zero their output afterwards.
-            self.allowed = (allowed | (same & no_key))[:, None]  # [G, 1, N, N]
-            self.no_key = no_key[:, None]  # [G, 1, N, 1]
-        else:
-            key_mask = key_mask.reshape(groups * key_mask.shape[1], length)  # [G * B, T]
-            no_key = ~key_mask.any(dim=-1, keepdim=True)  # [G * B, 1]
-            self.allowed = (key_mask | no_key)[:, None, None, :]  # [G * B, 1, 1, T]
-            self.no_key = no_key.view(-1, 1, 1, 1)
-        self._additive: dict[torch.dtype, torch.Tensor] = {}
-
-    def additive(self, dtype: torch.dtype) -> torch.Tensor:
-        """The mask as the additive float mask of `scaled_dot_product_attention` (0 or -inf, as log(1) and log(0)),
-        built once per dtype (SDPA would convert the boolean mask in every layer)."""
-        if dtype not in self._additive:
-            self._additive[dtype] = self.allowed.to(dtype).log_()
-        return self._additive[dtype]
-
-
+# -- layers ----------------------------------------------------------------------------------------------------
 class ComPAttentionLayer(nn.Module):
     """One masked self-attention layer of the three modalities (independent parameters per modality, stacked).
 
     Keys of missing or padded utterances are masked, queries are not: a missing utterance receives context from
     the observed utterances of the same modality in its conversation. A conversation with no observed key gets
-    zeros. There is no output projection and no LayerNorm; the layer returns `O + MLP(O)` and the caller adds
-    the residual. `qkv` holds each modality's query, key and value projections side by side (`[3, D, 3D]`,
-    columns `q | k | v`); the computation is `_attention_layer`.
+    zeros. There is no output projection and no LayerNorm: the layer returns `hidden + O + MLP(O)`. `qkv` holds
+    each modality's query, key and value projections side by side (`[3, D, 3D]`, columns `q | k | v`).
     """
 
     def __init__(self, config: ComPConfig):
         super().__init__()
         dim = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.attention_dropout_prob = config.attention_dropout_prob
         self.qkv = ComPStackedLinear(len(MODALITIES), dim, 3 * dim)
         self.mlp = ComPStackedMlp(len(MODALITIES), dim, dim, dim, config.hidden_dropout_prob)
+
+    def forward(
+        self, hidden: torch.Tensor, masks: _AttentionMasks, packer: _Packer, eager: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`hidden` `[G, N, D]`: `G` groups of packed rows, a multiple of 3, modality-major (the `G / 3` groups of
+        a modality are adjacent, e.g. its shared and private streams; each modality's groups are one block of rows
+        for its products). Returns `hidden + O + MLP(O)` and, with `eager`, the attention probabilities
+        `[G, B, H, T, T]`. The MLP's dropout is the forward's pool (`packer.attention_dropout`) or its own."""
+        groups, dim = hidden.shape[0], hidden.shape[-1]
+        heads, blocks = self.num_heads, len(MODALITIES)
+
+        def by_module(x: torch.Tensor) -> torch.Tensor:  # [G, N, F] -> [3, G / 3 * N, F]
+            return x if groups == blocks else x.reshape(blocks, -1, x.shape[-1])
+
+        def by_group(x: torch.Tensor) -> torch.Tensor:  # the inverse
+            return x if groups == blocks else x.view(groups, -1, x.shape[-1])
+
+        qkv = by_group(self.qkv(by_module(hidden)))  # [G, N, 3D]
+        if masks.packed:  # [G, H, N, hd]: every row of the group at once, the mask keeps conversations apart
+            qkv = (
+                masks.bounded_for_others(qkv).view(groups, packer.rows, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+            )
+        else:  # [G * B, H, T, hd]
+            qkv = packer.unpack(qkv, dim=1).view(groups * packer.batch, packer.length, 3, heads, dim // heads)
+            qkv = qkv.permute(2, 0, 3, 1, 4)
+        query, key, value = qkv.unbind(0)
+        attended, probs = self._attend(query, key, value, masks, eager)
+        if masks.packed:
+            attended = attended.transpose(1, 2).reshape(groups, packer.rows, dim)
+        else:
+            attended = packer.pack(attended.transpose(1, 2).reshape(groups, packer.batch, packer.length, dim), dim=1)
+            probs = probs.unflatten(0, (groups, packer.batch)) if probs is not None else None
+        return hidden + attended + by_group(self.mlp(by_module(attended), packer.attention_dropout)), probs
+
+    def _attend(
+        self, query, key, value, masks: _AttentionMasks, eager: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Masked attention `softmax(q k^T / sqrt(hd)) v`: eager (also returning the probabilities; always in the
+        padded layout) or `scaled_dot_product_attention`."""
+        dropout = self.attention_dropout_prob if self.training else 0.0
+        scale = query.shape[-1] ** -0.5
+        if eager:
+            scores = (query @ key.transpose(-1, -2)) * scale
+            probs = torch.softmax(scores.masked_fill(~masks.allowed, float("-inf")), dim=-1)
+            probs = probs.masked_fill(masks.no_key, 0.0)
+            return _dropout(probs, dropout, self.training) @ value, probs
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=masks.additive(query.dtype), dropout_p=dropout, scale=scale
+        )
+        return attended.masked_fill(masks.no_key, 0.0), None
 
 
 class ComPPropagationStack(nn.Module):
@@ -374,58 +269,31 @@ class ComPPropagationStack(nn.Module):
     def __init__(self, config: ComPConfig):
         super().__init__()
         self.layers = nn.ModuleList([ComPAttentionLayer(config) for _ in range(config.num_hidden_layers // 2)])
+        self.gradient_checkpointing = False
 
-
-def _attention_layer(
-    hidden: torch.Tensor,
-    layer: ComPAttentionLayer,
-    masks: _AttentionMasks,
-    packer: _Packer,
-    config: ComPConfig,
-    training: bool,
-    eager: bool,
-    mlp_dropout=None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One attention layer for `G` groups of packed rows `[G, N, D]`, `G` a multiple of 3, groups modality-major
-    (the `G / 3` groups of a modality are adjacent, e.g. its shared and private streams): each modality's groups
-    are one `[G / 3 * N, D]` block of rows for its products. Returns `hidden + O + MLP(O)` and, with `eager`, the
-    attention probabilities `[G, B, H, T, T]`. `mlp_dropout` is the MLP's dropout (default: the layer's own)."""
-    groups, dim = hidden.shape[0], hidden.shape[-1]
-    heads = config.num_attention_heads
-    blocks = len(MODALITIES)
-
-    def by_module(x: torch.Tensor) -> torch.Tensor:  # [G, N, F] -> [3, G / 3 * N, F]
-        return x if groups == blocks else x.reshape(blocks, -1, x.shape[-1])
-
-    def by_group(x: torch.Tensor) -> torch.Tensor:  # the inverse
-        return x if groups == blocks else x.view(groups, -1, x.shape[-1])
-
-    qkv = by_group(layer.qkv(by_module(hidden)))  # [G, N, 3D]
-    if masks.packed:  # [G, H, N, hd]: every row of the group at once, the mask keeps conversations apart
-        qkv = qkv.view(groups, packer.rows, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
-    else:  # [G * B, H, T, hd]
-        qkv = packer.unpack(qkv, dim=1).view(groups * packer.batch, packer.length, 3, heads, dim // heads)
-        qkv = qkv.permute(2, 0, 3, 1, 4)
-    query, key, value = qkv.unbind(0)
-    dropout = config.attention_dropout_prob if training else 0.0
-    scale = (dim // heads) ** -0.5
-    probs = None
-    if eager:
-        scores = (query @ key.transpose(-1, -2)) * scale
-        probs = torch.softmax(scores.masked_fill(~masks.allowed, float("-inf")), dim=-1)
-        probs = probs.masked_fill(masks.no_key, 0.0)
-        attended = _dropout(probs, dropout, training) @ value
-        probs = probs.unflatten(0, (groups, packer.batch))
-    else:
-        attended = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=masks.additive(query.dtype), dropout_p=dropout, scale=scale
-        )
-        attended = attended.masked_fill(masks.no_key, 0.0)
-    if masks.packed:
-        attended = attended.transpose(1, 2).reshape(groups, packer.rows, dim)
-    else:
-        attended = packer.pack(attended.transpose(1, 2).reshape(groups, packer.batch, packer.length, dim), dim=1)
-    return hidden + attended + by_group(layer.mlp(by_module(attended), mlp_dropout)), probs
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        masks: _AttentionMasks,
+        packer: _Packer,
+        eager: bool = False,
+        hidden_states: list | None = None,
+        attentions: list | None = None,
+    ) -> torch.Tensor:
+        """`hidden` `[G, N, D]`: audio, text, video, each repeated `G / 3` times in a row (modality-major).
+        `hidden_states` and `attentions`, when given, receive each layer's output and attention probabilities of
+        the first group of each modality."""
+        first = slice(None, None, hidden.shape[0] // len(MODALITIES))
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                hidden, probs = self._gradient_checkpointing_func(layer.__call__, hidden, masks, packer, eager)
+            else:
+                hidden, probs = layer(hidden, masks, packer, eager)
+            if hidden_states is not None:
+                hidden_states.append(hidden[first])
+            if attentions is not None:
+                attentions.append(probs[first])
+        return hidden
 
 
 class ComPGradientModulator(nn.Module):
@@ -510,14 +378,16 @@ class ComPPromptGenerator(nn.Module):
     parameters, stacked per modality).
 
     The first stage's generator owns the prototype layer (`prototype_layer`, an MLP over the utterance axis
-    mapping `max_utterances` positions to `num_prototypes` prototypes); the second stage reuses the first
-    stage's prototypes, as the released code does. A prompt is `prompt_projection(softmax(cos(z, prototypes))
-    · prototypes) + residual_projection(z)`.
+    mapping `max_utterances` positions to `num_prototypes` prototypes, see `prototypes`); the second stage reuses
+    the first stage's prototypes, as the released code does. A prompt is `prompt_projection(softmax(cos(z,
+    prototypes)) · prototypes) + residual_projection(z)`.
     """
 
     def __init__(self, config: ComPConfig, with_prototype_layer: bool):
         super().__init__()
         groups, drop = len(MODALITIES), config.hidden_dropout_prob
+        self.reference_compat = config.reference_compat
+        self.batch_scope = config.reference_compat or config.prototype_scope == "batch"
         if with_prototype_layer:
             self.prototype_layer = ComPStackedMlp(
                 groups, config.max_utterances, config.num_prototypes, config.num_prototypes, drop
@@ -525,146 +395,77 @@ class ComPPromptGenerator(nn.Module):
         self.prompt_projection = ComPStackedMlp(groups, config.hidden_size, config.prompt_dim, config.prompt_dim, drop)
         self.residual_projection = ComPStackedLinear(groups, config.hidden_size, config.prompt_dim)
 
+    def prototypes(self, shared: torch.Tensor, row_missing: torch.Tensor, packer: _Packer) -> torch.Tensor:
+        """Compress each conversation's utterances (rows `[3, N, D]`) into `K` prototypes `[3, B, K, D]`.
 
-# -- checkpoint layout -----------------------------------------------------------------------------------------
-# The model stacks the per-modality layers of one shape into `ComPStackedLinear`s; checkpoints keep one `nn.Linear`
-# per modality (the layout of comp-emotion 0.1 checkpoints and of converted released weights: the names of the
-# released modules map one-to-one onto it). `_CHECKPOINT_LAYOUT` lists, for every stacked tensor name (relative
-# to the module that holds it, so it applies at any depth and under any prefix), the checkpoint names it stacks in
-# group order; `chunks` consecutive names are concatenated along the output features of one group (q, k, v).
-def _checkpoint_layout() -> list[tuple[str, tuple[str, ...], int]]:
-    rows: list[tuple[str, tuple[str, ...], int]] = []
+        Only the first `T` rows of the `[max_utterances, K]` first layer are used: with the rows of padded (and,
+        by default, missing) utterances zeroed, the other rows would only ever multiply zeros.
+        """
+        layer = self.prototype_layer
+        if not self.reference_compat:
+            # Deviation (default mode): missing utterances do not feed the prototypes (the intent of Eq. 7's
+            # mask), and padded ones are zeros. The released code feeds both (padded rows carry the biases).
+            shared = shared.masked_fill(row_missing, 0.0)
+        groups, dim = shared.shape[0], shared.shape[-1]
+        # the utterance axis last: [3, B * D, T]
+        transposed = packer.unpack(shared, dim=1).transpose(2, 3).reshape(groups, -1, packer.length)
+        hidden = torch.baddbmm(layer.fc1.bias, transposed, layer.fc1.weight[:, : packer.length])
+        protos = packer.dropout(layer.fc2(packer.dropout(F.gelu(hidden))))  # [3, B * D, K]
+        return protos.view(groups, packer.batch, dim, -1).transpose(2, 3)  # [3, B, K, D]
 
-    def linear(target: str, sources: list[str], chunks: int = 1) -> None:
-        for name in ("weight", "bias"):
-            rows.append((f"{target}.{name}", tuple(f"{source}.{name}" for source in sources), chunks))
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        prototypes: torch.Tensor | None,
+        packer: _Packer,
+        released_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Prompts `[3, N, p]` for the rows `hidden` `[3, N, D]` given prototypes `[3, B, K, D]` (`None`: the
+        "w/o PG" ablation, only the residual projection).
 
-    def mlp(target: str, sources: list[str]) -> None:
-        for fc in ("fc1", "fc2"):
-            linear(f"{target}.{fc}", [f"{source}.{fc}" for source in sources])
-
-    mlp("encoders", [f"shared_encoders.{m}" for m in MODALITIES] + [f"private_encoders.{m}" for m in MODALITIES])
-    mlp("decoders", [f"decoders.{m}" for m in MODALITIES])
-    linear("qkv", [f"modalities.{m}.{w}" for m in MODALITIES for w in ("q", "k", "v")], chunks=3)
-    mlp("mlp", [f"modalities.{m}.mlp" for m in MODALITIES])
-    for stage in range(2):
-        linear(f"prompt_fusions.{stage}", [f"prompt_fusions.{stage}.{m}" for m in MODALITIES])
-    mlp("prompt_splits", [f"prompt_splits.{m}" for m in MODALITIES])
-    mlp("prototype_layer", [f"{m}.prototype_layer" for m in MODALITIES])
-    mlp("prompt_projection", [f"{m}.prompt_projection" for m in MODALITIES])
-    linear("residual_projection", [f"{m}.residual_projection" for m in MODALITIES])
-    linear("modality_heads", [f"modality_heads.{m}" for m in MODALITIES])
-    return rows
-
-
-_CHECKPOINT_LAYOUT = _checkpoint_layout()
-
-
-def _stack_tensors(tensors: list[torch.Tensor], chunks: int, is_weight: bool) -> torch.Tensor:
-    """Checkpoint tensors (`[out, in]` weights or `[out]` biases, in group order) -> one stacked tensor."""
-    groups = [torch.cat(tensors[i : i + chunks], dim=0) for i in range(0, len(tensors), chunks)]
-    if is_weight:
-        return torch.stack([group.t() for group in groups]).contiguous()  # [G, in, out]
-    return torch.stack(groups).unsqueeze(1)  # [G, 1, out]
-
-
-def _unstack_tensor(tensor: torch.Tensor, chunks: int, is_weight: bool) -> list[torch.Tensor]:
-    """The inverse of `_stack_tensors`: contiguous checkpoint tensors in group order."""
-    groups = [group.t() for group in tensor.unbind(0)] if is_weight else [group[0] for group in tensor.unbind(0)]
-    return [part.contiguous() for group in groups for part in group.chunk(chunks, dim=0)]
-
-
-def _matches(key: str, name: str) -> str | None:
-    """The prefix of `key` when it is `prefix + name` with `prefix` empty or ending with a dot."""
-    if key == name:
-        return ""
-    if key.endswith("." + name):
-        return key[: -len(name)]
-    return None
-
-
-def model_layout_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A state dict in the checkpoint layout (one `nn.Linear` per modality, any key prefix) in the model's stacked
-    layout. Keys already stacked, and keys the layout does not concern, pass through unchanged."""
-    out = dict(state_dict)
-    for target, sources, chunks in _CHECKPOINT_LAYOUT:
-        prefixes = {prefix for key in state_dict if (prefix := _matches(key, sources[0])) is not None}
-        for prefix in sorted(prefixes):
-            names = [prefix + source for source in sources]
-            missing = [name for name in names if name not in out]
-            if missing:
-                raise ValueError(
-                    f"cannot stack `{prefix + target}`: the checkpoint has {names[0]} but not " + ", ".join(missing)
-                )
-            tensors = [out.pop(name) for name in names]
-            out[prefix + target] = _stack_tensors(tensors, chunks, target.endswith("weight"))
-    return out
+        `released_mask` (`[3, B, L]`, reference mode only) reproduces the released code's similarity mask bit for
+        bit: it is a no-op mathematically, but `cos - 10000` rounds in float32.
+        """
+        residual = self.residual_projection(hidden)
+        if prototypes is None:
+            return residual
+        groups, _, dim = hidden.shape
+        queries = _normalize(hidden)
+        keys = _normalize(prototypes)
+        # Eq. 7's mask is constant along each row of the similarity matrix, so it cannot change a row softmax
+        # (the released code's mask is a no-op as well); the default mode omits it.
+        if self.batch_scope:
+            # Released behaviour: every utterance attends to the prototypes of every conversation in the batch,
+            # so a prediction depends on the rest of the batch.
+            similarity = queries @ keys.reshape(groups, -1, dim).transpose(1, 2)  # [3, N, B*K]
+            if released_mask is not None:
+                # the released mask is read in (utterance, conversation) order against (conversation, utterance)
+                # rows; only its float32 rounding has an effect
+                offset = (1.0 - released_mask.transpose(1, 2).reshape(groups, -1).to(similarity.dtype)) * -10000.0
+                similarity = similarity + offset[..., None]
+            aggregated = torch.softmax(similarity, dim=-1) @ prototypes.reshape(groups, -1, dim)
+        else:
+            # Deviation (default, prototype_scope="dialogue"): only the conversation's own prototypes, in the
+            # [B, T] layout with batched products.
+            flat = groups * packer.batch
+            queries = packer.unpack(queries, dim=1).reshape(flat, packer.length, dim)
+            similarity = torch.bmm(queries, keys.reshape(flat, -1, dim).transpose(1, 2))  # [3 * B, T, K]
+            aggregated = torch.bmm(torch.softmax(similarity, dim=-1), prototypes.reshape(flat, -1, dim))
+            aggregated = packer.pack(aggregated.view(groups, packer.batch, packer.length, dim), dim=1)  # [3, N, D]
+        return self.prompt_projection(aggregated, packer.dropout) + residual
 
 
-def checkpoint_layout_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The model's stacked state dict in the checkpoint layout (what `save_pretrained` writes): the inverse of
-    `model_layout_state_dict`."""
-    out = dict(state_dict)
-    for target, sources, chunks in _CHECKPOINT_LAYOUT:
-        for key in [key for key in out if _matches(key, target) is not None]:
-            prefix = _matches(key, target)
-            parts = _unstack_tensor(out.pop(key), chunks, target.endswith("weight"))
-            out.update({prefix + source: part for source, part in zip(sources, parts)})
-    return out
+class ComPCoordinator(ComPMlp):
+    """The coordinator: per utterance, softmax weights of the three modality streams from their concatenation
+    (`fc1 -> GELU -> dropout -> fc2 -> dropout -> softmax`)."""
+
+    def forward(self, hidden: torch.Tensor, dropout=None) -> torch.Tensor:
+        """`hidden` `[N, 3D]` -> weights `[N, 3]`; `dropout`: the forward's pool (default: its own)."""
+        dropout = dropout if dropout is not None else self.dropout
+        return torch.softmax(dropout(self.fc2(dropout(F.gelu(self.fc1(hidden))))), dim=-1)
 
 
-def _register_checkpoint_layout() -> None:
-    """Teach `from_pretrained` to stack the checkpoint layout and `save_pretrained` to write it (transformers'
-    weight-conversion mapping for the `comp` model type; loading a stacked state dict needs nothing)."""
-    try:
-        from transformers.conversion_mapping import register_checkpoint_conversion_mapping
-        from transformers.core_model_loading import ConversionOps, WeightConverter
-    except ImportError:  # pragma: no cover - transformers without weight conversions: stacked checkpoints only
-        return
-
-    class StackGroups(ConversionOps):
-        def __init__(self, chunks: int, is_weight: bool):
-            self.chunks, self.is_weight = chunks, is_weight
-
-        def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
-            if any(pattern not in input_dict for pattern in source_patterns):
-                return {}  # the stacked tensor is then reported missing, as any weight absent from a checkpoint
-            tensors = [input_dict.pop(pattern) for pattern in source_patterns]
-            tensors = [t[0] if isinstance(t, list) else t for t in tensors]
-            return {target_patterns[0]: _stack_tensors(tensors, self.chunks, self.is_weight)}
-
-        @property
-        def reverse_op(self) -> ConversionOps:
-            return UnstackGroups(self.chunks, self.is_weight)
-
-    class UnstackGroups(ConversionOps):
-        def __init__(self, chunks: int, is_weight: bool):
-            self.chunks, self.is_weight = chunks, is_weight
-
-        def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
-            tensor = input_dict[source_patterns[0]]
-            tensor = tensor[0] if isinstance(tensor, list) else tensor
-            parts = _unstack_tensor(tensor, self.chunks, self.is_weight)
-            return dict(zip(target_patterns, parts))
-
-        @property
-        def reverse_op(self) -> ConversionOps:
-            return StackGroups(self.chunks, self.is_weight)
-
-    converters = [
-        WeightConverter(
-            source_patterns=list(sources),
-            target_patterns=target,
-            operations=[StackGroups(chunks, target.endswith("weight"))],
-        )
-        for target, sources, chunks in _CHECKPOINT_LAYOUT
-    ]
-    register_checkpoint_conversion_mapping(ComPConfig.model_type, converters, overwrite=True)
-
-
-_register_checkpoint_layout()
-
-
+# -- models ----------------------------------------------------------------------------------------------------
 class ComPPreTrainedModel(PreTrainedModel):
     """Weight initialisation and loading for ComP models."""
 
@@ -677,14 +478,49 @@ class ComPPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _no_split_modules = ["ComPAttentionLayer"]
 
+    def __init__(self, config: ComPConfig, *args, **kwargs):
+        config.validate()  # a field changed after the config was made is checked before any module is built
+        super().__init__(config, *args, **kwargs)
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, declaring every supported Auto class in `config.auto_map` (the
         model files themselves are copied next to the weights), so the folder loads with
-        `trust_remote_code=True` in a process that does not have this package."""
+        `trust_remote_code=True` in a process that does not have this package.
+
+        When the config declares `custom_pipelines` (a checkpoint saved with its pipeline, then loaded), the
+        pipeline's files are written too, taken from this package or from the folder the model was loaded from;
+        where neither has them the declaration is left out of the saved config (with a warning), so that a saved
+        folder never declares a pipeline it cannot load. With `push_to_hub=True` the folder is saved, then
+        uploaded whole with `push_to_hub`.
+        """
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         # Provenance of the weights: the stage they were saved in (a model loaded from them starts in it).
         self.config.trained_stage = int(self.training_stage)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        push = kwargs.pop("push_to_hub", False)
+        hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "token", "private") if k in kwargs}
+        declared = getattr(self.config, "custom_pipelines", None)
+        sources = _pipeline_sources(self.config, declared) if declared else []
+        if declared and sources is None:
+            logger.warning(
+                f"the config declares custom_pipelines {sorted(declared)} but their files are neither beside "
+                f"{Path(__file__).name} nor in {self.config.name_or_path!r}; saving without the declaration"
+            )
+            del self.config.custom_pipelines
+            try:
+                result = super().save_pretrained(save_directory, *args, **kwargs)
+            finally:
+                self.config.custom_pipelines = declared
+        else:
+            result = super().save_pretrained(save_directory, *args, **kwargs)
+            if kwargs.get("is_main_process", True):
+                for source in sources:
+                    target = Path(save_directory) / source.name
+                    if not target.exists():
+                        shutil.copyfile(source, target)
+        if push:
+            repo_id = hub_kwargs.pop("repo_id", Path(save_directory).name)
+            self.push_to_hub(repo_id, **hub_kwargs)
+        return result
 
     def _init_weights(self, module: nn.Module) -> None:
         """PyTorch's default `nn.Linear` initialisation (as the released code), or N(0, initializer_range); a
@@ -737,6 +573,30 @@ class ComPPreTrainedModel(PreTrainedModel):
         return output_attentions or implementation == "eager"
 
 
+def _pipeline_sources(config: ComPConfig, declared: dict) -> list[Path] | None:
+    """The files a checkpoint needs for the pipelines `declared` in its config: each `impl`'s module and its
+    relative imports, from the first place that holds them all (beside this file, or the folder the model was
+    loaded from), and that folder's `preprocessor_config.json` when it has one. `None` when no place has them."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    modules = {
+        entry["impl"].split(".")[0] for entry in declared.values() if isinstance(entry, dict) and "impl" in entry
+    }
+    loaded_from = getattr(config, "name_or_path", None)
+    loaded_from = Path(loaded_from) if loaded_from and os.path.isdir(loaded_from) else None
+    for folder in [Path(__file__).parent] + ([loaded_from] if loaded_from else []):
+        files = [folder / f"{module}.py" for module in sorted(modules)]
+        if not all(file.is_file() for file in files):
+            continue
+        found = set(files)
+        for file in files:
+            found.update(Path(f) for f in get_relative_import_files(file))
+        if loaded_from is not None and (loaded_from / "preprocessor_config.json").is_file():
+            found.add(loaded_from / "preprocessor_config.json")
+        return sorted(found)
+    return None
+
+
 @dataclass
 class ComPPackedState:
     """Per-row tensors of the computed utterances (rows in `packer` order), for the head's losses.
@@ -780,7 +640,8 @@ class ComPModel(ComPPreTrainedModel):
     cast to the model's dtype); `modality_mask` `[batch, T, 3]` (non-zero = observed); `attention_mask`
     `[batch, T]` (non-zero = real utterance); optional `utterance_index` (see
     `utterance_index_from_attention_mask`). What a feature holds where it is masked (missing or padded) cannot
-    change any output, even NaN or Inf: the model selects zeros there.
+    change any output, even NaN or Inf: the model selects zeros there. What one conversation holds never changes
+    another's outputs (a conversation with non-finite observed values gets NaN outputs itself).
 
     The training stage (1: unimodal paths; 2: the full model, also used for inference) is held by the model
     (`training_stage`); a new model starts in `config.trained_stage` (2 unless the weights were saved in stage 1).
@@ -806,7 +667,7 @@ class ComPModel(ComPPreTrainedModel):
         self.prompt_generators = nn.ModuleList(
             [ComPPromptGenerator(config, with_prototype_layer=stage == 0) for stage in range(2)]
         )
-        self.coordinator = ComPMlp(3 * dim, dim, 3, drop)
+        self.coordinator = ComPCoordinator(3 * dim, dim, 3, drop)
         self.post_init()
 
     def set_training_stage(self, stage: int) -> None:
@@ -815,7 +676,113 @@ class ComPModel(ComPPreTrainedModel):
             raise ValueError(f"training stage must be 1 or 2, got {stage!r}")
         self.training_stage = stage
 
-    # -- inputs --------------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        audio: torch.Tensor,
+        text: torch.Tensor,
+        video: torch.Tensor,
+        modality_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        utterance_index: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        return_packed: bool = False,
+        output_private_streams: bool = False,
+        training_stage: int | None = None,
+        **kwargs,
+    ) -> ComPModelOutput | tuple:
+        r"""
+        Args:
+            audio (`torch.FloatTensor` of shape `(batch_size, num_utterances, audio_dim)`):
+                Per-utterance audio features (anything, even NaN, where missing or padded: the model masks them).
+            text (`torch.FloatTensor` of shape `(batch_size, num_utterances, text_dim)`):
+                Per-utterance text features.
+            video (`torch.FloatTensor` of shape `(batch_size, num_utterances, video_dim)`):
+                Per-utterance face features.
+            modality_mask (`torch.Tensor` of shape `(batch_size, num_utterances, 3)`, *optional*):
+                Non-zero where a modality (audio, text, video) is observed. Defaults to all observed.
+            attention_mask (`torch.Tensor` of shape `(batch_size, num_utterances)`, *optional*):
+                Non-zero for real utterances, 0 for padding. Defaults to all real.
+            utterance_index (`torch.LongTensor` of shape `(num_real_utterances,)`, *optional*):
+                `utterance_index_from_attention_mask(attention_mask)`, computed by the collator on the host; it
+                must agree with `attention_mask`. Without it the model computes it (one host synchronisation).
+            output_attentions (`bool`, *optional*):
+                Return each layer's attention probabilities (computed by the eager attention for that call).
+            output_hidden_states (`bool`, *optional*):
+                Return the streams entering the first attention layer and after every attention layer.
+            return_dict (`bool`, *optional*):
+                Return a [`ComPModelOutput`] (default: `config.return_dict`) instead of a tuple.
+            return_packed (`bool`, *optional*, defaults to `False`):
+                Return the per-row tensors in `packed` and skip the padded copies of the feature fields
+                (`ComPForEmotionRecognition` computes its heads and losses on rows).
+            output_private_streams (`bool`, *optional*, defaults to `False`):
+                Stage 1: also run each modality's private features through the attention stacks (in the same
+                batched pass as the shared ones), for the private-branch loss; in `packed.private_streams`.
+            training_stage (`int`, *optional*):
+                Overrides the model's `training_stage` for this call.
+            kwargs:
+                transformers' pass-through arguments (e.g. the Trainer's `num_items_in_batch`), ignored; any other
+                keyword raises `TypeError`.
+
+        Returns:
+            [`ComPModelOutput`] or a tuple; padded positions hold zeros.
+        """
+        _refuse_unknown_kwargs(self, kwargs)
+        config = self.config
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        )
+        stage = training_stage if training_stage is not None else self.training_stage
+        if stage not in (1, 2):
+            raise ValueError(f"training stage must be 1 or 2, got {stage!r}")
+        eager = self._attention_is_eager(bool(output_attentions))
+        features, observed, attention = self._validate_inputs(
+            audio, text, video, modality_mask, attention_mask, utterance_index
+        )
+        packer, features, observed, attention = self._layout(features, observed, attention, utterance_index)
+        with_private = stage == 1 and output_private_streams
+        self._arm_dropout(packer, stage, with_private)
+        mask_rows = packer.pack(observed)  # [N, 3] bool
+        missing_rows = ~mask_rows
+        projected, shared, private, reconstructed = self._encode(features, missing_rows, packer)
+        key_mask, row_missing = observed.permute(2, 0, 1), missing_rows.T[..., None]  # [3, B, T], [3, N, 1]
+        hidden_states: list[torch.Tensor] | None = [] if output_hidden_states else None
+        attentions: list[torch.Tensor] | None = [] if output_attentions else None
+        record = (hidden_states, attentions)
+        if stage == 1 or not config.use_knowledge_propagation:
+            private_source = private if with_private else None
+            streams, private_streams, fused = self._unimodal(
+                shared, private_source, key_mask, row_missing, packer, eager, record
+            )
+            coordinator_weights = None
+        else:
+            streams, coordinator_weights, fused = self._propagate(
+                shared, key_mask, row_missing, observed, packer, eager, record
+            )
+            private_streams = None
+        state = ComPPackedState(
+            packer=packer,
+            length=audio.shape[1],
+            fused=fused,
+            streams=streams,
+            coordinator_weights=coordinator_weights,
+            private_streams=private_streams,
+            projected=projected,
+            reconstructed=reconstructed,
+            shared=shared,
+            private=private,
+            modality_mask=mask_rows,
+            real=packer.pack(attention),
+            masked_rows=packer.index is None and not config.reference_compat,
+            attention=attention,
+        )
+        outputs = self._outputs(state, hidden_states, attentions, return_packed)
+        return outputs if return_dict else outputs.to_tuple()
+
+    # -- the steps of the forward --------------------------------------------------------------------------------
     def _validate_inputs(self, audio, text, video, modality_mask, attention_mask, utterance_index):
         config = self.config
         features = {AUDIO: audio, TEXT: text, VIDEO: video}
@@ -878,188 +845,145 @@ class ComPModel(ComPPreTrainedModel):
         observed = (modality_mask != 0) & attention[..., None]
         return features, observed, attention
 
-    # -- forward -------------------------------------------------------------------------------------------------
-    def forward(
-        self,
-        audio: torch.Tensor,
-        text: torch.Tensor,
-        video: torch.Tensor,
-        modality_mask: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        utterance_index: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        return_packed: bool = False,
-        output_private_streams: bool = False,
-        training_stage: int | None = None,
-        **kwargs,
-    ) -> ComPModelOutput | tuple:
-        r"""
-        Args:
-            audio (`torch.FloatTensor` of shape `(batch_size, num_utterances, audio_dim)`):
-                Per-utterance audio features (anything, even NaN, where missing or padded: the model masks them).
-            text (`torch.FloatTensor` of shape `(batch_size, num_utterances, text_dim)`):
-                Per-utterance text features.
-            video (`torch.FloatTensor` of shape `(batch_size, num_utterances, video_dim)`):
-                Per-utterance face features.
-            modality_mask (`torch.Tensor` of shape `(batch_size, num_utterances, 3)`, *optional*):
-                Non-zero where a modality (audio, text, video) is observed. Defaults to all observed.
-            attention_mask (`torch.Tensor` of shape `(batch_size, num_utterances)`, *optional*):
-                Non-zero for real utterances, 0 for padding. Defaults to all real.
-            utterance_index (`torch.LongTensor` of shape `(num_real_utterances,)`, *optional*):
-                `utterance_index_from_attention_mask(attention_mask)`, computed by the collator on the host; it
-                must agree with `attention_mask`. Without it the model computes it (one host synchronisation).
-            output_attentions (`bool`, *optional*):
-                Return each layer's attention probabilities (computed by the eager attention for that call).
-            output_hidden_states (`bool`, *optional*):
-                Return the streams entering the first attention layer and after every attention layer.
-            return_dict (`bool`, *optional*):
-                Return a [`ComPModelOutput`] (default: `config.return_dict`) instead of a tuple.
-            return_packed (`bool`, *optional*, defaults to `False`):
-                Return the per-row tensors in `packed` and skip the padded copies of the feature fields
-                (`ComPForEmotionRecognition` computes its heads and losses on rows).
-            output_private_streams (`bool`, *optional*, defaults to `False`):
-                Stage 1: also run each modality's private features through the attention stacks (in the same
-                batched pass as the shared ones), for the private-branch loss; in `packed.private_streams`.
-            training_stage (`int`, *optional*):
-                Overrides the model's `training_stage` for this call.
-
-        Returns:
-            [`ComPModelOutput`] or a tuple; padded positions hold zeros.
-        """
-        config = self.config
-        return_dict = return_dict if return_dict is not None else config.return_dict
-        output_attentions = output_attentions if output_attentions is not None else config.output_attentions
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else config.output_hidden_states
-        )
-        stage = training_stage if training_stage is not None else self.training_stage
-        if stage not in (1, 2):
-            raise ValueError(f"training stage must be 1 or 2, got {stage!r}")
-        eager = self._attention_is_eager(bool(output_attentions))
-        training = self.training
-        drop = config.hidden_dropout_prob
-        reference = config.reference_compat
-        features, observed, attention = self._validate_inputs(
-            audio, text, video, modality_mask, attention_mask, utterance_index
-        )
+    def _layout(self, features: dict, observed, attention, utterance_index):
+        """The rows the forward computes (`_Packer`), and the inputs in that layout. Reference mode pads every
+        batch to `max_utterances` and computes every position, as the released code does (outputs are cut back
+        afterwards); otherwise the rows are the real utterances (`utterance_index`), or every position."""
         batch, length = attention.shape
-        if reference:
-            # Released behaviour: every batch is padded to the fixed length `seq_len` before the model, and every
-            # padded position is computed (and feeds the prototype layer); outputs are cut back afterwards.
-            pad = config.max_utterances - length
+        if self.config.reference_compat:
+            pad = self.config.max_utterances - length
             features = {m: F.pad(x, (0, 0, 0, pad)) for m, x in features.items()}
-            observed = F.pad(observed, (0, 0, 0, pad))
-            attention = F.pad(attention, (0, pad))
-            packer = _Packer(None, batch, config.max_utterances, attention.device)
-        else:
-            if utterance_index is None:
-                utterance_index = utterance_index_from_attention_mask(attention)  # the one host synchronisation
-            full = utterance_index.shape[0] == batch * length  # every position is real: no packing needed
-            packer = _Packer(None if full else utterance_index.long(), batch, length, attention.device)
+            observed, attention = F.pad(observed, (0, 0, 0, pad)), F.pad(attention, (0, pad))
+            return _Packer(None, batch, self.config.max_utterances, attention.device), features, observed, attention
+        if utterance_index is None:
+            utterance_index = utterance_index_from_attention_mask(attention)  # the one host synchronisation
+        full = utterance_index.shape[0] == batch * length  # every position is a row: no packing needed
+        packer = _Packer(None if full else utterance_index.long(), batch, length, attention.device)
+        return packer, features, observed, attention
 
-        with_private = stage == 1 and output_private_streams
-        # Gradient checkpointing re-runs the attention layers in the backward: their dropouts then draw their own
-        # masks (the checkpoint restores the random state), not masks taken from the forward's pool.
-        pooled_attention = not (self.gradient_checkpointing and training)
-        if training and drop > 0.0:
-            numel = self._dropout_numel(stage, packer, with_private, pooled_attention, return_packed)
-            dropout = _DropoutMasks(drop, numel, self.input_projections[AUDIO].weight)
-        else:
-            dropout = _no_dropout
-        # the forward's dropouts travel with its layout: `packer.dropout` for every hidden dropout, and
-        # `packer.attention_dropout` for the attention layers' MLPs (None: the layers' own)
+    def _arm_dropout(self, packer: _Packer, stage: int, with_private: bool) -> None:
+        """The forward's hidden dropouts travel with its layout: `packer.dropout` for every hidden dropout (one
+        pool of masks drawn at once, `_DropoutMasks`), and `packer.attention_dropout` for the attention layers'
+        MLPs (None: the layers' own). Gradient checkpointing re-runs the attention layers in the backward: their
+        dropouts then draw their own masks (the checkpoint restores the random state), not masks from the pool."""
+        pooled_attention = not (self.gradient_checkpointing and self.training)
+        dropout = _no_dropout
+        if self.training and self.config.hidden_dropout_prob > 0.0:
+            numel = self._dropout_numel(stage, packer, with_private, pooled_attention)
+            dropout = _DropoutMasks(self.config.hidden_dropout_prob, numel, self.input_projections[AUDIO].weight)
         packer.dropout, packer.attention_dropout = dropout, dropout if pooled_attention else None
-        mask_rows = packer.pack(observed)  # [N, 3] bool
-        missing_rows = ~mask_rows
+
+    def _encode(self, features: dict, missing_rows: torch.Tensor, packer: _Packer):
+        """Input projections, then the shared and private encoders (one batched pass over 6 groups) and the
+        decoders, on the packed rows: `projected`, `shared`, `private`, `reconstructed`, each `[3, N, D]`."""
         # The model zeroes masked features itself, by selection: NaN or Inf there cannot leak into any output.
         inputs = [
             packer.pack(features[m]).masked_fill(missing_rows[:, i, None], 0.0) for i, m in enumerate(MODALITIES)
         ]
         projected = torch.stack([self.input_projections[m](inputs[i]) for i, m in enumerate(MODALITIES)])
-        projected = dropout(projected)  # [3, N, D]
-        # shared and private encoders in one batched pass over 6 groups
-        encoded = self.encoders(projected.repeat(2, 1, 1), dropout)  # [6, N, D]: shared a, t, v, private a, t, v
+        projected = packer.dropout(projected)  # [3, N, D]
+        encoded = self.encoders(projected.repeat(2, 1, 1), packer.dropout)  # shared a, t, v, private a, t, v
         shared, private = encoded.unflatten(0, (2, 3)).unbind(0)
-        reconstructed = self.decoders(torch.cat([shared, private], dim=-1), dropout)
-        key_mask = observed.permute(2, 0, 1)  # [3, B, T]
-        row_missing = missing_rows.T[..., None]  # [3, N, 1]
+        reconstructed = self.decoders(torch.cat([shared, private], dim=-1), packer.dropout)
+        return projected, shared, private, reconstructed
 
-        hidden_states: list[torch.Tensor] | None = [] if output_hidden_states else None
-        attentions: list[torch.Tensor] | None = [] if output_attentions else None
-        coordinator_weights, private_streams = None, None
-        if stage == 1 or not config.use_knowledge_propagation:
-            # Stage 1 (and the "w/o KP" ablation): each stream through both stacks, no prompts; with the private
-            # branches, the 3 shared and 3 private streams run as 6 groups of one pass.
-            hidden = shared
-            masks = key_mask
-            if with_private:
-                # Deviation (default mode): each private branch uses its own private features. The released
-                # code feeds audio's private features to the text and video branches.
-                sources = private[:1].expand(3, -1, -1) if reference else private
-                # modality-major groups: shared a, private a, shared t, private t, shared v, private v
-                hidden = torch.stack([shared, sources], dim=1).flatten(0, 1)
-                masks = key_mask.repeat_interleave(2, dim=0)
-            attention_masks = _AttentionMasks(masks, packer, self._packed_attention(packer, eager))
-            if hidden_states is not None:
-                hidden_states.append(shared)
-            for stack in self.propagation_stacks:
-                hidden = self._stack(hidden, stack, attention_masks, packer, eager, hidden_states, attentions)
-            streams = hidden[::2] if with_private else hidden
-            if with_private:
-                private_streams = hidden[1::2]
-            fused_streams = streams.masked_fill(row_missing, 0.0)  # missing rows are zeroed before concatenation
-            fused = fused_streams.permute(1, 0, 2).reshape(packer.rows, -1)  # [N, 3D]
-        else:
-            streams, coordinator_weights, concatenated = self._propagate(
-                shared, key_mask, row_missing, observed, packer, eager, hidden_states, attentions
-            )
-            # In stage 2 the rows of missing modalities are not zeroed (released behaviour): after knowledge
-            # propagation they hold what the other modalities reconstructed for them.
-            fused = (concatenated * coordinator_weights[..., None]).view(packer.rows, -1)  # [N, 3D]
+    def _unimodal(self, shared, private, key_mask, row_missing, packer, eager, record):
+        """Stage 1 (and the "w/o KP" ablation): each stream through both stacks, no prompts. With `private`, the
+        3 shared and 3 private streams run as 6 groups of one pass. Returns the streams `[3, N, D]`, the private
+        streams (or None) and the fused representation `[N, 3D]` (missing rows zeroed before concatenation)."""
+        hidden_states, attentions = record
+        hidden, masks = shared, key_mask
+        if private is not None:
+            # Deviation (default mode): each private branch uses its own private features. The released
+            # code feeds audio's private features to the text and video branches.
+            sources = private[:1].expand(3, -1, -1) if self.config.reference_compat else private
+            # modality-major groups: shared a, private a, shared t, private t, shared v, private v
+            hidden = torch.stack([shared, sources], dim=1).flatten(0, 1)
+            masks = key_mask.repeat_interleave(2, dim=0)
+        attention_masks = _AttentionMasks(masks, packer, self._packed_attention(packer, eager))
+        if hidden_states is not None:
+            hidden_states.append(shared)
+        for stack in self.propagation_stacks:
+            hidden = stack(hidden, attention_masks, packer, eager, hidden_states, attentions)
+        streams = hidden[::2] if private is not None else hidden
+        private_streams = hidden[1::2] if private is not None else None
+        fused = streams.masked_fill(row_missing, 0.0).permute(1, 0, 2).reshape(packer.rows, -1)  # [N, 3D]
+        return streams, private_streams, fused
 
-        state = ComPPackedState(
-            packer=packer,
-            length=length,
-            fused=fused,
-            streams=streams,
-            coordinator_weights=coordinator_weights,
-            private_streams=private_streams,
-            projected=projected,
-            reconstructed=reconstructed,
-            shared=shared,
-            private=private,
-            modality_mask=mask_rows,
-            real=packer.pack(attention),
-            masked_rows=packer.index is None and not reference,
-            attention=attention,
-        )
-        unpack = state.unpack
+    def _propagate(self, shared, key_mask, row_missing, observed, packer, eager, record):
+        """Stage 2: prompt generation, two knowledge-propagation stages with momentum, and the coordinator.
+        Returns the streams `[3, N, D]`, the coordinator weights `[N, 3]` and the fused representation `[N, 3D]`."""
+        config = self.config
+        hidden_states, attentions = record
+        first_generator, second_generator = self.prompt_generators
+        first_stack, second_stack = self.propagation_stacks
+        others = self._constant(_OTHERS, shared.new_empty(0, dtype=torch.long))
+        masks = _AttentionMasks(key_mask, packer, self._packed_attention(packer, eager))
+
+        def received(prompts: torch.Tensor) -> torch.Tensor:
+            """For each modality, the prompts of its two others, concatenated: [3, N, 2p]."""
+            groups, rows, width = prompts.shape
+            chosen = prompts.index_select(0, others).view(groups, 2, rows, width)  # [3, 2, N, p]
+            return chosen.transpose(1, 2).reshape(groups, rows, 2 * width)
+
+        prototypes = first_generator.prototypes(shared, row_missing, packer) if config.use_prompt_generation else None
+        released = observed.permute(2, 0, 1) if config.reference_compat else None
+        prompts = first_generator(shared, prototypes, packer, released)  # [3, N, p]
+        # Knowledge propagation, stage 1: a stream is concatenated with the prompts of the two others.
+        hidden = self.prompt_fusions[0](torch.cat([shared, received(prompts)], dim=-1))
+        if hidden_states is not None:
+            hidden_states.append(hidden)
+        hidden = first_stack(hidden, masks, packer, eager, hidden_states, attentions)
+        split = self.prompt_splits(hidden, packer.dropout)
+        split_streams, split_prompts = split.split([config.hidden_size, 2 * config.prompt_dim], -1)
+        # Prompt generation, stage 2 (reusing the first stage's prototypes) and momentum updating:
+        # P = λ·(prompts received from the first stack) + (1 − λ)·(new prompts of the others).
+        new_prompts = second_generator(split_streams, prototypes, packer, released)
+        lam = config.prompt_momentum
+        momentum = lam * split_prompts + (1.0 - lam) * received(new_prompts)
+        hidden = self.prompt_fusions[1](torch.cat([split_streams, momentum], dim=-1))
+        streams = second_stack(hidden, masks, packer, eager, hidden_states, attentions)
+
+        flat = streams.permute(1, 0, 2).reshape(packer.rows, -1)  # [N, 3D]: the three streams side by side
+        if config.use_coordinator:
+            weights = self.coordinator(flat, packer.dropout)
+        else:  # ablation "w/o Cr": equal weights
+            weights = shared.new_full((packer.rows, 3), 1.0 / 3.0)
+        # In stage 2 the rows of missing modalities are not zeroed (released behaviour): after knowledge
+        # propagation they hold what the other modalities reconstructed for them.
+        fused = (flat.view(packer.rows, 3, -1) * weights[..., None]).view(packer.rows, -1)  # [N, 3D]
+        return streams, weights, fused
+
+    @staticmethod
+    def _outputs(state: ComPPackedState, hidden_states, attentions, return_packed: bool) -> ComPModelOutput:
+        """The padded outputs of the forward (or, with `return_packed`, the rows in `packed` and only the fields
+        the head does not recompute)."""
+        unpack, length = state.unpack, state.length
 
         def streams_padded(x: torch.Tensor) -> torch.Tensor:  # [3, N, D] -> [B, T, 3, D]
             return unpack(x.transpose(0, 1))
 
         outputs = ComPModelOutput(
-            last_hidden_state=None if return_packed else unpack(fused),
             hidden_states=tuple(streams_padded(h) for h in hidden_states) if hidden_states is not None else None,
             attentions=(
                 tuple(a.transpose(0, 1)[:, :, :, :length, :length] for a in attentions)
                 if attentions is not None
                 else None
             ),
-            packed=state if return_packed else None,
         )
-        if not return_packed:
-            outputs.modality_hidden_states = streams_padded(streams)
-            outputs.coordinator_weights = unpack(coordinator_weights)
-            outputs.projected_features = streams_padded(projected)
-            outputs.reconstructed_features = streams_padded(reconstructed)
-            outputs.shared_features = streams_padded(shared)
-            outputs.private_features = streams_padded(private)
-            outputs.modality_mask = unpack(mask_rows.to(fused.dtype))
-            outputs.attention_mask = unpack(state.real.to(fused.dtype))
-        return outputs if return_dict else outputs.to_tuple()
+        if return_packed:
+            outputs.packed = state
+            return outputs
+        outputs.last_hidden_state = unpack(state.fused)
+        outputs.modality_hidden_states = streams_padded(state.streams)
+        outputs.coordinator_weights = unpack(state.coordinator_weights)
+        outputs.projected_features = streams_padded(state.projected)
+        outputs.reconstructed_features = streams_padded(state.reconstructed)
+        outputs.shared_features = streams_padded(state.shared)
+        outputs.private_features = streams_padded(state.private)
+        outputs.modality_mask = unpack(state.modality_mask.to(state.fused.dtype))
+        outputs.attention_mask = unpack(state.real.to(state.fused.dtype))
+        return outputs
 
     def _packed_attention(self, packer: _Packer, eager: bool) -> bool:
         """Attention over the packed rows rather than the padded layout (see `_PACKED_ATTENTION_RATIO`); never with
@@ -1068,10 +992,9 @@ class ComPModel(ComPPreTrainedModel):
             return False
         return packer.rows**2 <= _PACKED_ATTENTION_RATIO * packer.batch * packer.length**2
 
-    def _dropout_numel(self, stage: int, packer: _Packer, with_private: bool, attention: bool, head: bool) -> int:
-        """How many elements one training forward drops out with `hidden_dropout_prob` (the size of its
-        `_DropoutMasks`), site by site in forward order; `attention`: the attention layers' MLPs draw from it;
-        `head`: so does the fusion tail of `ComPForEmotionRecognition`."""
+    def _dropout_numel(self, stage: int, packer: _Packer, with_private: bool, attention: bool) -> int:
+        """How many elements one training forward of the backbone drops out with `hidden_dropout_prob` (the size of
+        its `_DropoutMasks`), site by site in forward order; `attention`: the attention layers' MLPs draw from it."""
         config = self.config
         rows, dim, prompt = packer.rows, config.hidden_size, config.prompt_dim
         layers = 2 * (config.num_hidden_layers // 2)  # both stacks
@@ -1087,123 +1010,7 @@ class ComPModel(ComPPreTrainedModel):
                 numel += rows * dim + rows * 3
         if attention:
             numel += layers * 2 * groups * rows * dim
-        if head:
-            numel += rows * 3 * dim
         return numel
-
-    def _stack(self, hidden, stack, masks, packer, eager, hidden_states, attentions) -> torch.Tensor:
-        """One propagation stack on `G` groups `[G, N, D]`: audio, text, video, each repeated `G / 3` times in a row
-        (modality-major); `hidden_states` and `attentions` receive the first group of each modality."""
-        first = slice(None, None, hidden.shape[0] // len(MODALITIES))
-        for layer in stack.layers:
-            args = (hidden, layer, masks, packer, self.config, self.training, eager, packer.attention_dropout)
-            if self.gradient_checkpointing and self.training:
-                hidden, probs = self._gradient_checkpointing_func(_attention_layer, *args)
-            else:
-                hidden, probs = _attention_layer(*args)
-            if hidden_states is not None:
-                hidden_states.append(hidden[first])
-            if attentions is not None:
-                attentions.append(probs[first])
-        return hidden
-
-    def _prototypes(self, shared, row_missing, packer) -> torch.Tensor:
-        """Compress each conversation's utterances (rows `[3, N, D]`) into `K` prototypes `[3, B, K, D]`.
-
-        Only the first `T` rows of the `[max_utterances, K]` first layer are used: with the rows of padded (and,
-        by default, missing) utterances zeroed, the other rows would only ever multiply zeros.
-        """
-        config = self.config
-        layer = self.prompt_generators[0].prototype_layer
-        if not config.reference_compat:
-            # Deviation (default mode): missing utterances do not feed the prototypes (the intent of Eq. 7's
-            # mask), and padded ones are zeros. The released code feeds both (padded rows carry the biases).
-            shared = shared.masked_fill(row_missing, 0.0)
-        groups, dim = shared.shape[0], shared.shape[-1]
-        # the utterance axis last: [3, B * D, T]
-        transposed = packer.unpack(shared, dim=1).transpose(2, 3).reshape(groups, -1, packer.length)
-        hidden = torch.baddbmm(layer.fc1.bias, transposed, layer.fc1.weight[:, : packer.length])
-        protos = packer.dropout(layer.fc2(packer.dropout(F.gelu(hidden))))  # [3, B * D, K]
-        return protos.view(groups, packer.batch, dim, -1).transpose(2, 3)  # [3, B, K, D]
-
-    def _prompts(self, generator, hidden, prototypes, packer, released_mask) -> torch.Tensor:
-        """Prompts `[3, N, p]` for the rows `hidden` `[3, N, D]` given prototypes `[3, B, K, D]`.
-
-        `released_mask` (`[3, B, L]`, reference mode only) reproduces the released code's similarity mask bit for
-        bit: it is a no-op mathematically, but `cos - 10000` rounds in float32.
-        """
-        config = self.config
-        residual = generator.residual_projection(hidden)
-        if prototypes is None:  # ablation "w/o PG": the prompts are not built from prototypes
-            return residual
-        groups, _, dim = hidden.shape
-        queries = _normalize(hidden)
-        keys = _normalize(prototypes)
-        # Eq. 7's mask is constant along each row of the similarity matrix, so it cannot change a row softmax
-        # (the released code's mask is a no-op as well); the default mode omits it.
-        if config.reference_compat or config.prototype_scope == "batch":
-            # Released behaviour: every utterance attends to the prototypes of every conversation in the batch,
-            # so a prediction depends on the rest of the batch.
-            similarity = queries @ keys.reshape(groups, -1, dim).transpose(1, 2)  # [3, N, B*K]
-            if released_mask is not None:
-                # the released mask is read in (utterance, conversation) order against (conversation, utterance)
-                # rows; only its float32 rounding has an effect
-                offset = (1.0 - released_mask.transpose(1, 2).reshape(groups, -1).to(similarity.dtype)) * -10000.0
-                similarity = similarity + offset[..., None]
-            aggregated = torch.softmax(similarity, dim=-1) @ prototypes.reshape(groups, -1, dim)
-        else:
-            # Deviation (default, prototype_scope="dialogue"): only the conversation's own prototypes, in the
-            # [B, T] layout with batched products.
-            flat = groups * packer.batch
-            queries = packer.unpack(queries, dim=1).reshape(flat, packer.length, dim)
-            similarity = torch.bmm(queries, keys.reshape(flat, -1, dim).transpose(1, 2))  # [3 * B, T, K]
-            aggregated = torch.bmm(torch.softmax(similarity, dim=-1), prototypes.reshape(flat, -1, dim))
-            aggregated = packer.pack(aggregated.view(groups, packer.batch, packer.length, dim), dim=1)  # [3, N, D]
-        return generator.prompt_projection(aggregated, packer.dropout) + residual
-
-    def _propagate(self, shared, key_mask, row_missing, observed, packer, eager, hidden_states, attentions):
-        """Stage 2: prompt generation, two knowledge-propagation stages with momentum, and the coordinator."""
-        config = self.config
-        dim = config.hidden_size
-        first_generators, second_generators = self.prompt_generators
-        stacks = self.propagation_stacks
-        others = self._constant(_OTHERS, shared.new_empty(0, dtype=torch.long))
-        masks = _AttentionMasks(key_mask, packer, self._packed_attention(packer, eager))
-
-        prototypes = self._prototypes(shared, row_missing, packer) if config.use_prompt_generation else None
-        released = observed.permute(2, 0, 1) if config.reference_compat else None
-        prompts = self._prompts(first_generators, shared, prototypes, packer, released)  # [3, N, p]
-
-        def received(prompts: torch.Tensor) -> torch.Tensor:
-            """For each modality, the prompts of its two others, concatenated: [3, N, 2p]."""
-            groups, rows, width = prompts.shape
-            chosen = prompts.index_select(0, others).view(groups, 2, rows, width)  # [3, 2, N, p]
-            return chosen.transpose(1, 2).reshape(groups, rows, 2 * width)
-
-        # Knowledge propagation, stage 1: a stream is concatenated with the prompts of the two others.
-        hidden = self.prompt_fusions[0](torch.cat([shared, received(prompts)], dim=-1))
-        if hidden_states is not None:
-            hidden_states.append(hidden)
-        hidden = self._stack(hidden, stacks[0], masks, packer, eager, hidden_states, attentions)
-        split_streams, split_prompts = self.prompt_splits(hidden, packer.dropout).split(
-            [dim, 2 * config.prompt_dim], -1
-        )
-
-        # Prompt generation, stage 2 (reusing the first stage's prototypes) and momentum updating:
-        # P = λ·(prompts received from the first stack) + (1 − λ)·(new prompts of the others).
-        new_prompts = self._prompts(second_generators, split_streams, prototypes, packer, released)
-        lam = config.prompt_momentum
-        momentum = lam * split_prompts + (1.0 - lam) * received(new_prompts)
-        hidden = self.prompt_fusions[1](torch.cat([split_streams, momentum], dim=-1))
-        streams = self._stack(hidden, stacks[1], masks, packer, eager, hidden_states, attentions)
-
-        flat = streams.permute(1, 0, 2).reshape(packer.rows, -1)  # [N, 3D]: the three streams side by side
-        if config.use_coordinator:
-            coordinator, dropout = self.coordinator, packer.dropout
-            weights = torch.softmax(dropout(coordinator.fc2(dropout(F.gelu(coordinator.fc1(flat))))), dim=-1)
-        else:  # ablation "w/o Cr": equal weights
-            weights = shared.new_full((packer.rows, 3), 1.0 / 3.0)
-        return streams, weights, flat.view(packer.rows, 3, -1)
 
 
 # -- the model with heads and losses ---------------------------------------------------------------------------
@@ -1225,6 +1032,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         dim, num_labels = config.hidden_size, config.num_labels
         self.comp = ComPModel(config)
         self.modality_heads = ComPStackedLinear(len(MODALITIES), dim, num_labels)
+        # the residual fusion tail `h + dropout(relu(fusion(h)))`, then the classifier
         self.fusion = nn.Linear(3 * dim, 3 * dim)
         self.fusion_dropout = ComPDropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(3 * dim, num_labels)
@@ -1256,10 +1064,6 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
     def training_stage(self) -> int:
         return self.comp.training_stage
 
-    def _heads(self, streams: torch.Tensor) -> torch.Tensor:
-        """Unimodal heads on `[3, N, D]` -> `[3, N, C]`."""
-        return self.modality_heads(streams)
-
     def forward(
         self,
         audio: torch.Tensor,
@@ -1279,31 +1083,21 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             audio, text, video, modality_mask, attention_mask, utterance_index, output_attentions, output_hidden_states:
                 As for [`ComPModel.forward`].
             labels (`torch.Tensor` of shape `(batch_size, num_utterances)`, *optional*):
-                Class ids (integers in `[0, num_labels)`, -100 ignored) or sentiment scores (float). Padded
+                Class ids (integers in `[0, num_labels)`, -100 ignored) or sentiment scores (finite floats). Padded
                 positions are ignored.
             return_dict (`bool`, *optional*):
                 Return a [`ComPOutput`] (default: `config.return_dict`) instead of a tuple.
+            kwargs:
+                transformers' pass-through arguments (e.g. the Trainer's `num_items_in_batch`: the loss is a mean
+                over the batch's utterances either way), ignored; any other keyword raises `TypeError`.
 
         Returns:
             [`ComPOutput`]: see its docstring for the fields and shapes; padded positions hold zeros.
         """
-        config = self.config
-        return_dict = return_dict if return_dict is not None else config.return_dict
+        _refuse_unknown_kwargs(self, kwargs)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         stage = self.training_stage
-        want_loss = labels is not None
-        modulate = (
-            want_loss
-            and self.training
-            and torch.is_grad_enabled()
-            and stage == 2
-            and config.use_gradient_modulation
-            and config.use_knowledge_propagation
-            and config.use_prompt_generation
-            and not config.reference_compat  # the released modulator is dead code
-        )
-        self.gradient_modulator.disarm()
-        if modulate:
-            self._hook_prototype_layers()
+        modulate = self._modulates(labels)
         backbone = self.comp(
             audio,
             text,
@@ -1315,46 +1109,63 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
             return_packed=True,
-            output_private_streams=want_loss and stage == 1,
+            output_private_streams=labels is not None and stage == 1,
         )
         state = backbone.packed
-        hidden = state.fused + state.packer.dropout(F.relu(self.fusion(state.fused)))
+        hidden = state.fused + self.fusion_dropout(F.relu(self.fusion(state.fused)))  # [N, 3D]
         logits = self.classifier(hidden)  # [N, C]
-        modality_logits = self._heads(state.streams)  # [3, N, C]
-        if config.is_regression:
+        modality_logits = self.modality_heads(state.streams)  # [3, N, C]
+        if self.config.is_regression:
             logits, modality_logits = logits.squeeze(-1), modality_logits.squeeze(-1)
-
         loss, terms, modulation = None, None, None
-        if want_loss:
+        if labels is not None:
             targets = self._pack_labels(labels, state)
-            valid = state.real if config.is_regression else state.real & (targets != -100)
+            valid = state.real if self.config.is_regression else state.real & (targets != -100)
             loss, terms = self._loss(state, logits, modality_logits, targets, valid, stage)
             if modulate:
-                modulation = self.gradient_modulator(
-                    modality_logits, targets, valid, state.packer.position, state.packer.length
-                )
+                positions, length = state.packer.position, state.packer.length
+                modulation = self.gradient_modulator(modality_logits, targets, valid, positions, length)
+        output = self._padded_output(state, logits, modality_logits, hidden)
+        output.loss, output.loss_terms, output.modulation_weights = loss, terms, modulation
+        output.hidden_states, output.attentions = backbone.hidden_states, backbone.attentions
+        return output if return_dict else output.to_tuple()
 
-        # the padded outputs, unpacked together: one scatter for the four of them
+    def _modulates(self, labels: torch.Tensor | None) -> bool:
+        """Whether this forward arms the gradient modulator (stage-2 training with labels and gradients, the
+        method's components on; the released modulator is dead code, so never in reference mode). Disarms it
+        otherwise."""
+        config = self.config
+        modulate = (
+            labels is not None
+            and self.training
+            and torch.is_grad_enabled()
+            and self.training_stage == 2
+            and config.use_gradient_modulation
+            and config.use_knowledge_propagation
+            and config.use_prompt_generation
+            and not config.reference_compat
+        )
+        self.gradient_modulator.disarm()
+        if modulate:
+            self._hook_prototype_layers()
+        return modulate
+
+    @staticmethod
+    def _padded_output(state: ComPPackedState, logits, modality_logits, hidden) -> ComPOutput:
+        """The head's padded outputs, unpacked together: one scatter for the four of them."""
         rows = state.packer.rows
         parts = [logits.reshape(rows, -1), modality_logits.transpose(0, 1).reshape(rows, -1), hidden]
         if state.coordinator_weights is not None:
             parts.append(state.coordinator_weights)
         padded = state.unpack(torch.cat(parts, dim=-1)).split([part.shape[-1] for part in parts], dim=-1)
         head = padded[0].shape[:2]
-        output = ComPOutput(
-            loss=loss,
+        return ComPOutput(
             logits=padded[0].reshape(*head, *logits.shape[1:]),
             modality_logits=padded[1].reshape(*head, *modality_logits.transpose(0, 1).shape[1:]),
             coordinator_weights=padded[3] if state.coordinator_weights is not None else None,
-            loss_terms=terms,
             last_hidden_state=padded[2],
-            hidden_states=backbone.hidden_states,
-            attentions=backbone.attentions,
-            modulation_weights=modulation,
         )
-        return output if return_dict else output.to_tuple()
 
-    # -- losses --------------------------------------------------------------------------------------------------
     def _pack_labels(self, labels: torch.Tensor, state: ComPPackedState) -> torch.Tensor:
         config = self.config
         labels = labels.to(state.fused.device)
@@ -1374,10 +1185,14 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         if state.packer.length > state.length:  # reference mode padded the batch to max_utterances
             labels = F.pad(labels, (0, state.packer.length - state.length), value=0 if config.is_regression else -100)
         targets = state.packer.pack(labels)
-        if not config.is_regression:
-            # checked on the device (no host synchronisation); on CPU it raises at once
+        if config.is_regression:  # NaN or inf (also a float64 beyond float32's range) would make the loss NaN
+            # x * 0 is 0 for a finite x and NaN for NaN or inf: the sum is 0 exactly when every label is finite
+            checked = targets.masked_fill(~state.real, 0.0) if state.masked_rows else targets
+            ok = (checked * 0.0).sum() == 0.0
+            _check_on_device(ok, f"regression `labels` must be finite {str(targets.dtype)[6:]} numbers")
+        else:
             ok = ((targets == -100) | ((targets >= 0) & (targets < config.num_labels)) | ~state.real).all()
-            torch._assert_async(ok, f"labels must be class ids in [0, {config.num_labels}) or -100")
+            _check_on_device(ok, f"`labels` must be class ids in [0, {config.num_labels}) or -100")
         return targets
 
     def _task_losses(
@@ -1400,7 +1215,7 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         count = valid.sum().clamp_min(1)
         real_count = count if valid is state.real else state.real.sum().clamp_min(1)
         if stage == 1:
-            private_logits = self._heads(state.private_streams)  # [3, N, C]
+            private_logits = self.modality_heads(state.private_streams)  # [3, N, C]
             if config.is_regression:
                 # The private heads regress a noise target (one draw per batch shared by the three modalities).
                 # (drawn per padded position, so a real utterance's draw does not depend on which rows are computed)
@@ -1461,15 +1276,6 @@ class ComPForEmotionRecognition(ComPPreTrainedModel):
         return cosines + jsd
 
 
-def _with_checkpoint_names(key: str) -> str:
-    """A stacked parameter name followed by the checkpoint names it is made of (for error messages)."""
-    for target, sources, _ in _CHECKPOINT_LAYOUT:
-        prefix = _matches(key, target)
-        if prefix is not None:
-            return f"{key} (stacked from {', '.join(prefix + source for source in sources)})"
-    return key
-
-
 def load_comp_checkpoint(
     path_or_repo: str | os.PathLike, strict: bool = True, model_class: type | None = None, **kwargs
 ) -> ComPPreTrainedModel:
@@ -1487,7 +1293,7 @@ def load_comp_checkpoint(
         for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
             keys = sorted(str(k) for k in (info.get(kind) or ()))
             if kind == "missing_keys":
-                keys = [_with_checkpoint_names(key) for key in keys]
+                keys = [with_checkpoint_names(key) for key in keys]
             if keys:
                 shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
                 problems.append(f"{kind.replace('_', ' ')}: {shown}")

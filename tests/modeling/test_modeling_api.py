@@ -127,7 +127,7 @@ def test_training_stage_is_held_by_the_model_not_the_config(tmp_path):
     assert reloaded.training_stage == 2 and reloaded.config.trained_stage == 1  # runtime state stays off the config
     assert ComPConfig(training_stage=1).to_dict().get("training_stage") is None  # old configs still load
     assert ComPConfig(training_stage=1).trained_stage == 1
-    with pytest.raises(ValueError, match=r"trained_stage must be 1 or 2, got 3"):
+    with pytest.raises(ValueError, match=r"trained_stage must be one of \(1, 2\), got 3"):
         ComPConfig(trained_stage=3)
 
 
@@ -313,3 +313,158 @@ def test_a_deep_copy_modulates_with_its_own_modulator():
     torch.testing.assert_close(
         dict(copied.named_parameters())[name].grad, dict(fresh.named_parameters())[name].grad, rtol=0, atol=0
     )
+
+
+# -- keyword arguments -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model_class", [ComPForEmotionRecognition, ComPModel])
+def test_an_unknown_keyword_is_refused_by_name(model_class):
+    model = model_class(tiny_config()).eval()
+    batch = without_labels(make_batch())
+    with pytest.raises(TypeError) as err:
+        model(**batch, modality_masks=batch["modality_mask"])  # a typo of modality_mask
+    assert str(err.value) == f"{model_class.__name__}.forward() got an unexpected keyword argument 'modality_masks'"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'attention_masks'"):
+        model(**batch, attention_masks=batch["attention_mask"])
+
+
+def test_transformers_pass_through_keywords_are_accepted():
+    model = make_model().train()
+    batch = make_batch()
+    reference = model(**batch)
+    # what transformers' Trainer passes (it sees **kwargs in the signature) and the conventional output switches
+    out = model(**batch, num_items_in_batch=torch.tensor(17), output_attentions=False, output_hidden_states=True)
+    torch.testing.assert_close(out.loss, reference.loss, rtol=0, atol=0)
+    assert len(out.hidden_states) == 3
+    assert isinstance(model(**batch, return_dict=False), tuple)
+
+
+# -- one conversation never changes another ------------------------------------------------------------------
+def _observed_position(batch, conversation):
+    """(utterance, modality) of the first observed feature of a real utterance of `conversation`."""
+    observed = (batch["modality_mask"][conversation] > 0) & (batch["attention_mask"][conversation, :, None] > 0)
+    t, i = observed.nonzero()[0].tolist()
+    return t, MODALITIES[i]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e30, -1e30])
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("layout", ["packed", "padded"])
+@pytest.mark.parametrize("stage", [1, 2])
+def test_a_hostile_value_in_one_conversation_changes_no_other(monkeypatch, value, implementation, layout, stage):
+    import modeling_comp.modeling_comp as modeling
+
+    # the attention layout is chosen per batch from a cost ratio: force each one
+    monkeypatch.setattr(modeling, "_PACKED_ATTENTION_RATIO", 1e9 if layout == "packed" else 0.0)
+    model = make_model()
+    model.config._attn_implementation = implementation
+    model.set_training_stage(stage)
+    batch = without_labels(make_batch(batch=3, length=7))
+    hostile = {k: v.clone() for k, v in batch.items()}
+    t, modality = _observed_position(batch, 1)
+    hostile[modality][1, t, 0] = value
+    out = model(**hostile)
+    for b, source in ((0, batch), (1, hostile), (2, batch)):
+        alone = model(**{k: v[b : b + 1] for k, v in source.items()})
+        for name in ("logits", "modality_logits", "coordinator_weights", "last_hidden_state"):
+            if getattr(alone, name) is None:
+                continue
+            torch.testing.assert_close(
+                getattr(out, name)[b : b + 1], getattr(alone, name), atol=1e-5, rtol=1e-5, equal_nan=b == 1
+            )
+    # the hostile conversation itself: what it gives alone (NaN where its value reached, not a guess)
+    assert torch.isnan(out.logits[1]).any() or abs(value) < float("inf")
+
+
+def test_a_hostile_conversation_changes_no_other_given_every_position():
+    # the collator's static-shape mode: padded positions are computed rows too
+    model = make_model()
+    batch = without_labels(make_batch(batch=3, length=7))
+    index = utterance_index_from_attention_mask(batch["attention_mask"], every_position=True)
+    hostile = {k: v.clone() for k, v in batch.items()}
+    t, modality = _observed_position(batch, 2)
+    hostile[modality][2, t, :] = float("nan")
+    out = model(**hostile, utterance_index=index)
+    for b in (0, 1):
+        alone = model(**{k: v[b : b + 1] for k, v in batch.items()})
+        torch.testing.assert_close(out.logits[b : b + 1], alone.logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e300])
+def test_non_finite_regression_labels_are_refused(value):
+    model = make_model(num_labels=1, problem_type="regression").train()
+    batch = make_batch(regression=True)
+    batch["labels"] = batch["labels"].double()
+    batch["labels"][1, 2] = value  # 1e300 is finite in float64, inf in the model's float32
+    with pytest.raises(ValueError, match="^regression `labels` must be finite float32 numbers$"):
+        model(**batch)
+    batch["labels"][0, -1] = float("nan")  # a padded position: ignored
+    batch["labels"][1, 2] = 0.5
+    assert torch.isfinite(model(**batch).loss)
+
+
+# -- hostile config.json -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("num_hidden_layers", 1_000_000, "num_hidden_layers must be an integer in [1, 24], got 1000000"),
+        ("hidden_size", 20000, "hidden_size must be an integer in [1, 2048], got 20000"),
+        ("hidden_size", -4, "hidden_size must be an integer in [1, 2048], got -4"),
+        ("audio_dim", 10**30, f"audio_dim must be an integer in [1, 16384], got {10**30}"),
+        ("text_dim", "abc", "text_dim must be an integer in [1, 16384], got 'abc'"),
+        ("video_dim", True, "video_dim must be an integer in [1, 16384], got True"),
+        ("max_utterances", 10**9, "max_utterances must be an integer in [1, 1024], got 1000000000"),
+        ("max_utterances", 150.0, "max_utterances must be an integer in [1, 1024], got 150.0"),
+        ("num_attention_heads", 0, "num_attention_heads must be an integer in [1, 64], got 0"),
+        ("prompt_dim", [16], "prompt_dim must be an integer in [1, 1024], got [16]"),
+        ("num_prototypes", None, "num_prototypes must be an integer in [1, 1024], got None"),
+        ("num_labels", 10**9, "num_labels must be an integer in [1, 1024], got 1000000000"),
+        ("hidden_dropout_prob", 5.0, "hidden_dropout_prob must be a number in [0, 1), got 5.0"),
+        ("attention_dropout_prob", "0.1", "attention_dropout_prob must be a number in [0, 1), got '0.1'"),
+        ("prompt_momentum", -0.5, "prompt_momentum must be a number in [0, 1], got -0.5"),
+        ("fused_loss_weight", "1", "fused_loss_weight must be a finite non-negative number, got '1'"),
+        ("use_coordinator", 1, "use_coordinator must be True or False, got 1"),
+        ("prototype_scope", ["dialogue"], "prototype_scope must be one of ('dialogue', 'batch'), got ['dialogue']"),
+    ],
+)
+def test_a_hostile_config_json_is_refused_before_any_module_is_built(tmp_path, field, value, message):
+    model = make_model()
+    model.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data[field] = value
+    if field == "num_labels":
+        data.pop("id2label", None), data.pop("label2id", None)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    for load in (ComPConfig.from_pretrained, ComPForEmotionRecognition.from_pretrained, load_comp_checkpoint):
+        with pytest.raises(ValueError) as err:
+            load(tmp_path)
+        assert str(err.value) == f"ComPConfig.{message}", load
+
+
+def test_a_huge_label_map_and_a_model_over_the_parameter_budget_are_refused(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"^ComPConfig.id2label must be a mapping of 1 to 1024 labels, got 5000 entries$"
+    ):
+        ComPConfig(id2label={i: str(i) for i in range(5000)})
+    # every size within its own limit, together too large
+    with pytest.raises(
+        ValueError, match=r"^ComPConfig: these sizes make a model of 1,705,7\d\d,\d{3} parameters, above"
+    ):
+        ComPConfig(hidden_size=2048, num_hidden_layers=24)
+    config = tiny_config()
+    config.hidden_size = 20000  # changed after construction: refused when a model is built from it
+    with pytest.raises(ValueError, match=r"^ComPConfig.hidden_size must be an integer in \[1, 2048\], got 20000$"):
+        ComPForEmotionRecognition(config)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"num_hidden_layers": 6, "hidden_size": 24, "num_attention_heads": 3, "max_utterances": 33},
+        {"num_labels": 1, "problem_type": "regression", "prompt_dim": 7, "num_prototypes": 5},
+    ],
+)
+def test_the_parameter_estimate_is_the_built_model_size(overrides):
+    config = tiny_config(**overrides)
+    model = ComPForEmotionRecognition(config)
+    assert config.num_parameters_estimate() == sum(p.numel() for p in model.parameters())

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_standin import hub_standin
 from package_blocker import BLOCK_PACKAGES
 from safetensors.torch import load_file
 
@@ -172,7 +173,7 @@ def test_rejects_too_long_conversations_and_wrong_dims():
     batch = make_batch()
     batch["labels"][0, 0] = 9
     # checked on the device without a host synchronisation (torch._assert_async: on CPU it raises at once)
-    with pytest.raises(RuntimeError, match="class ids in \\[0, 4\\)"):
+    with pytest.raises(ValueError, match="class ids in \\[0, 4\\)"):
         model(**batch)
 
 
@@ -481,8 +482,8 @@ def test_golden_tensors():
         ({"hidden_dropout_prob": -0.1}, "hidden_dropout_prob.*-0.1"),
         ({"prototype_scope": "global"}, "prototype_scope.*'global'"),
         ({"problem_type": "regression", "num_labels": 4}, "regression needs num_labels=1"),
-        ({"audio_dim": 0}, "audio_dim must be a positive integer, got 0"),
-        ({"max_utterances": 2.5}, "max_utterances must be a positive integer, got 2.5"),
+        ({"audio_dim": 0}, "audio_dim must be an integer in \\[1, 16384\\], got 0"),
+        ({"max_utterances": 2.5}, "max_utterances must be an integer in \\[1, 1024\\], got 2.5"),
         ({"use_coordinator": "yes"}, "use_coordinator must be True or False, got 'yes'"),
         ({"modality_loss_weight": -1}, "modality_loss_weight must be a finite non-negative number, got -1"),
         ({"modulation_eps": float("nan")}, "modulation_eps must be a finite number > 0, got nan"),
@@ -517,3 +518,84 @@ def test_dropout_matches_inverted_dropout_statistics():
     assert abs(out.mean().item() - 1.0) < 0.02
     assert torch.equal(layer.eval()(x), x)
     assert torch.equal(ComPDropout(0.0).train()(x), x)
+
+
+# -- re-saving a loaded checkpoint -----------------------------------------------------------------------------
+RESAVE = r"""
+import json, os, sys
+import numpy as np
+try:
+    import modeling_comp  # must not be importable here
+    raise SystemExit("modeling_comp is importable: the test would not prove anything")
+except ImportError:
+    pass
+from transformers import AutoModel, pipeline
+
+run, in_process_copy, remote_copy = sys.argv[1:4]
+conversation = {"audio": np.ones((3, 6)), "text": np.zeros((3, 10)), "video": None}
+# a process without the package loads the checkpoint as remote code and saves it again, and pushes it
+loaded = AutoModel.from_pretrained(run, trust_remote_code=True)
+loaded.save_pretrained(remote_copy)
+loaded.push_to_hub("org/comp-resaved")
+out = {}
+for folder in (run, in_process_copy, remote_copy, "org/comp-resaved"):
+    pipe = pipeline("multimodal-emotion-recognition", model=folder, trust_remote_code=True)
+    out[folder] = [[u["label"], round(u["score"], 5)] for u in pipe(conversation)]
+out["files"] = sorted(os.listdir(remote_copy))
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_a_loaded_checkpoint_saved_again_keeps_its_pipeline(tmp_path):
+    from transformers import AutoModel
+
+    from modeling_comp import save_with_processor_and_pipeline
+
+    model = make_model(
+        id2label={0: "hap", 1: "sad", 2: "neu", 3: "ang"}, label2id={"hap": 0, "sad": 1, "neu": 2, "ang": 3}
+    )
+    run, copy, remote_copy = tmp_path / "run", tmp_path / "copy", tmp_path / "remote_copy"
+    save_with_processor_and_pipeline(model, None, run)
+    AutoModel.from_pretrained(run).save_pretrained(copy)  # the package's own classes
+    saved = json.loads((copy / "config.json").read_text())
+    assert "multimodal-emotion-recognition" in saved["custom_pipelines"]
+    for name in ("pipeline_comp.py", "processing_comp.py", "preprocessor_config.json", "batched_layers.py"):
+        assert (copy / name).is_file(), name
+    with hub_standin() as hub:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(
+            HF_ENDPOINT=hub.endpoint,
+            HF_HUB_DISABLE_XET="1",
+            HF_HUB_OFFLINE="0",
+            HF_HOME=str(tmp_path / "hf"),
+            HF_MODULES_CACHE=str(tmp_path / "modules"),
+            HF_TOKEN="hf_standin",
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", BLOCK_PACKAGES + textwrap.dedent(RESAVE), str(run), str(copy), str(remote_copy)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        pushed = set(hub.list_files("org/comp-resaved"))
+    assert {"pipeline_comp.py", "processing_comp.py", "preprocessor_config.json", "batched_layers.py"} <= pushed
+    out = json.loads(result.stdout.split("RESULT", 1)[1])
+    assert len(out[str(run)]) == 3
+    assert out[str(run)] == out[str(copy)] == out[str(remote_copy)] == out["org/comp-resaved"]
+    assert {"pipeline_comp.py", "processing_comp.py", "checkpoint_layout.py"} <= set(out["files"])
+
+
+def test_a_pipeline_declaration_without_its_files_is_not_saved(tmp_path, monkeypatch):
+    import modeling_comp.modeling_comp as modeling
+
+    model = make_model()
+    model.config.custom_pipelines = {"multimodal-emotion-recognition": {"impl": "elsewhere.Pipeline", "pt": []}}
+    model.save_pretrained(tmp_path)
+    assert "custom_pipelines" not in json.loads((tmp_path / "config.json").read_text())
+    assert model.config.custom_pipelines  # the model's own config is left as it was
+    monkeypatch.setattr(modeling, "_pipeline_sources", lambda config, declared: [])
+    model.save_pretrained(tmp_path / "kept")
+    assert "custom_pipelines" in json.loads((tmp_path / "kept" / "config.json").read_text())

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from test_modeling_comp import make_batch, make_model, without_labels
 
+import modeling_comp.batched_layers as layers
 import modeling_comp.modeling_comp as modeling
 from modeling_comp import (
     ComPForEmotionRecognition,
@@ -134,7 +135,7 @@ def test_the_dropout_pool_is_sized_exactly(monkeypatch, stage, overrides, checkp
 
 def test_pooled_dropout_keeps_the_distribution_and_scaling():
     torch.manual_seed(0)
-    masks = modeling._DropoutMasks(0.3, 200_000, torch.empty(0))
+    masks = layers._DropoutMasks(0.3, 200_000, torch.empty(0))
     ones = torch.ones(4, 25_000)
     first, second = masks(ones), masks(ones)
     for out in (first, second):
@@ -162,14 +163,14 @@ def test_normalize_matches_f_normalize_in_value_and_gradient():
     x[1, 2] = 1e-14
     x.requires_grad_(True)
     grad = torch.randn_like(x)
-    ours = modeling._normalize(x, 1e-12)
+    ours = layers._normalize(x, 1e-12)
     (g_ours,) = torch.autograd.grad(ours, x, grad)
     reference = F.normalize(x, dim=-1, eps=1e-12)
     (g_ref,) = torch.autograd.grad(reference, x, grad)
     torch.testing.assert_close(ours, reference)
     torch.testing.assert_close(g_ours, g_ref)
     assert torch.autograd.gradcheck(
-        lambda t: modeling._normalize(t, 1e-12), (torch.randn(2, 4, 6, dtype=torch.float64, requires_grad=True),)
+        lambda t: layers._normalize(t, 1e-12), (torch.randn(2, 4, 6, dtype=torch.float64, requires_grad=True),)
     )
 
 
@@ -234,13 +235,13 @@ def test_the_attention_layout_follows_the_padding_waste():
     choose = model.comp._packed_attention
     device = torch.device("cpu")
     # CMU-MOSEI-like batch: 32 conversations padded to 40, 260 real utterances -> packed
-    assert choose(modeling._Packer(torch.arange(260), 32, 40, device), eager=False)
+    assert choose(layers._Packer(torch.arange(260), 32, 40, device), eager=False)
     # CMU-MOSI-like batch: 32 conversations padded to 63, 768 real utterances -> padded
-    assert not choose(modeling._Packer(torch.arange(768), 32, 63, device), eager=False)
+    assert not choose(layers._Packer(torch.arange(768), 32, 63, device), eager=False)
     # eager attention returns probabilities in the padded layout
-    assert not choose(modeling._Packer(torch.arange(260), 32, 40, device), eager=True)
+    assert not choose(layers._Packer(torch.arange(260), 32, 40, device), eager=True)
     assert not make_model(reference_compat=True).comp._packed_attention(
-        modeling._Packer(None, 1, 12, device), eager=False
+        layers._Packer(None, 1, 12, device), eager=False
     )
 
 

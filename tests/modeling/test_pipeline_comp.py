@@ -87,6 +87,8 @@ def checkpoint(tmp_path_factory):
 def test_saved_checkpoint_declares_processor_and_pipeline(checkpoint):
     folder, model, files = checkpoint
     assert files == [
+        "batched_layers.py",
+        "checkpoint_layout.py",
         "config.json",
         "configuration_comp.py",
         "model.safetensors",
