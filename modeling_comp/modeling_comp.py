@@ -49,6 +49,7 @@ from .batched_layers import (
 )
 from .checkpoint_layout import checkpoint_layout_state_dict, model_layout_state_dict, with_checkpoint_names
 from .configuration_comp import AUDIO, AUTO_MAP, MODALITIES, TEXT, VIDEO, ComPConfig
+from .names import CONVERSATION_INDEX
 
 
 logger = logging.get_logger(__name__)
@@ -188,9 +189,11 @@ def _check_on_device(ok: torch.Tensor, message: str) -> None:
 
 def _refuse_unknown_kwargs(model: nn.Module, kwargs: dict) -> None:
     """A keyword argument `forward` does not know is an error (a misspelt `modality_mask` would otherwise run as
-    if every modality were observed); transformers' own pass-through arguments are accepted and ignored."""
+    if every modality were observed); transformers' own pass-through arguments and the collator's bookkeeping key
+    `conversation_index` (so that `model(**batch)` works, as transformers' `Trainer` calls it) are accepted and
+    ignored."""
     for name in kwargs:
-        if name not in _PASS_THROUGH_KWARGS:
+        if name not in _PASS_THROUGH_KWARGS and name != CONVERSATION_INDEX:
             raise TypeError(f"{type(model).__name__}.forward() got an unexpected keyword argument {name!r}")
 
 
