@@ -178,35 +178,34 @@ _PACKED_ATTENTION_RATIO = 2.5
 
 
 class _BoundedForOthers(torch.autograd.Function):
-    """The queries, keys and values `qkv` of the packed layout, with every entry that is not finite, or so large
-    that a score could overflow (`_safe_magnitude`), replaced by 0 (`zero`, a 0-d tensor of `qkv`'s dtype).
+    """The attention layer's input rows `hidden` of the packed layout, clamped to `±_safe_magnitude` and with NaN
+    replaced by 0, before the query, key and value projections.
 
     In one product over every row, a query reads the keys and values of the other conversations through a zero
-    weight, and 0 * NaN = NaN, inf - inf = NaN: one bad value would reach every conversation. Replaced, it cannot;
-    the conversation that holds it keeps it in its residual stream (its own outputs stay NaN or huge), while every
-    value a real model computes is far below the bound and passes unchanged. Two operators forward, one backward.
+    weight, and 0 * NaN = NaN, inf - inf = NaN, so one bad value would reach every conversation. From bounded rows
+    the keys and values are finite and far too small for any score to overflow (for weights below about 1e13), so
+    it cannot; the conversation that holds the bad value keeps it in its residual stream (its own outputs stay NaN
+    or huge). Every value a real model computes is far below the bound, so the forward is the identity there and
+    so is the backward (no operator; at a replaced entry the gradient is passed through unchanged, and that
+    conversation's loss is not finite anyway). Two operators, forward only, on `D`-wide rows.
     """
 
     @staticmethod
-    def forward(ctx, qkv: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-        keep = qkv.abs() <= _safe_magnitude(qkv.dtype, qkv.shape[-1])  # NaN fails the comparison
-        ctx.save_for_backward(keep)
-        return torch.where(keep, qkv, zero)
+    def forward(ctx, hidden: torch.Tensor) -> torch.Tensor:
+        bound = _safe_magnitude(hidden.dtype)
+        return hidden.clamp(-bound, bound).nan_to_num_(0.0)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        (keep,) = ctx.saved_tensors
-        return grad * keep, None
+        return grad
 
 
-def _safe_magnitude(dtype: torch.dtype, features: int) -> float:
-    """The largest magnitude of a query, key or value entry for which no score (a dot product over at most
-    `features` entries) can overflow `dtype`; for a dtype too narrow for such a bound (float16), its largest
-    finite value."""
+def _safe_magnitude(dtype: torch.dtype) -> float:
+    """The bound of `_BoundedForOthers`: the fourth root of the dtype's largest value (1.8e9 in float32 and
+    bfloat16), so that a projection of bounded rows and a dot product of two such projections stay finite; for a
+    dtype too narrow for such a bound (float16), its largest finite value."""
     largest = torch.finfo(dtype).max
-    bound = (largest / features) ** 0.5 / 4.0
-    return bound if bound > 1e6 else largest
+    return largest**0.25 if largest > 1e30 else largest
 
 
 class _AttentionMasks:
@@ -235,14 +234,12 @@ class _AttentionMasks:
             self.allowed = (key_mask | no_key)[:, None, None, :]  # [G * B, 1, 1, T]
             self.no_key = no_key.view(-1, 1, 1, 1)
         self._additive: dict[torch.dtype, torch.Tensor] = {}
-        self._zero: dict[torch.dtype, torch.Tensor] = {}
 
-    def bounded_for_others(self, qkv: torch.Tensor) -> torch.Tensor:
-        """Packed layout: `qkv` `[G, N, F]` with the entries that could carry NaN or an overflow from one
-        conversation into the others replaced by 0 (see `_BoundedForOthers`)."""
-        if qkv.dtype not in self._zero:
-            self._zero[qkv.dtype] = qkv.new_zeros(())
-        return _BoundedForOthers.apply(qkv, self._zero[qkv.dtype])
+    def bounded_for_others(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Packed layout: the rows `hidden` `[G, N, D]` bounded before the projections, so that nothing in one
+        conversation can make another's scores NaN (see `_BoundedForOthers`); padded layout: `hidden` (each
+        conversation is its own batch entry of the attention there)."""
+        return _BoundedForOthers.apply(hidden) if self.packed else hidden
 
     def additive(self, dtype: torch.dtype) -> torch.Tensor:
         """The mask as the additive float mask of `scaled_dot_product_attention` (0 or -inf, as log(1) and log(0)),

@@ -231,11 +231,9 @@ class ComPAttentionLayer(nn.Module):
         def by_group(x: torch.Tensor) -> torch.Tensor:  # the inverse
             return x if groups == blocks else x.view(groups, -1, x.shape[-1])
 
-        qkv = by_group(self.qkv(by_module(hidden)))  # [G, N, 3D]
+        qkv = by_group(self.qkv(by_module(masks.bounded_for_others(hidden))))  # [G, N, 3D]
         if masks.packed:  # [G, H, N, hd]: every row of the group at once, the mask keeps conversations apart
-            qkv = (
-                masks.bounded_for_others(qkv).view(groups, packer.rows, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
-            )
+            qkv = qkv.view(groups, packer.rows, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
         else:  # [G * B, H, T, hd]
             qkv = packer.unpack(qkv, dim=1).view(groups * packer.batch, packer.length, 3, heads, dim // heads)
             qkv = qkv.permute(2, 0, 3, 1, 4)

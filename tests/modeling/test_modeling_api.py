@@ -346,7 +346,7 @@ def _observed_position(batch, conversation):
     return t, MODALITIES[i]
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e30, -1e30])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e30, -1e30, 3e38])
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 @pytest.mark.parametrize("layout", ["packed", "padded"])
 @pytest.mark.parametrize("stage", [1, 2])
@@ -369,7 +369,11 @@ def test_a_hostile_value_in_one_conversation_changes_no_other(monkeypatch, value
             if getattr(alone, name) is None:
                 continue
             torch.testing.assert_close(
-                getattr(out, name)[b : b + 1], getattr(alone, name), atol=1e-5, rtol=1e-5, equal_nan=b == 1
+                getattr(out, name)[b : b + 1],
+                getattr(alone, name),
+                atol=1e-5,
+                rtol=1e-3 if b == 1 else 1e-5,  # the hostile one's own values may be ~1e30: float rounding
+                equal_nan=b == 1,
             )
     # the hostile conversation itself: what it gives alone (NaN where its value reached, not a guess)
     assert torch.isnan(out.logits[1]).any() or abs(value) < float("inf")
