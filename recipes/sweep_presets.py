@@ -147,6 +147,7 @@ def _calibration_config(cfg, folder: Path):
         "checkpoint_interval": 3600.0,
     }  # fmt: skip
     if cfg.is_synthetic:
+        changes.pop("fold")
         return dataclasses.replace(cfg, **changes).validate(), 1.0
     size = CORPUS_SIZES.get(shape)
     if size is None:
@@ -179,7 +180,8 @@ def _measure(cfg) -> float | None:
         if calib is None:
             return None
         started = time.perf_counter()
-        fold = None if calib.fold is None else int(calib.fold)
+        folds = calib.folds()
+        fold = folds[-1]
         outcome = execute_cell(calib, Path(folder) / "run", fold, label="calibration")
         seconds = time.perf_counter() - started
     if outcome["status"] != "done":
