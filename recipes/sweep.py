@@ -632,7 +632,7 @@ def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None
 
             resources = run_ray(
                 cells, todo, on_event=on_event, address=execution.address, cpus_per_cell=execution.cpus_per_cell,
-                gpus_per_cell=_gpus_per_cell(execution), max_retries=execution.max_retries, label_of=cell_label,
+                gpus_per_cell=execution.gpus_per_cell, max_retries=execution.max_retries, label_of=cell_label,
                 stop_after_failures=stop,
             )  # fmt: skip
             progress.line(f"[sweep] Ray cluster: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU")
@@ -659,18 +659,6 @@ def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None
         "failed": {cell_label(cells[i]): e for i, e in errors.items()},
         "not_run": [cell_label(cells[i]) for i in not_run],
     }
-
-
-def _gpus_per_cell(execution: Execution) -> float:
-    """``--gpus_per_cell``, or when unset: 0.25 on a cluster with GPUs (four small cells share one), else 0."""
-    if execution.gpus_per_cell is not None:
-        return float(execution.gpus_per_cell)
-    import ray
-
-    from recipes.sweep_ray import connect
-
-    connect(execution.address)
-    return 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
 
 
 def _timing_entry(cell: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:

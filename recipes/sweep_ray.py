@@ -94,7 +94,7 @@ def run_ray(
     address: str | None = None,
     num_cpus: int | None = None,
     cpus_per_cell: float = 1.0,
-    gpus_per_cell: float = 0.0,
+    gpus_per_cell: float | None = None,
     max_retries: int = 2,
     label_of: Callable[[dict[str, Any]], str] = str,
     stop_after_failures: int | None = None,
@@ -102,12 +102,15 @@ def run_ray(
 ) -> dict[str, float]:
     """Submits the cells ``todo`` as Ray tasks and reports each as it ends (``on_event`` as in
     :func:`recipes.sweep_pool.run_local_pool`; ``"start"`` is sent when a task can hold resources, Ray does not
-    say when it really starts). Returns the cluster's resources."""
+    say when it really starts). ``gpus_per_cell`` None: 0.25 on a cluster with GPUs (four small cells share one),
+    else 0. Returns the cluster's resources."""
     ray = _import_ray()
     started_here = not ray.is_initialized()
     resources = connect(address, num_cpus=num_cpus)
     try:
         cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+        if gpus_per_cell is None:
+            gpus_per_cell = 0.25 if gpus > 0 else 0.0
         if cpus < cpus_per_cell or (gpus_per_cell > 0 and gpus < gpus_per_cell):
             raise ConfigError(
                 f"no node can hold one cell: it asks for {cpus_per_cell:g} CPU and {gpus_per_cell:g} GPU, the "
