@@ -21,9 +21,11 @@ has one row per variant.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -553,17 +555,18 @@ def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None
         ``{"rows": [...] (every group's finished cells, in plan order), "files": [...], "failed": {label: error},
         "not_run": [labels]}``.
     """
-    from accelerate import PartialState
-
-    from recipes.common import check_output_dir
-    from recipes.sweep_pool import cell_label
-    from recipes.sweep_worker import cell_is_finished, execute_cell
+    from recipes.sweep_pool import LocalPool
+    from recipes.sweep_worker import cell_is_finished
 
     execution = execution or Execution()
-    root = check_output_dir(root)
-    state = PartialState()
-    is_main = state.is_main_process
-    placements = _check_placement(execution, state.num_processes > 1)
+    if execution.sequential:  # under `accelerate launch` every process runs every cell (one DDP run per cell)
+        from accelerate import PartialState
+
+        state = PartialState()
+        is_main, distributed = state.is_main_process, state.num_processes > 1
+    else:
+        is_main, distributed = True, int(os.environ.get("WORLD_SIZE", "1")) > 1
+    placements = _check_placement(execution, distributed)
     cells = [cell for group in groups for cell in group.plan()]
     finals: dict[int, dict[str, Any]] = {}
     for index, cell in enumerate(cells):
@@ -571,6 +574,26 @@ def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None
         if final is not None:
             finals[index] = final
     todo = [i for i in range(len(cells)) if i not in finals]
+    pool = None
+    if placements and todo:
+        # Started before this process imports torch and the rest: the workers' start-up overlaps it.
+        log_dir = Path(root) / "workers"
+        with contextlib.suppress(OSError):  # an unwritable root is reported by check_output_dir below
+            log_dir.mkdir(parents=True, exist_ok=True)
+            pool = LocalPool(placements, str(log_dir))
+    try:
+        return _run_cells(groups, root, execution, placements, cells, finals, todo, pool, is_main)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _run_cells(groups, root, execution, placements, cells, finals, todo, pool, is_main) -> dict[str, Any]:
+    from recipes.common import check_output_dir
+    from recipes.sweep_pool import cell_label
+    from recipes.sweep_worker import execute_cell
+
+    root = check_output_dir(root)
     errors: dict[int, str] = {}
     group_of = {id(cell): group for group in groups for cell in group.cells}
     show = is_main
@@ -619,14 +642,9 @@ def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None
                                        record=is_main)  # fmt: skip
                 on_event("done" if outcome["status"] == "done" else "failed", index, outcome)
         elif execution.backend == "local":
-            from recipes.sweep_pool import run_local_pool
-
-            log_dir = root / "workers"
-            log_dir.mkdir(exist_ok=True)
             for placement in placements:
                 progress.line(f"[sweep] {placement.describe()}")
-            run_local_pool(cells, todo, placements, on_event=on_event, max_retries=execution.max_retries,
-                           log_dir=str(log_dir), stop_after_failures=stop)  # fmt: skip
+            pool.run(cells, todo, on_event=on_event, max_retries=execution.max_retries, stop_after_failures=stop)
         else:
             from recipes.sweep_ray import run_ray
 

@@ -22,7 +22,7 @@ from recipes.config import ConfigError
 from recipes.sweep_worker import data_key, execute_cell, prepare_process, usable_cores
 
 
-__all__ = ["Placement", "plan_placement", "run_local_pool"]
+__all__ = ["LocalPool", "Placement", "plan_placement", "run_local_pool", "cell_label"]
 
 
 @dataclass(frozen=True)
@@ -117,60 +117,67 @@ class _Worker:
     ready: bool = False
 
 
-def run_local_pool(
-    cells: list[dict[str, Any]],
-    todo: Iterable[int],
-    placements: list[Placement],
-    *,
-    on_event: Callable[[str, int, dict[str, Any] | None], None],
-    max_retries: int = 1,
-    log_dir: str | None = None,
-    stop_after_failures: int | None = None,
-) -> None:
-    """Runs the cells ``todo`` (indices into ``cells``) on worker processes placed as ``placements``.
+class LocalPool:
+    """The worker processes of a sweep, started at construction (their start-up overlaps whatever the sweep's
+    process does next) and stopped by :meth:`close`."""
 
-    ``on_event(kind, index, outcome)`` is called in this process with ``kind`` one of ``"start"``, ``"done"``,
-    ``"retry"`` (its worker died; the cell is queued again), ``"failed"`` (outcome: ``execute_cell``'s record, or ``{"error": ...}`` when the cell's worker died more than
-    ``max_retries`` times). ``stop_after_failures``: no new cell is handed out once that many cells failed without
-    any finishing (a corpus that cannot be loaded fails every cell the same way).
-    """
-    import multiprocessing as mp
+    def __init__(self, placements: list[Placement], log_dir: str | None = None):
+        import multiprocessing as mp
 
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    pending = list(todo)
-    retries: dict[int, int] = {}
-    workers: dict[int, _Worker] = {}
-    finished = failed = 0
+        self.ctx = mp.get_context("spawn")
+        self.results = self.ctx.Queue()
+        self.log_dir = log_dir
+        self.workers: dict[int, _Worker] = {p.worker: self._start(p) for p in placements}
 
-    def start(placement: Placement) -> _Worker:
-        tasks = ctx.Queue()
-        log = None if log_dir is None else os.path.join(log_dir, f"worker{placement.worker}.log")
-        process = ctx.Process(
-            target=_worker_main, args=(placement, tasks, results, log), name=f"comp-sweep-{placement.worker}"
+    def _start(self, placement: Placement) -> _Worker:
+        tasks = self.ctx.Queue()
+        log = None if self.log_dir is None else os.path.join(self.log_dir, f"worker{placement.worker}.log")
+        process = self.ctx.Process(
+            target=_worker_main, args=(placement, tasks, self.results, log), name=f"comp-sweep-{placement.worker}"
         )
         process.daemon = True
         process.start()
         return _Worker(placement, process, tasks)
 
-    def hand_out(worker: _Worker) -> None:
-        if not pending or (stop_after_failures and failed >= stop_after_failures and not finished):
-            return
-        pick = next((i for i in pending if data_key(cells[i]["cfg"], cells[i]["fold"]) in worker.keys), pending[0])
-        pending.remove(pick)
-        cell = cells[pick]
-        worker.cell = pick
-        key = data_key(cell["cfg"], cell["fold"])
-        worker.keys = [k for k in worker.keys if k != key][-1:] + [key]
-        worker.tasks.put((pick, cell["cfg"], str(cell["run_dir"]), cell["fold"], cell_label(cell)))
+    def run(
+        self,
+        cells: list[dict[str, Any]],
+        todo: Iterable[int],
+        *,
+        on_event: Callable[[str, int, dict[str, Any] | None], None],
+        max_retries: int = 1,
+        stop_after_failures: int | None = None,
+    ) -> None:
+        """Runs the cells ``todo`` (indices into ``cells``).
 
-    for placement in placements:
-        workers[placement.worker] = start(placement)
+        ``on_event(kind, index, outcome)`` is called in this process with ``kind`` one of ``"start"``, ``"done"``,
+        ``"retry"`` (its worker died; the cell is queued again), ``"failed"`` (outcome: ``execute_cell``'s record,
+        or ``{"error": ...}`` when the cell's worker died more than ``max_retries`` times). ``stop_after_failures``:
+        no new cell is handed out once that many cells failed without any finishing (a corpus that cannot be
+        loaded fails every cell the same way).
+        """
+        workers, results = self.workers, self.results
+        pending = list(todo)
+        retries: dict[int, int] = {}
+        counts = {"finished": 0, "failed": 0}
 
-    def stopped() -> bool:
-        return bool(stop_after_failures) and failed >= stop_after_failures and not finished
+        def stopped() -> bool:
+            return bool(stop_after_failures) and counts["failed"] >= stop_after_failures and not counts["finished"]
 
-    try:
+        def hand_out(worker: _Worker) -> None:
+            if not pending or stopped() or not worker.ready:
+                return
+            keys = worker.keys
+            pick = next((i for i in pending if data_key(cells[i]["cfg"], cells[i]["fold"]) in keys), pending[0])
+            pending.remove(pick)
+            cell = cells[pick]
+            worker.cell = pick
+            key = data_key(cell["cfg"], cell["fold"])
+            worker.keys = [k for k in keys if k != key][-1:] + [key]
+            worker.tasks.put((pick, cell["cfg"], str(cell["run_dir"]), cell["fold"], cell_label(cell)))
+
+        for worker in workers.values():  # workers that became ready before the cells were known
+            hand_out(worker)
         while (pending and not stopped()) or any(w.cell is not None for w in workers.values()):
             try:
                 kind, wid, pid, index, payload = results.get(timeout=0.5)
@@ -189,10 +196,10 @@ def run_local_pool(
                 worker = workers[wid]
                 worker.cell = None
                 if payload["status"] == "done":
-                    finished += 1
+                    counts["finished"] += 1
                     on_event("done", index, payload)
                 else:
-                    failed += 1
+                    counts["failed"] += 1
                     on_event("failed", index, payload)
                 hand_out(worker)
             # A worker that died: replace it; its cell goes back to the queue (resuming from its checkpoint).
@@ -201,27 +208,47 @@ def run_local_pool(
                     continue
                 worker.process.join(timeout=1)
                 lost, code = worker.cell, worker.process.exitcode
-                workers[wid] = start(worker.placement)
+                workers[wid] = self._start(worker.placement)
                 if lost is None:
                     continue
                 retries[lost] = retries.get(lost, 0) + 1
                 if retries[lost] > max_retries:
-                    failed += 1
+                    counts["failed"] += 1
                     reason = f"its worker died (exit code {code}) on each of {retries[lost]} attempts"
                     on_event("failed", lost, {"status": "failed", "error": reason})
                 else:
                     on_event("retry", lost, {"error": f"worker died (exit code {code})"})
                     pending.insert(0, lost)
-    finally:
-        for worker in workers.values():
+
+    def close(self) -> None:
+        """Asks every worker to stop, and stops those that do not within 10 s."""
+        for worker in self.workers.values():
             if worker.process.is_alive():
                 worker.tasks.put(None)
         deadline = time.monotonic() + 10
-        for worker in workers.values():
+        for worker in self.workers.values():
             worker.process.join(timeout=max(0.1, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.terminate()
                 worker.process.join(timeout=5)
+
+
+def run_local_pool(
+    cells: list[dict[str, Any]],
+    todo: Iterable[int],
+    placements: list[Placement],
+    *,
+    on_event: Callable[[str, int, dict[str, Any] | None], None],
+    max_retries: int = 1,
+    log_dir: str | None = None,
+    stop_after_failures: int | None = None,
+) -> None:
+    """Starts a :class:`LocalPool`, runs the cells ``todo`` on it (see :meth:`LocalPool.run`) and stops it."""
+    pool = LocalPool(placements, log_dir)
+    try:
+        pool.run(cells, todo, on_event=on_event, max_retries=max_retries, stop_after_failures=stop_after_failures)
+    finally:
+        pool.close()
 
 
 def cell_label(cell: dict[str, Any]) -> str:
