@@ -25,6 +25,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import json
 import os
 import sys
 import time
@@ -681,12 +682,18 @@ def _run_cells(groups, root, execution, placements, cells, finals, todo, pool, i
 
 def _timing_entry(cell: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
     cfg = cell["cfg"]
+    utterances = None
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        provenance = json.loads((Path(cell["run_dir"]) / "provenance.json").read_text(encoding="utf-8"))
+        utterances = sum(int(split["num_utterances"]) for split in provenance.values())
     return {
         "cell": str(cell["run_dir"]),
         "corpus": cfg.corpus_shape,
         "synthetic": cfg.is_synthetic,
+        "utterances": utterances,
         "epochs_trained": outcome.get("epochs_trained"),
         "seconds": round(float(outcome.get("seconds", 0.0)), 3),
+        "ended": round(time.time(), 3),
         "hidden_size": cfg.model.get("hidden_size"),
         "num_hidden_layers": cfg.model.get("num_hidden_layers"),
         "batch_size": cfg.batch_size,
@@ -711,6 +718,8 @@ def _write_timing(root: Path, execution: Execution, placements, timing: list[dic
             "cells": len(timing),
             "cells_per_hour": round(3600.0 * len(timing) / wall, 2) if wall > 0 else None,
             "cell_seconds_sum": round(sum(t["seconds"] for t in timing), 3),
+            # from the first cell's start to the last cell's end: the sweep without its start-up
+            "busy_seconds": round(max(t["ended"] for t in timing) - min(t["ended"] - t["seconds"] for t in timing), 3),
             "per_cell": timing,
         },
     )

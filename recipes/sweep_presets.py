@@ -6,15 +6,17 @@ file) and its grid (``missing_rates``, ``seeds``, ``folds``, ``ablation``, ``bal
 ``paper`` (``recipes/configs/paper_sweep.yaml``: Table 1 and Table 3) and ``paper-table1`` (the same without the
 ablation). Options on the command line override every group's config and, when given, its grid.
 
-The ETA. Each cell's time is ``epochs x seconds per epoch`` of its corpus shape and model, from one of:
+The ETA. A cell's time is ``epochs x utterances of its corpus x seconds per utterance and epoch``, the last from:
 
-* ``--calibration <a previous sweep's sweep_timing.json>``: the seconds per epoch its cells took, per corpus
-  shape and model size, and how many cells it ran at once (sum of cell seconds / wall seconds);
-* otherwise a calibration run now, in this process: 2 epochs of a small synthetic corpus shaped like the
-  group's corpus (its feature dims, utterances per conversation, model and batch size), scaled to the real
-  corpus's utterance count (:data:`CORPUS_SIZES`), evaluation and set-up included. Concurrency is then taken as
-  the number of workers (local) or cluster slots (Ray), i.e. cells that do not slow each other down:
-  ``benchmarks/bench_sweep.py`` measures how far that holds.
+* ``--calibration <a previous sweep's sweep_timing.json>``: what its cells took, per model size (hidden size,
+  layers), and how many cells it ran at once (sum of cell seconds / wall seconds);
+* otherwise a calibration run now, in this process: 2 epochs of the group's own config (synthetic corpus) or of
+  a small synthetic corpus shaped like the group's corpus (its feature dims and utterances per conversation, the
+  group's model and batch size), evaluation and set-up included (so a slight over-estimate). Concurrency is then
+  taken as the number of workers (local) or of the local Ray instance's slots, i.e. cells that do not slow each
+  other down: ``benchmarks/bench_sweep.py`` measures how far that holds.
+
+The real corpora's sizes are those of the released feature files (:data:`CORPUS_SIZES`).
 """
 
 from __future__ import annotations
@@ -130,15 +132,29 @@ def preset_groups(sweep, argv: list[str] | None, root: Path, parser, grid) -> li
 
 
 def _shape_key(cfg) -> str:
-    model = cfg.model
-    return json.dumps(
-        [cfg.corpus_shape, cfg.is_synthetic, model.get("hidden_size"), model.get("num_hidden_layers"), cfg.batch_size]
-    )
+    """Runs with equal keys cost the same per utterance and epoch: corpus shape and model size."""
+    return json.dumps([cfg.corpus_shape, cfg.model.get("hidden_size"), cfg.model.get("num_hidden_layers")])
+
+
+def _model_key(hidden, layers) -> str:
+    return json.dumps([hidden, layers])
+
+
+def corpus_utterances(cfg) -> int | None:
+    """Utterances (every split) of ``cfg``'s corpus: the released size, or the synthetic generator's settings."""
+    if not cfg.is_synthetic:
+        size = CORPUS_SIZES.get(cfg.dataset)
+        return None if size is None else size["utterances"]
+    kwargs = cfg.dataset_kwargs or {}
+    if kwargs.get("total_utterances"):
+        return int(kwargs["total_utterances"])
+    low, high = int(kwargs.get("min_utterances", 5)), int(kwargs.get("max_utterances", 20))
+    return int(round(int(kwargs.get("num_conversations", 120)) * (low + high) / 2))
 
 
 def _calibration_config(cfg, folder: Path):
-    """A 2-epoch run of a small synthetic corpus shaped like ``cfg``'s corpus; returns (config, scale) where scale
-    turns its per-epoch seconds into the real corpus's."""
+    """A 2-epoch run of ``cfg`` itself (synthetic corpus) or of a small synthetic corpus shaped like ``cfg``'s
+    corpus (feature dims, utterances per conversation), with ``cfg``'s model and batch size."""
     shape = cfg.corpus_shape
     changes: dict[str, Any] = {
         "epochs": 2, "stage1_epochs": 1, "output_dir": str(folder), "resume_from_checkpoint": None,
@@ -148,10 +164,10 @@ def _calibration_config(cfg, folder: Path):
     }  # fmt: skip
     if cfg.is_synthetic:
         changes.pop("fold")
-        return dataclasses.replace(cfg, **changes).validate(), 1.0
+        return dataclasses.replace(cfg, **changes).validate()
     size = CORPUS_SIZES.get(shape)
     if size is None:
-        return None, None
+        return None
     conversations = 15
     mean = size["utterances"] / size["conversations"]
     longest = int(cfg.model.get("max_utterances") or 150)
@@ -168,55 +184,49 @@ def _calibration_config(cfg, folder: Path):
     )  # fmt: skip
     if shape in ("iemocap4", "iemocap6"):
         changes["fold"] = "5"
-    return dataclasses.replace(cfg, **changes).validate(), size["utterances"] / kwargs["total_utterances"]
+    return dataclasses.replace(cfg, **changes).validate()
 
 
 def _measure(cfg) -> float | None:
-    """Seconds per epoch of ``cfg``'s cells, measured now with a calibration run (None when it cannot be)."""
+    """Seconds per utterance and epoch of ``cfg``'s cells, measured now with a calibration run (None when it
+    cannot be)."""
     from recipes.sweep_worker import execute_cell
 
     with tempfile.TemporaryDirectory(prefix="comp-sweep-calibration-") as folder:
-        calib, scale = _calibration_config(cfg, Path(folder) / "run")
+        run = Path(folder) / "run"
+        calib = _calibration_config(cfg, run)
         if calib is None:
             return None
         started = time.perf_counter()
-        folds = calib.folds()
-        fold = folds[-1]
-        outcome = execute_cell(calib, Path(folder) / "run", fold, label="calibration")
+        outcome = execute_cell(calib, run, calib.folds()[-1], label="calibration")
         seconds = time.perf_counter() - started
-    if outcome["status"] != "done":
-        return None
-    return seconds / calib.epochs * scale
+        if outcome["status"] != "done":
+            return None
+        provenance = json.loads((run / "provenance.json").read_text(encoding="utf-8"))
+        utterances = sum(int(split["num_utterances"]) for split in provenance.values())
+    return seconds / (calib.epochs * utterances)
 
 
 def _from_timing(path: str) -> tuple[dict[str, float], float | None, str]:
-    """Per shape key: seconds per epoch, from a previous sweep's ``sweep_timing.json``; and its concurrency."""
+    """Seconds per utterance and epoch per model size (hidden, layers), from a previous sweep's
+    ``sweep_timing.json``; and how many cells it ran at once."""
     try:
         data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
         per_cell = data["per_cell"]
+        costs: dict[str, list[float]] = {}
+        for entry in per_cell:
+            if entry.get("epochs_trained") and entry.get("utterances"):
+                key = _model_key(entry["hidden_size"], entry["num_hidden_layers"])
+                costs.setdefault(key, []).append(entry["seconds"] / (entry["epochs_trained"] * entry["utterances"]))
     except (OSError, ValueError, KeyError, TypeError):
         raise ConfigError(f"calibration file {path!r} is not a sweep_timing.json written by comp-sweep") from None
-    sums: dict[str, list[float]] = {}
-    for entry in per_cell:
-        if not entry.get("epochs_trained"):
-            continue
-        key = json.dumps(
-            [
-                entry["corpus"],
-                entry["synthetic"],
-                entry["hidden_size"],
-                entry["num_hidden_layers"],
-                entry["batch_size"],
-            ]
-        )
-        sums.setdefault(key, []).append(entry["seconds"] / entry["epochs_trained"])
-    wall = data.get("wall_seconds") or 0
-    concurrency = data.get("cell_seconds_sum", 0) / wall if wall else None
+    busy = data.get("busy_seconds") or data.get("wall_seconds") or 0
+    concurrency = data.get("cell_seconds_sum", 0) / busy if busy else None
     note = (
         f"from {path} ({data.get('cells')} cells, {data.get('backend')} backend, {data.get('workers')} worker(s), "
         f"{data.get('cells_per_hour')} cells/hour measured on {data.get('host')})"
     )
-    return {k: sum(v) / len(v) for k, v in sums.items()}, concurrency, note
+    return {k: sum(v) / len(v) for k, v in costs.items()}, concurrency, note
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -264,18 +274,24 @@ def dry_run(groups, execution, *, calibration: str | None = None, list_cells: bo
         for position, cell in enumerate(todo):
             print(f"{cell_label(cell)} -> {where(position)}  [{cell['run_dir']}]")
     # ETA
+    costs: dict[str, float] = {}  # seconds per utterance and epoch, per group shape
     if calibration is not None:
-        per_epoch, concurrency, source = _from_timing(calibration)
+        by_model, concurrency, source = _from_timing(calibration)
+        for group in groups:
+            model = group.base.model
+            value = by_model.get(_model_key(model.get("hidden_size"), model.get("num_hidden_layers")))
+            if value is not None:
+                costs[_shape_key(group.base)] = value
     else:
-        per_epoch, concurrency, source = {}, None, "measured now: a 2-epoch calibration run per corpus shape"
+        concurrency, source = None, "measured now: a 2-epoch calibration run per corpus shape"
         for group in groups:
             key = _shape_key(group.base)
-            if key not in per_epoch:
+            if key not in costs:
                 print(f"calibrating {group.name or group.base.corpus_shape}: 2 epochs of a small corpus of its shape...",
                       flush=True)  # fmt: skip
                 value = _measure(group.base)
                 if value is not None:
-                    per_epoch[key] = value
+                    costs[key] = value
     if concurrency is None:
         concurrency = float(slots) if slots else None
     total = 0.0
@@ -283,8 +299,7 @@ def dry_run(groups, execution, *, calibration: str | None = None, list_cells: bo
     print(f"sweep plan: {len(cells)} cells, {len(cells) - len(todo)} already finished, {len(todo)} to run")
     for group in groups:
         group_todo = [c for c in todo if c in group.cells]
-        key = _shape_key(group.base)
-        cell_seconds = per_epoch.get(key)
+        cost, utterances = costs.get(_shape_key(group.base)), corpus_utterances(group.base)
         variants = len(dict.fromkeys(c["variant"] for c in group.cells))
         folds = [f for f in group.folds if f is not None]
         shape = (
@@ -292,13 +307,13 @@ def dry_run(groups, execution, *, calibration: str | None = None, list_cells: bo
             + (f" x {len(folds)} folds" if folds else "")
         )
         name = group.name or group.base.corpus_shape
-        if cell_seconds is None:
+        if cost is None or utterances is None:
             unknown += len(group_todo)
-            estimate = "no calibration for this corpus shape"
+            estimate = "no calibration for this corpus shape and model"
         else:
-            seconds = cell_seconds * group.base.epochs
+            seconds = cost * utterances * group.base.epochs
             total += seconds * len(group_todo)
-            estimate = f"~{_fmt_duration(seconds)} per cell ({group.base.epochs} epochs)"
+            estimate = f"~{_fmt_duration(seconds)} per cell ({group.base.epochs} epochs x {utterances} utterances)"
         print(f"  {name}: {len(group.cells)} cells ({shape}), {len(group_todo)} to run; {estimate}; {group.root}")
     if where_all is not None:
         print(f"each cell runs as {where_all}")
@@ -311,10 +326,11 @@ def dry_run(groups, execution, *, calibration: str | None = None, list_cells: bo
             print(f"  {name}: ~{count} cells")
     else:
         print("placement: every cell in this process, one after another")
-    eta = total / concurrency if concurrency else float("nan")
+    eta = total / concurrency if concurrency and unknown < len(todo) else float("nan")
     missing = f"; {unknown} cells without a calibration are not counted" if unknown else ""
     print(
-        f"ETA: {_fmt_duration(eta)} on this machine ({len(todo)} cells, {concurrency or 'unknown'} at once; "
+        f"ETA: {_fmt_duration(eta)} on this machine ({len(todo)} cells, "
+        f"{'unknown' if not concurrency else round(concurrency, 2)} at once; "
         f"speed {source}){missing}"
     )
     if total and math.isfinite(eta) and eta > 0:

@@ -157,11 +157,11 @@ def test_paper_preset_dry_run(tmp_path, capsys):
     """`--preset paper --dry_run`: Table 1 and Table 3's cells, placement, and an ETA from a recorded timing."""
     timing = {
         "host": "here", "backend": "local", "workers": 2, "wall_seconds": 100.0, "cells": 2, "cells_per_hour": 72.0,
-        "cell_seconds_sum": 190.0,
+        "cell_seconds_sum": 190.0, "busy_seconds": 100.0,
         "per_cell": [
-            {"cell": "x", "corpus": c, "synthetic": False, "epochs_trained": 10, "seconds": 95.0, "hidden_size": 256,
-             "num_hidden_layers": 4, "batch_size": b}
-            for c, b in (("iemocap4", 16), ("iemocap6", 16), ("mosi", 32), ("mosei", 32))
+            {"cell": "x", "corpus": "mosi", "synthetic": True, "utterances": 1000, "epochs_trained": 10,
+             "seconds": seconds, "hidden_size": 256, "num_hidden_layers": 4, "batch_size": 32}
+            for seconds in (90.0, 100.0)
         ],
     }  # fmt: skip
     path = tmp_path / "sweep_timing.json"
@@ -173,8 +173,9 @@ def test_paper_preset_dry_run(tmp_path, capsys):
     assert "iemocap4: 1000 cells (5 variants x 8 rates x 5 seeds x 5 folds)" in out
     assert "mosi: 200 cells (5 variants x 8 rates x 5 seeds)" in out
     assert "worker 0 (CPU, 1 thread): ~1200 cells" in out and "worker 1 (CPU, 1 thread): ~1200 cells" in out
-    # 9.5 s per epoch; iemocap 1000 cells x 200 epochs x 2, mosi 200 x 300, mosei 200 x 100; 1.9 cells at once
-    seconds = 9.5 * (2 * 1000 * 200 + 200 * 300 + 200 * 100) / 1.9
+    # 9.5 ms per utterance and epoch (the recorded cells' mean, same model); 1.9 cells ran at once
+    work = 1000 * 200 * 5531 + 1000 * 200 * 7433 + 200 * 300 * 2199 + 200 * 100 * 22856  # cells x epochs x utterances
+    seconds = 0.0095 * work / 1.9
     hours, rest = divmod(int(round(seconds)), 3600)
     assert f"ETA: {hours} h {rest // 60:02d} min" in out and str(path) in out
     assert not (tmp_path / "paper").exists()  # a dry run writes nothing

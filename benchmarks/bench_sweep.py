@@ -1,0 +1,265 @@
+"""Cells per hour of one sweep, side by side in one run: one after another, on N local workers, as Ray tasks.
+
+    python benchmarks/bench_sweep.py                                   # sequential, --workers 2, Ray (local)
+    python benchmarks/bench_sweep.py --repeats 2 --json bench_sweep.json
+    python benchmarks/bench_sweep.py --size mosi --variants sequential,workers2,workers4,workers8 --compile both
+
+Every variant is the whole ``recipes/sweep.py`` command of this working tree, in a fresh process and a fresh
+output folder, on the same cells (``--missing_rates`` x ``--seeds``; each cell a training run of ``--epochs``
+epochs). Two figures per variant:
+
+* ``command``: cells x 3600 / the command's wall-clock seconds (start-up, worker start-up, every cell, the tables
+  and plots included): what a person waiting for the sweep gets;
+* ``steady``: cells x 3600 / (last cell's end - first cell's start), read from the cells' ``attempts.jsonl``:
+  the rate once the workers run, without the start-up that a long sweep pays once.
+
+``--size synthetic`` (default): the built-in synthetic corpus and model of ``recipes/configs/synthetic.yaml``
+(hidden 64, 120 conversations), a few seconds per cell. ``--size mosi``: a synthetic corpus of MOSI's size and
+feature dims (93 videos, 2,199 utterances) with the README's MOSI model (hidden 256, 4 layers, 2 heads, batch 32):
+the cells to measure on a GPU. ``--compile both`` runs every variant with and without ``--compile``.
+
+The machine may be shared: the 1-minute load average is printed before and after every command, and variants are
+interleaved across ``--repeats`` so that a change of load hits all of them. On a machine with ``nvidia-smi`` the
+GPU's utilisation is sampled every 0.5 s during each command and its mean and maximum printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = ROOT / "recipes" / "sweep.py"
+DIMS = {"audio": 512, "text": 1024, "video": 1024}
+SIZES = {
+    "synthetic": [],
+    "mosi": [
+        "--dataset", "synthetic", "--dataset_config", "mosi",
+        "--dataset_kwargs", json.dumps({"num_conversations": 93, "min_utterances": 9, "max_utterances": 63,
+                                        "total_utterances": 2199, "dims": DIMS}),
+        "--batch_size", "32", "--learning_rate", "1e-4",
+        "--model.hidden_size", "256", "--model.num_hidden_layers", "4", "--model.num_attention_heads", "2",
+        "--model.hidden_dropout_prob", "0.5", "--model.max_utterances", "65",
+    ],
+}  # fmt: skip
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def variant_args(name: str) -> list[str]:
+    """``sequential`` | ``workers<N>`` | ``ray`` → the sweep's options."""
+    if name == "sequential":
+        return []
+    if name.startswith("workers") and name[len("workers") :].isdigit():
+        return ["--workers", name[len("workers") :]]
+    if name == "ray":
+        return ["--backend", "ray"]
+    raise SystemExit(f"unknown variant {name!r}: expected sequential, workers<N> or ray")
+
+
+class GpuSampler:
+    """``nvidia-smi`` utilisation samples (percent) while a command runs; empty without nvidia-smi."""
+
+    def __init__(self):
+        self.samples: list[float] = []
+        self.memory: list[float] = []
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self):
+        if shutil.which("nvidia-smi"):
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self):
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(query, capture_output=True, text=True, timeout=5).stdout.splitlines()
+                values = [[float(v) for v in line.split(",")] for line in out if line.strip()]
+                if values:
+                    self.samples.append(max(v[0] for v in values))
+                    self.memory.append(sum(v[1] for v in values))
+            except (OSError, ValueError, subprocess.SubprocessError):
+                pass
+            self._stop.wait(0.5)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def summary(self) -> dict[str, float] | None:
+        if not self.samples:
+            return None
+        return {
+            "util_mean": statistics.fmean(self.samples),
+            "util_max": max(self.samples),
+            "memory_max_mib": max(self.memory) if self.memory else None,
+        }
+
+
+def steady_window(root: Path) -> tuple[float | None, int]:
+    """Seconds from the first cell's start to the last cell's end, and the number of finished cells."""
+    starts, ends, done = [], [], 0
+    for path in root.rglob("attempts.jsonl"):
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        start = next((r for r in records if r["event"] == "start"), None)
+        end = next((r for r in reversed(records) if r["event"] == "end"), None)
+        if start is None or end is None:
+            continue
+        last_start = [r for r in records if r["event"] == "start"][-1]
+        starts.append(start["time"])
+        ends.append(last_start["time"] + end["seconds"])
+        done += end["status"] == "done"
+    if not starts:
+        return None, 0
+    return max(ends) - min(starts), done
+
+
+def run_variant(name: str, compiled: bool, args, scratch: Path, repeat: int) -> dict:
+    out = scratch / f"{name}{'-compile' if compiled else ''}-{repeat}"
+    command = [
+        sys.executable, str(SWEEP), *SIZES[args.size], "--missing_rates", args.missing_rates, "--seeds", args.seeds,
+        "--epochs", str(args.epochs), "--stage1_epochs", str(max(1, args.epochs // 2)), "--report_to", "none",
+        "--progress", "false", "--checkpoint_interval", "3600", "--output_dir", str(out), *variant_args(name),
+    ]  # fmt: skip
+    if compiled:
+        command += ["--compile", "true"]
+    if args.train_args:
+        command += args.train_args.split()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    before = load()
+    started = time.perf_counter()
+    with GpuSampler() as gpu:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
+    wall = time.perf_counter() - started
+    after = load()
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-1500:]
+        raise SystemExit(f"{name} failed (exit {proc.returncode}):\n{tail}")
+    steady, cells = steady_window(out)
+    record = {
+        "variant": name + (" --compile" if compiled else ""),
+        "repeat": repeat,
+        "cells": cells,
+        "wall_s": wall,
+        "command_cells_per_hour": 3600.0 * cells / wall,
+        "steady_s": steady,
+        "steady_cells_per_hour": 3600.0 * cells / steady if steady else None,
+        "load_before": before,
+        "load_after": after,
+        "gpu": gpu.summary(),
+    }
+    shutil.rmtree(out, ignore_errors=True)
+    return record
+
+
+def device_name() -> str:
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout.strip()
+            if out:
+                return out.splitlines()[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"CPU only ({os.cpu_count()} cores: {platform_cpu()})"
+
+
+def platform_cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", default="sequential,workers2,ray", help="sequential, workers<N>, ray")
+    parser.add_argument("--size", choices=sorted(SIZES), default="synthetic")
+    parser.add_argument("--missing_rates", default="0.0,0.2,0.4,0.6")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--compile", choices=("no", "yes", "both"), default="no")
+    parser.add_argument("--train_args", default="", help="extra training options for every cell, space-separated")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per command")
+    parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    args = parser.parse_args(argv)
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for name in names:
+        variant_args(name)
+    compiles = {"no": [False], "yes": [True], "both": [False, True]}[args.compile]
+    print(f"device: {device_name()}")
+    print(
+        f"cells: missing rates {args.missing_rates} x seeds {args.seeds}, {args.epochs} epochs each, size {args.size}; "
+        f"1-min load average now {load():.2f}",
+        flush=True,
+    )
+    records = []
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as scratch:
+        for repeat in range(args.repeats):
+            for compiled in compiles:
+                for name in names:
+                    record = run_variant(name, compiled, args, Path(scratch), repeat)
+                    records.append(record)
+                    gpu = record["gpu"]
+                    gpu_text = (
+                        f", GPU util mean {gpu['util_mean']:.0f} % max {gpu['util_max']:.0f} %, "
+                        f"memory {gpu['memory_max_mib']:.0f} MiB"
+                        if gpu
+                        else ""
+                    )
+                    steady = record["steady_cells_per_hour"]
+                    print(
+                        f"  [{repeat}] {record['variant']:<22} {record['cells']} cells in {record['wall_s']:6.1f} s: "
+                        f"{record['command_cells_per_hour']:7.1f} cells/h (command), "
+                        f"{steady if steady is None else round(steady, 1)} cells/h (steady); "
+                        f"load {record['load_before']:.2f} -> {record['load_after']:.2f}{gpu_text}",
+                        flush=True,
+                    )
+    print("\nbest of the repeats (cells/hour; x = over sequential of the same --compile setting):")
+    best: dict[str, dict] = {}
+    for record in records:
+        key = record["variant"]
+        if key not in best or record["command_cells_per_hour"] > best[key]["command_cells_per_hour"]:
+            best[key] = record
+    for key, record in best.items():
+        base = best.get("sequential --compile" if key.endswith("--compile") else "sequential")
+        ratio = ""
+        if base and key != base["variant"]:
+            ratio = f"  x{record['command_cells_per_hour'] / base['command_cells_per_hour']:.2f} (command)"
+            if record["steady_cells_per_hour"] and base["steady_cells_per_hour"]:
+                ratio += f", x{record['steady_cells_per_hour'] / base['steady_cells_per_hour']:.2f} (steady)"
+        steady = record["steady_cells_per_hour"]
+        print(
+            f"  {key:<22} {record['command_cells_per_hour']:7.1f} command, "
+            f"{steady if steady is None else round(steady, 1)} steady{ratio}  (load {record['load_before']:.2f})"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"device": device_name(), "args": vars(args) | {"json": str(args.json)},
+                                         "records": records}, indent=2))  # fmt: skip
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
