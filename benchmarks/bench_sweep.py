@@ -147,10 +147,15 @@ def run_variant(name: str, compiled: bool, args, scratch: Path, repeat: int) -> 
     before = load()
     started = time.perf_counter()
     with GpuSampler() as gpu:
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
+        try:
+            proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            proc = None
     wall = time.perf_counter() - started
     after = load()
-    if proc.returncode != 0:
+    if proc is None:  # cut short: the cells it finished still count, over the time it was given
+        print(f"  {name}{' --compile' if compiled else ''}: stopped after --timeout {args.timeout:g} s", flush=True)
+    elif proc.returncode != 0:
         tail = (proc.stdout + proc.stderr)[-1500:]
         raise SystemExit(f"{name} failed (exit {proc.returncode}):\n{tail}")
     steady, cells = steady_window(out)
@@ -158,6 +163,7 @@ def run_variant(name: str, compiled: bool, args, scratch: Path, repeat: int) -> 
         "variant": name + (" --compile" if compiled else ""),
         "repeat": repeat,
         "cells": cells,
+        "timed_out": proc is None,
         "wall_s": wall,
         "command_cells_per_hour": 3600.0 * cells / wall,
         "steady_s": steady,
@@ -166,6 +172,10 @@ def run_variant(name: str, compiled: bool, args, scratch: Path, repeat: int) -> 
         "load_after": after,
         "gpu": gpu.summary(),
     }
+    if args.keep_timing is not None and (out / "sweep_timing.json").is_file():
+        args.keep_timing.mkdir(parents=True, exist_ok=True)
+        name_out = record["variant"].replace(" --", "-")
+        shutil.copy(out / "sweep_timing.json", args.keep_timing / f"{name_out}.json")
     shutil.rmtree(out, ignore_errors=True)
     return record
 
@@ -202,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", choices=("no", "yes", "both"), default="no")
     parser.add_argument("--train_args", default="", help="extra training options for every cell, space-separated")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per command")
-    parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    parser.add_argument("--json", type=Path, default=None, help="write every figure here (after every command)")
+    parser.add_argument(
+        "--keep_timing", type=Path, default=None, help="copy each variant's sweep_timing.json into this folder"
+    )
     args = parser.parse_args(argv)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     for name in names:
@@ -221,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name in names:
                     record = run_variant(name, compiled, args, Path(scratch), repeat)
                     records.append(record)
+                    if args.json:  # after every command: a run cut short keeps what it measured
+                        write_json(args, records)
                     gpu = record["gpu"]
                     gpu_text = (
                         f", GPU util mean {gpu['util_mean']:.0f} % max {gpu['util_max']:.0f} %, "
@@ -255,10 +270,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{steady if steady is None else round(steady, 1)} steady{ratio}  (load {record['load_before']:.2f})"
         )
     if args.json:
-        args.json.write_text(json.dumps({"device": device_name(), "args": vars(args) | {"json": str(args.json)},
-                                         "records": records}, indent=2))  # fmt: skip
+        write_json(args, records)
         print(f"wrote {args.json}")
     return 0
+
+
+def write_json(args, records) -> None:
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    args.json.write_text(json.dumps({"device": device_name(), "args": settings, "records": records}, indent=2))
 
 
 if __name__ == "__main__":

@@ -375,7 +375,11 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
 
 
 def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -> list[Path]:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the tables are written; a machine without matplotlib only misses the plots
+        print("plots skipped: matplotlib is not installed (pip install comp-emotion[train])", flush=True)
+        return []
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
