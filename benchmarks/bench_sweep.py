@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     compiles = {"no": [False], "yes": [True], "both": [False, True]}[args.compile]
     print(f"device: {device_name()}")
     print(
-        f"cells: missing rates {args.missing_rates} x seeds {args.seeds}, {args.epochs} epochs each, size {args.size}; "
+        f"cells: missing rates {args.missing_rates} x seeds {args.seeds}, {args.epochs} epochs each, "
+        f"size {args.size}; "
         f"1-min load average now {load():.2f}",
         flush=True,
     )

@@ -634,6 +634,7 @@ def _run_cells(groups, root, execution, placements, cells, finals, todo, pool, i
             )
 
     stop = max(3, execution.workers)
+    interrupted = False
     try:
         if not todo:
             pass
@@ -659,6 +660,8 @@ def _run_cells(groups, root, execution, placements, cells, finals, todo, pool, i
                 stop_after_failures=stop,
             )  # fmt: skip
             progress.line(f"[sweep] Ray cluster: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU")
+    except KeyboardInterrupt:  # the finished cells are kept: tables of what is there, and how to resume
+        interrupted = True
     finally:
         progress.close()
     wall = time.time() - started
@@ -675,12 +678,15 @@ def _run_cells(groups, root, execution, placements, cells, finals, todo, pool, i
     if is_main:
         if timing:
             _write_timing(root, execution, placements, timing, wall)
+        if interrupted:
+            print("sweep interrupted", flush=True)
         _print_summary(cells, finals, errors, not_run, files, execution, len(groups) == 1, root)
     return {
         "rows": rows,
         "files": [str(p) for p in files],
         "failed": {cell_label(cells[i]): e for i, e in errors.items()},
         "not_run": [cell_label(cells[i]) for i in not_run],
+        "interrupted": interrupted,
     }
 
 
@@ -872,6 +878,14 @@ def main(argv: list[str] | None = None) -> int:
             rates, seeds, folds = _grid(sweep, base)
             groups = [SweepGroup(base, rates, seeds, folds, root, ablation=sweep.ablation, balance=sweep.balance,
                                  deviations=sweep.deviations)]  # fmt: skip
+        if execution.backend == "ray" and not sweep.dry_run:  # Ray workers (on other nodes too) have another cwd
+            root = root.resolve()
+            for group in groups:
+                group.root = group.root.resolve()
+                if group.base.data_dir is not None:
+                    group.base = dataclasses.replace(
+                        group.base, data_dir=str(Path(group.base.data_dir).expanduser().resolve())
+                    )
         if sweep.dry_run:
             from recipes.sweep_presets import dry_run
 
@@ -885,6 +899,8 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
+    if result["interrupted"]:
+        return 130
     return 1 if result["failed"] or result["not_run"] else 0
 
 

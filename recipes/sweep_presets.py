@@ -287,8 +287,8 @@ def dry_run(groups, execution, *, calibration: str | None = None, list_cells: bo
         for group in groups:
             key = _shape_key(group.base)
             if key not in costs:
-                print(f"calibrating {group.name or group.base.corpus_shape}: 2 epochs of a small corpus of its shape...",
-                      flush=True)  # fmt: skip
+                name = group.name or group.base.corpus_shape
+                print(f"calibrating {name}: 2 epochs of a small corpus of its shape...", flush=True)
                 value = _measure(group.base)
                 if value is not None:
                     costs[key] = value
