@@ -155,7 +155,10 @@ def prepare_process(threads: int | None, cuda_device: str | None = None) -> None
 
     if threads is not None:
         torch.set_num_threads(threads)
-    import recipes.train  # noqa: F401 - the imports a cell would otherwise pay
+    import accelerate  # noqa: F401 - the imports every cell would otherwise pay, paid once here
+
+    import recipes.common  # noqa: F401
+    import recipes.train  # noqa: F401
 
     install_data_cache()
 
@@ -202,7 +205,9 @@ def execute_cell(
         fold: IEMOCAP fold or None.
         label: the cell's name, written into its log.
         redirect: send the run's output to ``<run_dir>/train.log`` (False: leave it where it goes).
-        threads: torch CPU threads for this cell (None: leave the process's setting).
+        threads: the CPU thread budget of this process's share of the machine (None: leave torch's setting).
+            The cell runs with ``cfg.torch_threads`` threads (as it would on its own) when that fits the budget,
+            else with the budget; unset ``torch_threads``: the budget.
         record: append the attempt to ``<run_dir>/attempts.jsonl`` (False on the other processes of a
             distributed run).
 
@@ -233,7 +238,7 @@ def execute_cell(
             if threads is not None:
                 import torch
 
-                torch.set_num_threads(threads)
+                torch.set_num_threads(min(cfg.torch_threads, threads) if cfg.torch_threads else threads)
             final = train_run(cfg, run_dir, fold)
             result = {"status": "done", "final": final}
         except RecipeError as err:
