@@ -202,15 +202,21 @@ def test_killed_worker_cell_resumes_from_its_checkpoint(tmp_path):
     _kill_mid_cell(tmp_path, ["--workers", "2"])
 
 
-def _kill_mid_cell(tmp_path, backend_args):
+def _kill_cell_args(tmp_path, backend_args):
     kwargs = {"num_conversations": 60, "min_utterances": 2, "max_utterances": 6, "dims": {"audio": 8, "text": 8,
               "video": 8}}  # fmt: skip
     cell_args = with_args(TINY, epochs=8, stage1_epochs=2, checkpoint_interval=0, dataset_kwargs=json.dumps(kwargs))
     root = tmp_path / "sweep"
     args = cell_args + ["--missing_rates", "0.3", "--seeds", "0,1,2", "--output_dir", str(root), *backend_args]
+    return cell_args, root, args
+
+
+def _run_and_kill(args, root):
+    """Runs the sweep command ``args`` and SIGKILLs the process running the first cell seen mid-run (3 epochs
+    done); returns (exit code, output, the cell's folder, epochs it had done)."""
     proc = subprocess.Popen([sys.executable, str(REPO / "recipes" / "sweep.py"), *args], env=repo_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    victim = None
+    victim, killed_at = None, None
     deadline = time.monotonic() + 240
     try:
         while victim is None and time.monotonic() < deadline and proc.poll() is None:
@@ -231,7 +237,18 @@ def _kill_mid_cell(tmp_path, backend_args):
         if proc.poll() is None:
             proc.kill()
     assert victim is not None, "no cell was caught mid-run"
-    assert proc.returncode == 0, out[-3000:]
+    return proc.returncode, out, victim, killed_at
+
+
+def _kill_mid_cell(tmp_path, backend_args):
+    cell_args, root, args = _kill_cell_args(tmp_path, backend_args)
+    returncode, out, victim, killed_at = _run_and_kill(args, root)
+    assert returncode == 0, out[-3000:]
+    _check_resumed_once(tmp_path, cell_args, root, victim, killed_at, attempts_of_victim=2)
+    return out
+
+
+def _check_resumed_once(tmp_path, cell_args, root, victim, killed_at, attempts_of_victim):
     rows = _rows(root / "results.csv")
     assert sorted(r["seed"] for r in rows) == ["0", "1", "2"]  # every cell, once
     for metrics in root.glob("cells/*/*/*/metrics.json"):
@@ -243,8 +260,9 @@ def _kill_mid_cell(tmp_path, backend_args):
         if metrics.parent != victim:
             assert len(starts) == len(ends) == 1 and ends[0]["epochs_after"] == 8  # computed once
             continue
-        assert len(starts) == 2 and len(ends) == 1 and starts[0]["pid"] != starts[1]["pid"]
-        resumed_at = starts[1]["start_epoch"]
+        assert len(starts) == attempts_of_victim and starts[0]["pid"] != starts[-1]["pid"]
+        assert [e["status"] for e in ends] == ["done"]
+        resumed_at = starts[-1]["start_epoch"]
         assert 1 <= resumed_at <= killed_at  # resumed from a checkpoint, not from scratch
         assert killed_at - resumed_at <= 1  # at most the epoch the kill interrupted is trained again
         assert "resumed from" in (victim / "train.log").read_text()
@@ -258,4 +276,25 @@ def _kill_mid_cell(tmp_path, backend_args):
     row = next(r for r in rows if r["seed"] == seed)
     assert float(row["accuracy"]) == fresh["test"]["accuracy"]
     assert float(row["unweighted_accuracy"]) == fresh["test"]["unweighted_accuracy"]
-    return out
+
+
+@pytest.mark.slow
+def test_cell_whose_worker_dies_every_time(tmp_path):
+    """`--max_retries 0`: the cell whose worker is killed fails with one line naming it; the other cells finish and
+    are kept, the sweep prints how to resume, and the same command then finishes the cell from its checkpoint."""
+    cell_args, root, args = _kill_cell_args(tmp_path, ["--workers", "2", "--max_retries", "0"])
+    returncode, out, victim, killed_at = _run_and_kill(args, root)
+    assert returncode == 1, out[-3000:]
+    seed = victim.name.removeprefix("seed")
+    failed = [line for line in out.splitlines() if line.startswith("failed: ")]
+    assert failed == [
+        f"failed: ComP, MR 0.30, seed {seed}: its worker died (exit code -9) on each of 1 attempts "
+        f"(log: {victim / 'train.log'})"
+    ]
+    assert "sweep: 2 of 3 cells finished, 1 failed, 0 not run" in out and "to resume: comp-sweep " in out
+    assert len(_rows(root / "results.csv")) == 2
+    rerun = subprocess.run([sys.executable, str(REPO / "recipes" / "sweep.py"), *args], env=repo_env(),
+                           capture_output=True, text=True, timeout=400)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "2 of 3 cells already finished" in rerun.stdout
+    _check_resumed_once(tmp_path, cell_args, root, victim, killed_at, attempts_of_victim=2)
