@@ -7,7 +7,7 @@ import time
 
 import pytest
 from recipes_helpers import TINY, repo_env, with_args
-from test_sweep_workers import _kill_mid_cell, _rows
+from test_sweep_workers import _kill_cell_args, _kill_mid_cell, _rows, _run_and_kill
 
 from recipes.sweep import main as sweep_main
 
@@ -72,3 +72,18 @@ def test_ray_worker_killed_mid_cell(tmp_path):
     pytest.importorskip("ray")
     out = _kill_mid_cell(tmp_path, ["--backend", "ray", "--max_retries", "2"])
     assert "Ray cluster: 2 CPU" in out
+
+
+@pytest.mark.slow
+def test_ray_cell_that_fails_every_retry(tmp_path):
+    """`--max_retries 0` and the task's worker killed: one line naming the cell, the other cells kept."""
+    pytest.importorskip("ray")
+    _, root, args = _kill_cell_args(tmp_path, ["--backend", "ray", "--max_retries", "0"])
+    returncode, out, victim, _ = _run_and_kill(args, root)
+    assert returncode == 1, out[-3000:]
+    seed = victim.name.removeprefix("seed")
+    failed = [line for line in out.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith(f"failed: ComP, MR 0.30, seed {seed}: ")
+    assert "its worker died on each of 1 attempts" in failed[0]
+    assert "sweep: 2 of 3 cells finished, 1 failed, 0 not run" in out and "to resume: comp-sweep " in out
+    assert sorted(r["seed"] for r in _rows(root / "results.csv")) == sorted({"0", "1", "2"} - {seed})
