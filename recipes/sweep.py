@@ -9,9 +9,15 @@ Examples::
     comp-sweep ... --balance           # Figure 5: each modality trained alone vs inside ComP
     comp-sweep ... --deviations        # default (fixed) ComP vs reference_compat and each fix undone
 
-Every cell is an ordinary training run in ``<output_dir>/cells/<variant>/mr<rate>/seed<seed>[/fold<k>]``;
-finished cells are skipped and interrupted ones resume from their last checkpoint, so rerunning the same
-command continues the sweep. Options other than the sweep's own are training options (``train.py --help``).
+    comp-sweep ... --workers 4         # 4 cells at once on this machine (worker processes sharing its GPUs/cores)
+    comp-sweep ... --backend ray [--address auto] [--gpus_per_cell 0.25]   # cells as Ray tasks (pip install .[cluster])
+    comp-sweep --preset paper --data_dir ~/data/GCNet --output_dir runs/paper --dry_run   # Table 1 + 3: count, ETA
+
+Every cell is an ordinary training run in ``<output_dir>/cells/<variant>/mr<rate>/seed<seed>[/fold<k>]`` whose
+output goes to its ``train.log``, wherever it runs (this process, a local worker, a Ray task); finished cells are
+skipped and interrupted ones resume from their last checkpoint, so rerunning the same command continues the
+sweep. Options other than the sweep's own are training options (``train.py --help``). Local workers:
+``recipes/sweep_pool.py``; Ray: ``recipes/sweep_ray.py``; presets and the ETA: ``recipes/sweep_presets.py``.
 
 Outputs in ``<output_dir>``: ``results.csv`` (one row per cell, every test metric), ``table.md`` / ``table.csv``
 (variants × missing rates, mean ± std over seeds and folds, in percent), ``accuracy_vs_missing_rate.png``
