@@ -10,7 +10,7 @@ Examples::
     comp-sweep ... --deviations        # default (fixed) ComP vs reference_compat and each fix undone
 
     comp-sweep ... --workers 4         # 4 cells at once on this machine (worker processes sharing its GPUs/cores)
-    comp-sweep ... --backend ray [--address auto] [--gpus_per_cell 0.25]   # cells as Ray tasks (pip install .[cluster])
+    comp-sweep ... --backend ray --address auto --gpus_per_cell 0.25   # Ray tasks (pip install .[cluster])
     comp-sweep --preset paper --data_dir ~/data/GCNet --output_dir runs/paper --dry_run   # Table 1 + 3: count, ETA
 
 Every cell is an ordinary training run in ``<output_dir>/cells/<variant>/mr<rate>/seed<seed>[/fold<k>]`` whose
