@@ -117,10 +117,15 @@ def install_data_cache(maxsize: int = _CACHE_SIZE) -> None:
     """Keeps the last ``maxsize`` loaded corpora of this process (a worker running cells that share data loads
     them once). The loaded ``DatasetDict`` is never modified by a run (each epoch's masks are a new dataset), so
     sharing it between runs leaves every run's numbers unchanged. Idempotent."""
+    import importlib
+
     import recipes.common as common
 
     if getattr(common.load_corpus, "_sweep_cache", None) is not None:
         return
+    for name in ("recipes.train", "recipes.trainer", "recipes.released_protocol"):  # modules that may load data
+        with contextlib.suppress(ModuleNotFoundError):
+            importlib.import_module(name)
     original = common.load_corpus
     cache: OrderedDict[str, Any] = OrderedDict()
 
@@ -137,10 +142,9 @@ def install_data_cache(maxsize: int = _CACHE_SIZE) -> None:
 
     load_corpus._sweep_cache = cache  # type: ignore[attr-defined]
     load_corpus.__doc__ = original.__doc__
-    common.load_corpus = load_corpus
-    train = sys.modules.get("recipes.train")
-    if train is not None and hasattr(train, "load_corpus"):  # a module-level import of the trainer
-        train.load_corpus = load_corpus
+    for name, module in list(sys.modules.items()):  # recipes.common, and the modules that imported its function
+        if name.startswith("recipes.") and getattr(module, "load_corpus", None) is original:
+            module.load_corpus = load_corpus
 
 
 def prepare_process(threads: int | None, cuda_device: str | None = None) -> None:
