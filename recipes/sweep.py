@@ -585,6 +585,10 @@ def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None
         if final is not None:
             finals[index] = final
     todo = [i for i in range(len(cells)) if i not in finals]
+    if execution.backend == "ray" and todo:  # join (or start) Ray before anything else: a bad address is one line
+        from recipes.sweep_ray import connect
+
+        connect(execution.address)
     pool = None
     if placements and todo:
         # Started before this process imports torch and the rest: the workers' start-up overlaps it.

@@ -13,6 +13,7 @@ Ray is an optional dependency: ``pip install comp-emotion[cluster]``. On a clust
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -45,7 +46,7 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def connect(address: str | None, *, num_cpus: int | None = None, timeout: float = 10.0) -> dict[str, float]:
+def connect(address: str | None, *, num_cpus: int | None = None, timeout: float = 15.0) -> dict[str, float]:
     """Joins the Ray cluster at ``address`` (``auto``: the one running on this machine's network), or starts a
     local instance with ``num_cpus`` CPUs and no dashboard. Returns the cluster's resources.
 
@@ -65,9 +66,26 @@ def connect(address: str | None, *, num_cpus: int | None = None, timeout: float 
                 raise ConfigError(
                     f"the Ray cluster at --address {address!r} does not answer ({reason}, waited up to {timeout:g} s)"
                 ) from None
-        try:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
-        except Exception as err:  # noqa: BLE001 - ConnectionError, RuntimeError...: all one line
+        # ray.init retries for a minute or more against an address that accepts connections but is no Ray
+        # cluster: it runs in a thread that is given up after `timeout` seconds.
+        outcome: dict[str, BaseException | None] = {}
+
+        def join() -> None:
+            try:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+                outcome["error"] = None
+            except BaseException as err:  # noqa: BLE001 - reported below, in one line
+                outcome["error"] = err
+
+        thread = threading.Thread(target=join, name="comp-sweep-ray-connect", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if "error" not in outcome:
+            raise ConfigError(
+                f"the Ray cluster at --address {address!r} does not answer (no Ray reply within {timeout:g} s)"
+            )
+        err = outcome["error"]
+        if err is not None:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"cannot join the Ray cluster at --address {address!r}: {first}") from None
     else:
