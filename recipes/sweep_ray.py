@@ -25,6 +25,7 @@ from recipes.sweep_worker import execute_cell, install_data_cache, usable_cores
 __all__ = ["connect", "run_ray", "ray_cell"]
 
 INSTALL_HINT = "pip install comp-emotion[cluster]"
+_JOINED_HERE = {"ray": False}  # whether connect() called ray.init (then run_ray shuts it down at the end)
 
 
 def _import_ray():
@@ -56,6 +57,7 @@ def connect(address: str | None, *, num_cpus: int | None = None, timeout: float 
     ray = _import_ray()
     if ray.is_initialized():
         return dict(ray.cluster_resources())
+    _JOINED_HERE["ray"] = True
     if address is not None and address != "local":
         target = _host_port(address)
         if target is not None:
@@ -123,7 +125,6 @@ def run_ray(
     say when it really starts). ``gpus_per_cell`` None: 0.25 on a cluster with GPUs (four small cells share one),
     else 0. Returns the cluster's resources."""
     ray = _import_ray()
-    started_here = not ray.is_initialized()
     resources = connect(address, num_cpus=num_cpus)
     try:
         cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
@@ -186,5 +187,6 @@ def run_ray(
             time.sleep(0)
         return resources
     finally:
-        if shutdown and started_here:
+        if shutdown and _JOINED_HERE["ray"]:  # a Ray session of the caller's own is left running
+            _JOINED_HERE["ray"] = False
             ray.shutdown()
