@@ -107,7 +107,8 @@ def preset_groups(sweep, argv: list[str] | None, root: Path, parser, grid) -> li
             raise ConfigError(f"preset {str(path)!r}: group {spec['name']!r} names config {str(config)!r}, not a file")
         extra = {}
         if sweep.dry_run and not _given(argv, "data_dir"):
-            extra["data_dir"] = "<--data_dir>"  # a dry run plans without the corpora
+            # A dry run plans without the corpora: any existing folder stands in for --data_dir.
+            extra["data_dir"] = tempfile.gettempdir()
         group_sweep, base = parser.parse(["--config", str(config), *argv], extra_defaults=extra)
         for option in _GRID_OPTIONS:
             if not _given(argv, option) and spec.get(option) is not None:
