@@ -208,6 +208,9 @@ class LocalPool:
                     continue
                 worker.process.join(timeout=1)
                 lost, code = worker.cell, worker.process.exitcode
+                if not worker.ready:  # died while starting: it would again
+                    log = "" if self.log_dir is None else f"; see {os.path.join(self.log_dir, f'worker{wid}.log')}"
+                    raise ConfigError(f"sweep worker {wid} died while starting (exit code {code}){log}")
                 workers[wid] = self._start(worker.placement)
                 if lost is None:
                     continue
