@@ -20,8 +20,10 @@ epochs). Two figures per variant:
 feature dims (93 videos, 2,199 utterances) with the README's MOSI model (hidden 256, 4 layers, 2 heads, batch 32):
 the cells to measure on a GPU. ``--compile both`` runs every variant with and without ``--compile``.
 
-The machine may be shared: the 1-minute load average is printed before and after every command, and variants are
-interleaved across ``--repeats`` so that a change of load hits all of them. On a machine with ``nvidia-smi`` the
+The machine may be shared: the 1-minute load average is printed before and after every command, variants are
+interleaved across ``--repeats`` so that a change of load hits all of them, and the "parallel capacity" (the work
+two busy processes get done relative to one, 2.00 on two free cores) is measured at the start and the end: N
+workers cannot run faster than that allows. On a machine with ``nvidia-smi`` the
 GPU's utilisation is sampled every 0.5 s during each command and its mean and maximum printed.
 """
 
@@ -58,6 +60,24 @@ SIZES = {
 
 def load() -> float:
     return os.getloadavg()[0]
+
+
+_SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(12_000_000):\n    x += i\nprint(time.perf_counter() - t)"
+
+
+def parallel_capacity() -> float:
+    """How much more CPU work two busy processes get done than one, right now (2.0: two free cores; near 1.0:
+    the machine's other jobs, or this session's CPU share, leave room for one). Measured with a pure-Python
+    loop, one process alone then two at once."""
+
+    def spin(count: int) -> list[float]:
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE, text=True)
+                 for _ in range(count)]  # fmt: skip
+        return [float(p.communicate()[0]) for p in procs]
+
+    alone = spin(1)[0]
+    together = max(spin(2))
+    return 2 * alone / together
 
 
 def variant_args(name: str) -> list[str]:
@@ -250,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         f"1-min load average now {load():.2f}",
         flush=True,
     )
+    capacity = parallel_capacity()
+    print(f"parallel capacity now: two busy processes do {capacity:.2f}x the work of one (2.00 = two free cores)")
     records = []
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as scratch:
         for repeat in range(args.repeats):
@@ -292,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                 text += f" (x{entry[kind] / base[kind]:.2f})"
             parts.append(text)
         print(f"  {key:<22} " + ", ".join(parts))
-    print(f"1-min load average at the end {load():.2f}")
+    print(f"1-min load average at the end {load():.2f}; parallel capacity at the start {capacity:.2f}x, "
+          f"at the end {parallel_capacity():.2f}x")  # fmt: skip
     if args.json:
         write_json(args, records)
         print(f"wrote {args.json}")
