@@ -9,9 +9,15 @@ Examples::
     comp-sweep ... --balance           # Figure 5: each modality trained alone vs inside ComP
     comp-sweep ... --deviations        # default (fixed) ComP vs reference_compat and each fix undone
 
-Every cell is an ordinary training run in ``<output_dir>/cells/<variant>/mr<rate>/seed<seed>[/fold<k>]``;
-finished cells are skipped and interrupted ones resume from their last checkpoint, so rerunning the same
-command continues the sweep. Options other than the sweep's own are training options (``train.py --help``).
+    comp-sweep ... --workers 4         # 4 cells at once on this machine (worker processes sharing its GPUs/cores)
+    comp-sweep ... --backend ray --address auto --gpus_per_cell 0.25   # Ray tasks (pip install .[cluster])
+    comp-sweep --preset paper --data_dir ~/data/GCNet --output_dir runs/paper --dry_run   # Table 1 + 3: count, ETA
+
+Every cell is an ordinary training run in ``<output_dir>/cells/<variant>/mr<rate>/seed<seed>[/fold<k>]`` whose
+output goes to its ``train.log``, wherever it runs (this process, a local worker, a Ray task); finished cells are
+skipped and interrupted ones resume from their last checkpoint, so rerunning the same command continues the
+sweep. Options other than the sweep's own are training options (``train.py --help``). Local workers:
+``recipes/sweep_pool.py``; Ray: ``recipes/sweep_ray.py``; presets and the ETA: ``recipes/sweep_presets.py``.
 
 Outputs in ``<output_dir>``: ``results.csv`` (one row per cell, every test metric), ``table.md`` / ``table.csv``
 (variants × missing rates, mean ± std over seeds and folds, in percent), ``accuracy_vs_missing_rate.png``
@@ -21,10 +27,14 @@ has one row per variant.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
+import json
+import os
 import sys
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -35,7 +45,6 @@ import numpy as np
 
 try:
     from recipes.config import DEFAULT_CONFIG, ConfigError, RecipeArgumentParser, RecipeError, TrainConfig
-    from recipes.train import train_run
 except ModuleNotFoundError as _err:  # run as a file from a checkout that is neither installed nor on PYTHONPATH
     if _err.name != "recipes":
         raise
@@ -45,7 +54,10 @@ except ModuleNotFoundError as _err:  # run as a file from a checkout that is nei
 
 __all__ = [
     "ABLATIONS",
+    "Execution",
     "SweepArguments",
+    "SweepGroup",
+    "run_groups",
     "parse_sweep_args",
     "parse_rates",
     "parse_int_list",
@@ -88,6 +100,36 @@ class SweepArguments:
     deviations: bool = field(
         default=False, metadata={"help": "add reference_compat and each fix to the released code undone"}
     )
+    workers: int = field(
+        default=1,
+        metadata={"help": "cells run at once on this machine, each worker on its share of the hardware (a GPU, a "
+                          "fraction of one, or cores/N CPU threads); 1: one after another in this process"},
+    )  # fmt: skip
+    backend: str = field(default="local", metadata={"help": "local (this machine) | ray (Ray tasks: --address)"})
+    address: str | None = field(
+        default=None, metadata={"help": "Ray cluster to join: auto or host:port (unset: start a local Ray instance)"}
+    )
+    cpus_per_cell: float = field(default=1.0, metadata={"help": "Ray: CPUs (and torch threads) per cell"})
+    gpus_per_cell: float | None = field(
+        default=None, metadata={"help": "Ray: GPUs per cell, e.g. 0.25 = four cells per GPU (unset: 0.25 on GPUs)"}
+    )
+    max_retries: int = field(
+        default=2, metadata={"help": "times a cell whose worker died is run again (from its last checkpoint)"}
+    )
+    preset: str | None = field(
+        default=None,
+        metadata={"help": "a grid of several corpora: paper (Table 1 + Table 3), paper-table1, paper-table3, "
+                          "or a preset YAML file"},
+    )  # fmt: skip
+    dry_run: bool = field(
+        default=False, metadata={"help": "print the cells, where each would run and an ETA; train nothing"}
+    )
+    list_cells: bool = field(default=False, metadata={"help": "with --dry_run: one line per cell"})
+    calibration: str | None = field(
+        default=None,
+        metadata={"help": "with --dry_run: a previous sweep's sweep_timing.json to take cells/hour from "
+                          "(unset: measure a short calibration run of each corpus shape now)"},
+    )  # fmt: skip
 
 
 _PARSER = RecipeArgumentParser(
@@ -349,7 +391,11 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
 
 
 def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -> list[Path]:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the tables are written; a machine without matplotlib only misses the plots
+        print("plots skipped: matplotlib is not installed (pip install comp-emotion[train])", flush=True)
+        return []
 
     from hub_datasets.constants import MODALITIES  # imported on use: --help stays fast
 
@@ -413,6 +459,367 @@ def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -
     return written
 
 
+@dataclass
+class SweepGroup:
+    """One base configuration and its grid; ``name`` None: the sweep's only group, written in the root itself."""
+
+    base: TrainConfig
+    rates: list[float]
+    seeds: list[int]
+    folds: list[int | None]
+    root: Path
+    name: str | None = None
+    ablation: bool = False
+    balance: bool = False
+    deviations: bool = False
+    cells: list[dict[str, Any]] = field(default_factory=list)
+
+    def plan(self) -> list[dict[str, Any]]:
+        self.cells = plan_cells(
+            self.base, self.rates, self.seeds, self.folds, self.root,
+            ablation=self.ablation, balance=self.balance, deviations=self.deviations,
+        )  # fmt: skip
+        for cell in self.cells:
+            cell["group"] = self.name
+        return self.cells
+
+
+@dataclass
+class Execution:
+    """Where the cells run: in this process one after another (``workers=1``), on ``workers`` local processes, or
+    as Ray tasks (``backend="ray"``)."""
+
+    backend: str = "local"
+    workers: int = 1
+    address: str | None = None
+    cpus_per_cell: float = 1.0
+    gpus_per_cell: float | None = None
+    max_retries: int = 2
+    progress: bool = True
+    resume_hint: str = "rerun the same command"
+
+    @property
+    def sequential(self) -> bool:
+        return self.backend == "local" and self.workers == 1
+
+
+class _Progress:
+    """One bar over the cells (done / running / failed, ETA) and one line per cell that ends."""
+
+    def __init__(self, total: int, done: int, show: bool, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.total, self.done, self.running, self.failed = total, done, 0, 0
+        self.show = show
+        self.bar = tqdm(
+            total=total, initial=done, desc="sweep", unit="cell", disable=not (show and enabled), dynamic_ncols=True
+        )
+        self._postfix()
+
+    def _postfix(self) -> None:
+        self.bar.set_postfix_str(f"done {self.done}, running {self.running}, failed {self.failed}", refresh=True)
+
+    def line(self, text: str) -> None:
+        if self.show:
+            self.bar.write(text, file=sys.stdout)
+            sys.stdout.flush()
+
+    def start(self) -> None:
+        self.running += 1
+        self._postfix()
+
+    def end(self, ok: bool) -> None:
+        self.running = max(0, self.running - 1)
+        if ok:
+            self.done += 1
+        else:
+            self.failed += 1
+        self.bar.update(1)
+        self._postfix()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _check_placement(execution: Execution, distributed: bool) -> list[Any]:
+    """The local workers' placement, or [] (one-line ConfigError for impossible requests)."""
+    if execution.backend not in ("local", "ray"):
+        raise ConfigError(f"backend={execution.backend!r} is invalid: expected local or ray")
+    if execution.max_retries < 0:
+        raise ConfigError(f"max_retries={execution.max_retries} is invalid: expected 0 or more")
+    if execution.backend == "ray":
+        if execution.workers != 1:
+            raise ConfigError(
+                f"workers={execution.workers} applies to --backend local; with Ray, --cpus_per_cell and "
+                "--gpus_per_cell size the cells and the cluster decides how many run at once"
+            )
+        if execution.cpus_per_cell <= 0:
+            raise ConfigError(f"cpus_per_cell={execution.cpus_per_cell} is invalid: expected a positive number")
+        if execution.gpus_per_cell is not None and execution.gpus_per_cell < 0:
+            raise ConfigError(f"gpus_per_cell={execution.gpus_per_cell} is invalid: expected 0 or more")
+    elif execution.address is not None:
+        raise ConfigError(f"address={execution.address!r} applies to --backend ray only")
+    if distributed and not execution.sequential:
+        raise ConfigError(
+            "--workers > 1 and --backend ray start their own processes: run comp-sweep without accelerate launch"
+        )
+    if execution.backend == "local" and execution.workers != 1:
+        from recipes.sweep_pool import plan_placement
+
+        return plan_placement(execution.workers)
+    return []
+
+
+def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None = None) -> dict[str, Any]:
+    """Runs (or resumes) every cell of every group with ``execution``, then writes each group's results, tables
+    and plots (one code path whatever ran the cells).
+
+    Returns:
+        ``{"rows": [...] (every group's finished cells, in plan order), "files": [...], "failed": {label: error},
+        "not_run": [labels]}``.
+    """
+    from recipes.sweep_pool import LocalPool
+    from recipes.sweep_worker import cell_is_finished
+
+    execution = execution or Execution()
+    if execution.sequential:  # under `accelerate launch` every process runs every cell (one DDP run per cell)
+        from accelerate import PartialState
+
+        state = PartialState()
+        is_main, distributed = state.is_main_process, state.num_processes > 1
+    else:
+        is_main, distributed = True, int(os.environ.get("WORLD_SIZE", "1")) > 1
+    placements = _check_placement(execution, distributed)
+    cells = [cell for group in groups for cell in group.plan()]
+    finals: dict[int, dict[str, Any]] = {}
+    for index, cell in enumerate(cells):
+        final = cell_is_finished(cell["run_dir"])
+        if final is not None:
+            finals[index] = final
+    todo = [i for i in range(len(cells)) if i not in finals]
+    if execution.backend == "ray" and todo:  # join (or start) Ray before anything else: a bad address is one line
+        from recipes.sweep_ray import connect
+
+        connect(execution.address)
+    pool = None
+    if placements and todo:
+        # Started before this process imports torch and the rest: the workers' start-up overlaps it.
+        log_dir = Path(root) / "workers"
+        with contextlib.suppress(OSError):  # an unwritable root is reported by check_output_dir below
+            log_dir.mkdir(parents=True, exist_ok=True)
+            pool = LocalPool(placements, str(log_dir))
+    try:
+        return _run_cells(groups, root, execution, placements, cells, finals, todo, pool, is_main)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _run_cells(groups, root, execution, placements, cells, finals, todo, pool, is_main) -> dict[str, Any]:
+    from recipes.common import check_output_dir
+    from recipes.sweep_pool import cell_label
+    from recipes.sweep_worker import execute_cell
+
+    root = check_output_dir(root)
+    errors: dict[int, str] = {}
+    group_of = {id(cell): group for group in groups for cell in group.cells}
+    show = is_main
+    progress = _Progress(len(cells), len(finals), show, execution.progress)
+    if finals:
+        progress.line(f"[sweep] {len(finals)} of {len(cells)} cells already finished (kept, not rerun)")
+    started = time.time()
+    timing: list[dict[str, Any]] = []
+
+    def on_event(kind: str, index: int, outcome: dict[str, Any] | None) -> None:
+        cell = cells[index]
+        if kind == "start":
+            progress.start()
+        elif kind == "retry":
+            progress.running = max(0, progress.running - 1)
+            progress.line(f"[sweep] {cell_label(cell)}: {outcome['error']}; retrying from its last checkpoint")
+        elif kind == "done":
+            finals[index] = outcome["final"]
+            progress.end(True)
+            timing.append(_timing_entry(cell, outcome))
+            count = len(finals) + len(errors)
+            progress.line(f"[sweep {count}/{len(cells)}] {cell_label(cell)}: done in {outcome['seconds']:.1f} s")
+            if is_main:
+                group = group_of[id(cell)]
+                _write_results(group.root, _group_rows(group, cells, finals))
+        else:
+            errors[index] = outcome["error"]
+            progress.end(False)
+            log = Path(cell["run_dir"]) / "train.log"
+            count = len(finals) + len(errors)
+            progress.line(
+                f"[sweep {count}/{len(cells)}] cell {cell_label(cell)} failed: {outcome['error']} (log: {log})"
+            )
+
+    stop = max(3, execution.workers)
+    interrupted = False
+    try:
+        if not todo:
+            pass
+        elif execution.sequential:
+            for index in todo:
+                if len(errors) >= stop and len(finals) == len(cells) - len(todo):
+                    break
+                on_event("start", index, None)
+                cell = cells[index]
+                outcome = execute_cell(cell["cfg"], cell["run_dir"], cell["fold"], label=cell_label(cell),
+                                       record=is_main)  # fmt: skip
+                on_event("done" if outcome["status"] == "done" else "failed", index, outcome)
+        elif execution.backend == "local":
+            for placement in placements:
+                progress.line(f"[sweep] {placement.describe()}")
+            pool.run(cells, todo, on_event=on_event, max_retries=execution.max_retries, stop_after_failures=stop)
+        else:
+            from recipes.sweep_ray import run_ray
+
+            resources = run_ray(
+                cells, todo, on_event=on_event, address=execution.address, cpus_per_cell=execution.cpus_per_cell,
+                gpus_per_cell=execution.gpus_per_cell, max_retries=execution.max_retries, label_of=cell_label,
+                stop_after_failures=stop,
+            )  # fmt: skip
+            progress.line(f"[sweep] Ray cluster: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU")
+    except KeyboardInterrupt:  # the finished cells are kept: tables of what is there, and how to resume
+        interrupted = True
+    finally:
+        progress.close()
+    wall = time.time() - started
+    rows: list[dict[str, Any]] = []
+    files: list[Path] = []
+    for group in groups:
+        group_rows = _group_rows(group, cells, finals)
+        rows += group_rows
+        if is_main and group_rows:
+            index = {id(c): i for i, c in enumerate(cells)}
+            task = next(finals[index[id(c)]].get("task") for c in group.cells if index[id(c)] in finals)
+            files += _write_group_outputs(group, group_rows, task, len(groups) == 1)
+    not_run = [i for i in range(len(cells)) if i not in finals and i not in errors]
+    if is_main:
+        if timing:
+            _write_timing(root, execution, placements, timing, wall)
+        if interrupted:
+            print("sweep interrupted", flush=True)
+        _print_summary(cells, finals, errors, not_run, files, execution, len(groups) == 1, root)
+    return {
+        "rows": rows,
+        "files": [str(p) for p in files],
+        "failed": {cell_label(cells[i]): e for i, e in errors.items()},
+        "not_run": [cell_label(cells[i]) for i in not_run],
+        "interrupted": interrupted,
+    }
+
+
+def _timing_entry(cell: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    cfg = cell["cfg"]
+    utterances = None
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        provenance = json.loads((Path(cell["run_dir"]) / "provenance.json").read_text(encoding="utf-8"))
+        utterances = sum(int(split["num_utterances"]) for split in provenance.values())
+    return {
+        "cell": str(cell["run_dir"]),
+        "corpus": cfg.corpus_shape,
+        "synthetic": cfg.is_synthetic,
+        "utterances": utterances,
+        "epochs_trained": outcome.get("epochs_trained"),
+        "seconds": round(float(outcome.get("seconds", 0.0)), 3),
+        "ended": round(time.time(), 3),
+        "hidden_size": cfg.model.get("hidden_size"),
+        "num_hidden_layers": cfg.model.get("num_hidden_layers"),
+        "batch_size": cfg.batch_size,
+    }
+
+
+def _write_timing(root: Path, execution: Execution, placements, timing: list[dict[str, Any]], wall: float) -> None:
+    """``sweep_timing.json``: what this sweep measured (wall time, cells/hour, each cell's seconds and epochs);
+    ``--dry_run --calibration <it>`` turns it into an ETA."""
+    import socket
+
+    from recipes.common import write_json_atomic
+
+    write_json_atomic(
+        root / "sweep_timing.json",
+        {
+            "host": socket.gethostname(),
+            "backend": execution.backend,
+            "workers": execution.workers,
+            "placement": [p.describe() for p in placements],
+            "wall_seconds": round(wall, 3),
+            "cells": len(timing),
+            "cells_per_hour": round(3600.0 * len(timing) / wall, 2) if wall > 0 else None,
+            "cell_seconds_sum": round(sum(t["seconds"] for t in timing), 3),
+            # from the first cell's start to the last cell's end: the sweep without its start-up
+            "busy_seconds": round(max(t["ended"] for t in timing) - min(t["ended"] - t["seconds"] for t in timing), 3),
+            "per_cell": timing,
+        },
+    )
+
+
+def _group_rows(group: SweepGroup, cells: list[dict[str, Any]], finals: dict[int, dict[str, Any]]):
+    """The group's finished cells as result rows, in plan order (whatever order they finished in)."""
+    index = {id(c): i for i, c in enumerate(cells)}
+    return [_row(c, finals[index[id(c)]]) for c in group.cells if index[id(c)] in finals]
+
+
+def _write_group_outputs(group: SweepGroup, rows: list[dict[str, Any]], task: str, print_table: bool) -> list[Path]:
+    """results.csv, table.md / table.csv, plots and sweep.json of one group."""
+    from recipes.common import write_json_atomic, write_text_atomic
+
+    root, base = group.root, group.base
+    _write_results(root, rows)
+    files: list[Path] = [root / "results.csv"]
+    selection = "released" if base.protocol == "released" else base.selection
+    for name, text in summarise(rows, task, base.is_synthetic, selection).items():
+        write_text_atomic(root / name, text)
+        files.append(root / name)
+    files += _plots(rows, task, base.is_synthetic, root)
+    config = base.to_dict()
+    # The sweep sets each cell's protocol and rate: the base config's own values were not used.
+    config.update(missing_protocol=None, missing_rate=None, observed_modalities=None, seed=None, fold=None)
+    realised = {f"{x:.2f}": _realised([r for r in rows if r["observed_modalities"] == ""], x) for x in group.rates}
+    write_json_atomic(
+        root / "sweep.json",
+        {
+            "config": config,
+            "overridden_by_sweep": ["missing_protocol", "missing_rate", "observed_modalities", "seed", "fold"],
+            "missing_rates": group.rates,
+            "realised_test_missing_rates": realised,
+            "seeds": group.seeds,
+            "folds": group.folds,
+            "ablation": group.ablation,
+            "balance": group.balance,
+            "deviations": group.deviations,
+            "synthetic": base.is_synthetic,
+            "cells": len(group.cells),
+            "cells_finished": len(rows),
+        },
+    )
+    files.append(root / "sweep.json")
+    if print_table:
+        print("\n" + (root / "table.md").read_text(encoding="utf-8"), flush=True)
+    return files
+
+
+def _print_summary(cells, finals, errors, not_run, files, execution: Execution, one_group: bool, root: Path) -> None:
+    from recipes.sweep_pool import cell_label
+
+    print(f"sweep: {len(finals)} of {len(cells)} cells finished, {len(errors)} failed, {len(not_run)} not run",
+          flush=True)  # fmt: skip
+    tables = [p for p in files if p.suffix in (".md", ".csv")]
+    plots = [p for p in files if p.suffix == ".png"]
+    if tables:
+        print("tables: " + ", ".join(str(p) for p in tables), flush=True)
+    if plots:
+        print("plots:  " + ", ".join(str(p) for p in plots), flush=True)
+    for index, error in errors.items():
+        print(f"failed: {cell_label(cells[index])}: {error} (log: {Path(cells[index]['run_dir']) / 'train.log'})",
+              flush=True)  # fmt: skip
+    if errors or not_run:
+        print(f"every finished cell is kept in {root}; to resume: {execution.resume_hint}", flush=True)
+
+
 def run_sweep(
     base: TrainConfig,
     rates: list[float],
@@ -423,62 +830,16 @@ def run_sweep(
     ablation: bool = False,
     balance: bool = False,
     deviations: bool = False,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
-    """Runs (or resumes) every cell, then writes the tables and plots.
+    """Runs (or resumes) every cell of one grid, then writes the tables and plots.
 
     Returns:
-        ``{"rows": [...], "files": [...]}``.
+        ``{"rows": [...], "files": [...], "failed": {...}, "not_run": [...]}`` (see :func:`run_groups`).
     """
-    from accelerate import PartialState
-
-    from recipes.common import check_output_dir, write_json_atomic, write_text_atomic
-
-    root = check_output_dir(root)
-    cells = plan_cells(base, rates, seeds, folds, root, ablation=ablation, balance=balance, deviations=deviations)
-    is_main = PartialState().is_main_process
-    rows = []
-    task = None
-    for i, cell in enumerate(cells, 1):
-        if is_main:
-            where = f"MR {cell['missing_rate']:.2f}" if cell["alone"] is None else f"only {cell['alone']}"
-            fold = f", fold {cell['fold']}" if cell["fold"] is not None else ""
-            print(f"[sweep {i}/{len(cells)}] {cell['variant']}, {where}, seed {cell['seed']}{fold}", flush=True)
-        final = train_run(cell["cfg"], cell["run_dir"], cell["fold"])
-        task = final["task"]
-        rows.append(_row(cell, final))
-        if is_main:
-            _write_results(root, rows)
-    files: list[Path] = [root / "results.csv"]
-    if is_main and task is not None:
-        selection = "released" if base.protocol == "released" else base.selection
-        for name, text in summarise(rows, task, base.is_synthetic, selection).items():
-            write_text_atomic(root / name, text)
-            files.append(root / name)
-        files += _plots(rows, task, base.is_synthetic, root)
-        config = base.to_dict()
-        # The sweep sets each cell's protocol and rate: the base config's own values were not used.
-        config.update(missing_protocol=None, missing_rate=None, observed_modalities=None, seed=None, fold=None)
-        realised = {f"{x:.2f}": _realised([r for r in rows if r["observed_modalities"] == ""], x) for x in rates}
-        write_json_atomic(
-            root / "sweep.json",
-            {
-                "config": config,
-                "overridden_by_sweep": ["missing_protocol", "missing_rate", "observed_modalities", "seed", "fold"],
-                "missing_rates": rates,
-                "realised_test_missing_rates": realised,
-                "seeds": seeds,
-                "folds": folds,
-                "ablation": ablation,
-                "balance": balance,
-                "deviations": deviations,
-                "synthetic": base.is_synthetic,
-                "cells": len(cells),
-            },
-        )
-        print("\n" + (root / "table.md").read_text(encoding="utf-8"), flush=True)
-        for path in files:
-            print(f"wrote {path}", flush=True)
-    return {"rows": rows, "files": [str(p) for p in files]}
+    group = SweepGroup(base, rates, seeds, folds, Path(root), ablation=ablation, balance=balance,
+                       deviations=deviations)  # fmt: skip
+    return run_groups([group], Path(root), execution)
 
 
 def _write_results(root: Path, rows: list[dict[str, Any]]) -> None:
@@ -490,46 +851,79 @@ def _write_results(root: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in keys})
     from recipes.common import write_text_atomic
 
+    root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(root / "results.csv", buffer.getvalue())
+
+
+def _grid(sweep: SweepArguments, base: TrainConfig) -> tuple[list[float], list[int], list[int | None]]:
+    """The rates, seeds and folds of ``sweep`` over ``base`` (the base config's own values where unset)."""
+    rates = parse_rates(sweep.missing_rates or str(base.missing_rate))
+    seeds = parse_int_list(sweep.seeds or str(base.seed), "seeds")
+    if sweep.folds is None:
+        folds = base.folds()
+    elif str(sweep.folds).lower() == "all":
+        folds = [1, 2, 3, 4, 5]
+    else:
+        folds = parse_int_list(sweep.folds, "folds")
+    if folds != [None] and not base.is_iemocap:
+        raise ConfigError(f"folds only apply to IEMOCAP, not to {base.dataset!r}")
+    bad = [f for f in folds if f is not None and f not in range(1, 6)]
+    if bad:
+        raise ConfigError(f"fold {bad[0]} is invalid: expected 1..5")
+    return rates, seeds, folds
+
+
+def _resume_hint(argv: list[str] | None) -> str:
+    import shlex
+
+    args = sys.argv[1:] if argv is None else argv
+    return "comp-sweep " + " ".join(shlex.quote(a) for a in args if a != "--dry_run")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point (``comp-sweep``)."""
     try:
         sweep, base = parse_sweep_args(argv)
-        if not base.output_dir:
+        if not base.output_dir and not sweep.dry_run:
             raise ConfigError("--output_dir is required (the sweep's root directory; rerun it to resume)")
-        rates = parse_rates(sweep.missing_rates or str(base.missing_rate))
-        seeds = parse_int_list(sweep.seeds or str(base.seed), "seeds")
-        if sweep.folds is None:
-            folds = base.folds()
-        elif str(sweep.folds).lower() == "all":
-            folds = [1, 2, 3, 4, 5]
+        root = Path(base.output_dir or "runs/sweep").expanduser()
+        execution = Execution(
+            backend=sweep.backend, workers=sweep.workers, address=sweep.address, cpus_per_cell=sweep.cpus_per_cell,
+            gpus_per_cell=sweep.gpus_per_cell, max_retries=sweep.max_retries, progress=base.progress,
+            resume_hint=_resume_hint(argv),
+        )  # fmt: skip
+        if sweep.preset is not None:
+            from recipes.sweep_presets import preset_groups
+
+            groups = preset_groups(sweep, argv, root, _PARSER, _grid)
         else:
-            folds = parse_int_list(sweep.folds, "folds")
-        if folds != [None] and not base.is_iemocap:
-            raise ConfigError(f"folds only apply to IEMOCAP, not to {base.dataset!r}")
-        bad = [f for f in folds if f is not None and f not in range(1, 6)]
-        if bad:
-            raise ConfigError(f"fold {bad[0]} is invalid: expected 1..5")
-        if base.torch_threads is not None:
+            rates, seeds, folds = _grid(sweep, base)
+            groups = [SweepGroup(base, rates, seeds, folds, root, ablation=sweep.ablation, balance=sweep.balance,
+                                 deviations=sweep.deviations)]  # fmt: skip
+        if execution.backend == "ray" and not sweep.dry_run:  # Ray workers (on other nodes too) have another cwd
+            root = root.resolve()
+            for group in groups:
+                group.root = group.root.resolve()
+                if group.base.data_dir is not None:
+                    group.base = dataclasses.replace(
+                        group.base, data_dir=str(Path(group.base.data_dir).expanduser().resolve())
+                    )
+        if sweep.dry_run:
+            from recipes.sweep_presets import dry_run
+
+            dry_run(groups, execution, calibration=sweep.calibration, list_cells=sweep.list_cells)
+            return 0
+        if base.torch_threads is not None and execution.sequential:
             import torch
 
             torch.set_num_threads(base.torch_threads)
-        run_sweep(
-            base,
-            rates,
-            seeds,
-            folds,
-            Path(base.output_dir).expanduser(),
-            ablation=sweep.ablation,
-            balance=sweep.balance,
-            deviations=sweep.deviations,
-        )
+        result = run_groups(groups, root, execution)
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
-    return 0
+    if result["interrupted"]:
+        return 130
+    return 1 if result["failed"] or result["not_run"] else 0
 
 
 if __name__ == "__main__":
