@@ -583,9 +583,9 @@ def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None
 
     execution = execution or Execution()
     if execution.sequential:  # under `accelerate launch` every process runs every cell (one DDP run per cell)
-        from accelerate import PartialState
+        from recipes.trainer import process_state  # the launch's process state, read as the trainer reads it
 
-        state = PartialState()
+        state = process_state()
         is_main, distributed = state.is_main_process, state.num_processes > 1
     else:
         is_main, distributed = True, int(os.environ.get("WORLD_SIZE", "1")) > 1
