@@ -33,7 +33,7 @@ from modeling_comp.configuration_comp import (
     UTTERANCE_INDEX,
 )
 from recipes.config import CORPORA, DataConfig, RecipeError
-from recipes.metrics import CLASSIFICATION, REGRESSION, compute_metrics
+from recipes.metrics import CLASSIFICATION, REGRESSION, evaluate_metrics
 
 
 __all__ = [
@@ -419,7 +419,7 @@ def evaluate_model(
         preds, modality_preds = logits.argmax(-1), modality.argmax(-1)
     else:
         preds, modality_preds = logits, modality
-    metrics = compute_metrics(
+    metrics = evaluate_metrics(
         task,
         preds,
         refs,
