@@ -30,6 +30,7 @@ TRAIN_EXTRA_MODULES = {
     "tqdm": "tqdm",
     "matplotlib": "matplotlib",
     "pandas": "pandas",
+    "psutil": "psutil",
 }
 
 
