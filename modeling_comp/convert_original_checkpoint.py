@@ -20,7 +20,6 @@ The `.pth` is read with `torch.load(weights_only=True)`: a file that needs arbit
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 import torch
 
 from .configuration_comp import CORPUS_MODALITY_FEATURES, ComPConfig
+from .convert_arguments import build_parser
 from .modeling_comp import ComPForEmotionRecognition, checkpoint_layout_state_dict
 
 
@@ -309,27 +309,7 @@ def released_state_dict_keys(config: ComPConfig) -> dict[str, tuple[int, ...]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="comp-convert", description="Convert a released ComP .pth state_dict to a comp-emotion checkpoint."
-    )
-    parser.add_argument("--checkpoint", required=True, help="the released .pth (a state_dict)")
-    parser.add_argument("--output", required=True, help="output folder (safetensors + config + model files)")
-    parser.add_argument("--num_attention_heads", type=int, default=2, help="released --num_heads (default 2)")
-    parser.add_argument("--prompt_momentum", type=float, default=0.3, help="released --lbd λ (default 0.3)")
-    parser.add_argument(
-        "--problem_type",
-        choices=["regression", "single_label_classification"],
-        default=None,
-        help="default: regression when the head has one output, classification otherwise",
-    )
-    parser.add_argument("--hidden_dropout_prob", type=float, default=None, help="released --drop_rate")
-    parser.add_argument(
-        "--corpus",
-        choices=sorted(CORPUS_MODALITY_FEATURES),
-        default=None,
-        help="record this corpus's input features in the config (default: the paper's features when the "
-        "dimensions match them)",
-    )
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         model = convert_checkpoint(

@@ -44,7 +44,7 @@ from modeling_comp.configuration_comp import (
 )
 from modeling_comp.processing_comp import CONVERSATION_INDEX, ComPProcessor
 from recipes.config import ConfigError, DataConfig, RecipeError, TrainConfig
-from recipes.metrics import CLASSIFICATION, REGRESSION, compute_metrics, default_selection_metric, metric_names
+from recipes.metrics import CLASSIFICATION, REGRESSION, default_selection_metric, evaluate_metrics, metric_names
 from recipes.model_card import selection_description
 from recipes.selection import selection_improves
 
@@ -130,7 +130,7 @@ class TrainingProtocol:
         """``f(predictions, references, modality_predictions) -> metrics`` on the real utterances of a split."""
 
         def compute(predictions, references, modality_predictions):
-            return compute_metrics(
+            return evaluate_metrics(
                 task,
                 predictions,
                 references,
@@ -447,7 +447,7 @@ def evaluate_model(
             definitions, :meth:`TrainingProtocol.metric_definitions`); default the library's.
 
     Returns:
-        The flat metric dict of :func:`recipes.metrics.compute_metrics` plus ``loss``, ``num_conversations``,
+        The flat metric dict of :func:`recipes.metrics.compute_metrics` (computed through :func:`recipes.metrics.evaluate_metrics`) plus ``loss``, ``num_conversations``,
         ``duplicate_conversations`` and ``missing_conversations``.
 
     Raises:

@@ -1,6 +1,7 @@
 """Evaluation metrics of ComP (the paper's: WA/UA/weighted F1 for IEMOCAP, Acc-2/F1/Acc-7/MAE/correlation for CMU), computed with scikit-learn.
 
-Two tasks, one entry point (:func:`compute_metrics`):
+Two tasks, one entry point (:func:`compute_metrics`), also served as an ``evaluate`` metric module
+(``recipes/comp_metric``, loaded from the installed package by :func:`evaluate_metrics`, which the recipes use):
 
 * **classification** (IEMOCAP-4/6): weighted accuracy ``accuracy`` (WA, plain accuracy over utterances),
   unweighted accuracy ``unweighted_accuracy`` (UA, mean per-class recall over the classes present in the
@@ -21,8 +22,10 @@ utterance, padding already removed (see :func:`select_real_utterances`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +48,9 @@ __all__ = [
     "metric_names",
     "is_known_metric",
     "KNOWN_METRICS_HELP",
+    "metric_module_path",
+    "load_metric",
+    "evaluate_metrics",
 ]
 
 CLASSIFICATION = "classification"
@@ -110,6 +116,31 @@ def _modality_columns(modality_predictions: Any, num_samples: int, regression: b
     return [(name, array[:, i]) for i, name in enumerate(MODALITY_NAMES)]
 
 
+def _classification_arrays(predictions: Any, references: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Checked class ids ``(predictions, references)``, each ``[N]`` (logits ``[N, C]`` become their argmax)."""
+    refs = _to_class_ids(references, "references")
+    if refs.shape[0] == 0:
+        raise ValueError("`references` is empty: no real utterance to evaluate")
+    return _to_class_ids(predictions, "predictions", refs.shape[0]), refs
+
+
+def _regression_arrays(predictions: Any, references: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Checked finite float64 ``(predictions, references)``, each ``[N]`` (``[N, 1]`` predictions are flattened)."""
+    refs = _as_array(references, "references", np.float64)
+    preds = _as_array(predictions, "predictions", np.float64)
+    if preds.ndim == 2 and preds.shape[1] == 1:
+        preds = preds[:, 0]
+    for array, name in ((refs, "references"), (preds, "predictions")):
+        if array.ndim != 1:
+            raise ValueError(f"`{name}` must have shape [N] for regression, got {list(array.shape)}")
+        _check_finite(array, name)
+    if refs.shape[0] == 0:
+        raise ValueError("`references` is empty: no real utterance to evaluate")
+    if preds.shape[0] != refs.shape[0]:
+        raise ValueError(f"`predictions` has {preds.shape[0]} entries but `references` has {refs.shape[0]}")
+    return preds, refs
+
+
 def classification_metrics(
     predictions: Any,
     references: Any,
@@ -136,10 +167,7 @@ def classification_metrics(
     Raises:
         ValueError: on empty inputs, mismatched lengths, non-integer ids or ids outside ``[0, C)``.
     """
-    refs = _to_class_ids(references, "references")
-    if refs.shape[0] == 0:
-        raise ValueError("`references` is empty: no real utterance to evaluate")
-    preds = _to_class_ids(predictions, "predictions", refs.shape[0])
+    preds, refs = _classification_arrays(predictions, references)
     if isinstance(label_names, Mapping):
         names = {int(k): str(v) for k, v in label_names.items()}
     elif label_names is not None:
@@ -208,18 +236,7 @@ def regression_metrics(
     Raises:
         ValueError: on empty inputs, mismatched lengths or non-finite values.
     """
-    refs = _as_array(references, "references", np.float64)
-    preds = _as_array(predictions, "predictions", np.float64)
-    if preds.ndim == 2 and preds.shape[1] == 1:
-        preds = preds[:, 0]
-    for array, name in ((refs, "references"), (preds, "predictions")):
-        if array.ndim != 1:
-            raise ValueError(f"`{name}` must have shape [N] for regression, got {list(array.shape)}")
-        _check_finite(array, name)
-    if refs.shape[0] == 0:
-        raise ValueError("`references` is empty: no real utterance to evaluate")
-    if preds.shape[0] != refs.shape[0]:
-        raise ValueError(f"`predictions` has {preds.shape[0]} entries but `references` has {refs.shape[0]}")
+    preds, refs = _regression_arrays(predictions, references)
     nonzero = refs != 0
     acc2, f1 = _binary_scores(refs[nonzero] > 0, preds[nonzero] > 0)
     acc2_has0, f1_has0 = _binary_scores(refs >= 0, preds >= 0)
@@ -338,3 +355,49 @@ def is_known_metric(name: str) -> bool:
     if name in metric_names(CLASSIFICATION) or name in metric_names(REGRESSION):
         return True
     return name.startswith("f1_") and len(name) > 3
+
+
+def metric_module_path() -> Path:
+    """The folder of the ``evaluate`` metric module ``comp_metric`` inside the installed package.
+
+    ``evaluate.load(str(metric_module_path()), "classification")`` (or ``"regression"``) loads it from any working
+    directory; its ``compute`` calls :func:`compute_metrics`.
+    """
+    from importlib.resources import files
+
+    return Path(str(files("recipes").joinpath("comp_metric")))
+
+
+@functools.cache
+def load_metric(task: str):
+    """The ``comp_metric`` ``evaluate`` module of ``task`` (loaded once per process, kept in memory: nothing is
+    written to disk when it computes)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {list(TASKS)}")
+    import evaluate
+
+    return evaluate.load(str(metric_module_path()), task, keep_in_memory=True)
+
+
+def evaluate_metrics(
+    task: str,
+    predictions: Any,
+    references: Any,
+    *,
+    modality_predictions: Any | None = None,
+    num_labels: int | None = None,
+    label_names: Sequence[str] | Mapping[int, str] | None = None,
+) -> dict[str, Any]:
+    """:func:`compute_metrics` computed through the ``evaluate`` module ``comp_metric`` (the recipes' path).
+
+    Arguments, result and errors as :func:`compute_metrics`: the inputs are checked (and logits reduced to class
+    ids) before the module stores them in its typed columns, so nothing is cast silently.
+    """
+    metric = load_metric(task)
+    kwargs: dict[str, Any] = {"modality_predictions": modality_predictions}
+    if task == CLASSIFICATION:
+        predictions, references = _classification_arrays(predictions, references)
+        kwargs.update(num_labels=num_labels, label_names=label_names)
+    else:
+        predictions, references = _regression_arrays(predictions, references)
+    return metric.compute(predictions=predictions, references=references, **kwargs)

@@ -220,7 +220,7 @@ def build_model_card(run: Mapping[str, Any], *, with_pipeline: bool = False) -> 
     )
     label = " (synthetic)" if facts.synthetic else ""
     repo_id = facts.repo_id or "<this repo>"
-    lines = [f"# ComP{label} — {facts.corpus}", ""]
+    lines = [f"# ComP — {facts.corpus}", ""]  # the corpus names the synthetic data once
     if facts.synthetic:
         lines += [
             "**Synthetic data.** This model was trained and evaluated on comp-emotion's synthetic corpus (random "

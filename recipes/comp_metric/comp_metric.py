@@ -1,18 +1,21 @@
-"""ComP evaluation metrics as a local `evaluate` module (loads offline).
+"""ComP evaluation metrics as an `evaluate` metric module, shipped inside the installed package (loads offline).
 
-Usage::
+Usage, from any working directory::
 
     import evaluate
-    metric = evaluate.load("recipes/comp_metric", "classification")   # IEMOCAP: WA, UA, F1s
+    from recipes.metrics import metric_module_path   # this folder, inside the installed package
+
+    metric = evaluate.load(str(metric_module_path()), "classification")   # IEMOCAP: WA, UA, F1s
     metric.compute(predictions=[0, 1, 1], references=[0, 1, 0], label_names=["hap", "sad"])
-    metric = evaluate.load("recipes/comp_metric", "regression")       # CMU: Acc-2, F1, Acc-7, MAE, r
+    metric = evaluate.load(str(metric_module_path()), "regression")       # CMU: Acc-2, F1, Acc-7, MAE, r
     metric.compute(predictions=[1.2, -0.3], references=[2.0, 0.4], modality_predictions=[[...], [...]])
 
-The maths lives in ``recipes/metrics.py`` (scikit-learn); this module is a thin `evaluate.Metric` wrapper
-around it, so ``comp-emotion`` must be importable (installed, or its root on ``PYTHONPATH``). The extra
-keyword arguments of ``compute`` (``modality_predictions``, ``num_labels``, ``label_names``) are passed
-through to :func:`recipes.metrics.compute_metrics`. Configurations: ``"classification"`` (also the
-default) and ``"regression"``.
+The recipes compute their metrics through this module (``recipes.metrics.evaluate_metrics``). The maths lives in
+``recipes/metrics.py`` (scikit-learn): this module is a thin `evaluate.Metric` wrapper around it, so comp-emotion
+must be importable (installed, or its root on ``PYTHONPATH``). The extra keyword arguments of ``compute``
+(``modality_predictions``, ``num_labels``, ``label_names``) are passed through to
+:func:`recipes.metrics.compute_metrics`. Configurations: ``"classification"`` (also the default) and
+``"regression"``.
 """
 
 import datasets

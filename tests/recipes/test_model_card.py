@@ -65,7 +65,7 @@ def test_card_metadata_parses_back_with_the_metrics(tmp_path):
         assert result.metric_name.endswith(", missing rate 0.5, epoch chosen on validation")
         assert result.dataset_name.startswith("synthetic")
     body = card.text.strip().splitlines()
-    assert body[0] == "# ComP (synthetic) — synthetic (iemocap4-shaped)"
+    assert body[0] == "# ComP — synthetic (iemocap4-shaped)"  # "synthetic" once in the title
     assert body[2].startswith("**Synthetic data.**")
     assert "- fold: 5; training seed 0" in card.text and "fold: n/a" not in card.text
     assert "pip install comp-emotion" not in card.text
@@ -84,5 +84,6 @@ def test_regression_hub_dataset_and_test_selection(tmp_path):
     assert all("TEST set (optimistic)" in r.metric_name for r in results)
     assert all(r.dataset_type == "org/comp-emotion-features" and "fold" not in r.dataset_args for r in results)
     text = path.read_text()
+    assert text.split("\n# ", 1)[1].startswith("ComP — org/comp-emotion-features\n")
     assert "fold: n/a" in text and "Synthetic data." not in text
     assert 'pipeline("multimodal-emotion-recognition", model="org/comp-tiny", trust_remote_code=True)' in text

@@ -1,4 +1,5 @@
-"""Metrics of recipes/metrics.py and the local `evaluate` module, checked against hand-worked examples."""
+"""Metrics of recipes/metrics.py and the `evaluate` module the recipes compute them through, checked against
+hand-worked examples."""
 
 import math
 from pathlib import Path
@@ -10,7 +11,9 @@ from recipes.metrics import (
     classification_metrics,
     compute_metrics,
     default_selection_metric,
+    evaluate_metrics,
     higher_is_better,
+    metric_module_path,
     regression_metrics,
     select_real_utterances,
 )
@@ -129,12 +132,47 @@ def test_select_real_utterances_and_selection_helpers():
 
 def test_evaluate_module_loads_offline_and_matches():
     evaluate = pytest.importorskip("evaluate")
-    metric = evaluate.load(str(REPO / "recipes" / "comp_metric"), "classification")
+    assert metric_module_path() == REPO / "recipes" / "comp_metric"  # the package's folder (here, the checkout)
+    metric = evaluate.load(str(metric_module_path()), "classification")
     out = metric.compute(predictions=PREDS, references=REFS, label_names=NAMES)
     assert out == classification_metrics(PREDS, REFS, label_names=NAMES)
-    reg = evaluate.load(str(REPO / "recipes" / "comp_metric"), "regression")
+    reg = evaluate.load(str(metric_module_path()), "regression")
     for p, y in zip(P, Y):  # batches accumulate like any evaluate metric
         reg.add_batch(predictions=[p], references=[y])
     out = reg.compute()
     assert out["acc2"] == pytest.approx(0.8) and out["mae"] == pytest.approx(0.75)
     assert not math.isnan(out["corr"])
+
+
+def test_the_recipes_path_through_evaluate_gives_the_direct_results():
+    """`evaluate_metrics` (what the recipes call) equals `compute_metrics` for logits, ids and modality views."""
+    pytest.importorskip("evaluate")
+    rng = np.random.default_rng(0)
+    logits, modality_logits = rng.normal(size=(10, 4)), rng.normal(size=(10, 3, 4))
+    for kwargs in ({"num_labels": 4, "label_names": dict(enumerate(NAMES))}, {}):
+        direct = compute_metrics("classification", logits, REFS, modality_predictions=modality_logits, **kwargs)
+        assert evaluate_metrics("classification", logits, REFS, modality_predictions=modality_logits, **kwargs) == direct
+    modality = np.stack([np.full(6, 1.0), np.array(Y), -np.array(Y)], axis=1)
+    direct = compute_metrics("regression", np.array(P)[:, None], Y, modality_predictions=modality)
+    assert evaluate_metrics("regression", np.array(P)[:, None], Y, modality_predictions=modality) == direct
+    assert direct["acc2_text"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("task", "predictions", "references", "match"),
+    [
+        ("classification", [0.5, 1.0], [0, 1], "non-integer"),  # would be cast to 0 by an int64 column
+        ("classification", [0, 1], [0, 1, 1], "2 entries but `references` has 3"),
+        ("classification", [], [], "empty"),
+        ("classification", [0, 9], [0, 1], "class id 9"),
+        ("regression", [[1.0, 2.0]], [1.0], r"shape \[N\]"),
+        ("regression", [1.0, float("inf")], [1.0, 2.0], "NaN/inf"),
+        ("ranking", [1], [1], "unknown task 'ranking'"),
+    ],
+)
+def test_the_recipes_path_through_evaluate_refuses_what_the_functions_refuse(task, predictions, references, match):
+    pytest.importorskip("evaluate")
+    with pytest.raises(ValueError, match=match):
+        evaluate_metrics(task, predictions, references, num_labels=4)
+    with pytest.raises(ValueError, match=match):
+        compute_metrics(task, predictions, references, num_labels=4 if task == "classification" else None)
