@@ -14,7 +14,7 @@ import argparse
 
 # The corpora whose input features a converted config can record: the keys of
 # `modeling_comp.configuration_comp.CORPUS_MODALITY_FEATURES` (a test keeps the two equal).
-CORPORA = ("iemocap4", "iemocap6", "mosei", "mosi")
+CONVERTIBLE_CORPORA = ("iemocap4", "iemocap6", "mosei", "mosi")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden_dropout_prob", type=float, default=None, help="released --drop_rate")
     parser.add_argument(
         "--corpus",
-        choices=CORPORA,
+        choices=CONVERTIBLE_CORPORA,
         default=None,
         help="record this corpus's input features in the config (default: the paper's features when the "
         "dimensions match them)",

@@ -172,9 +172,9 @@ def test_comp_convert_runs_the_converter_once_the_arguments_are_valid(tmp_path, 
 
 def test_converter_corpora_are_the_configs():
     from modeling_comp import CORPUS_MODALITY_FEATURES
-    from modeling_comp.convert_arguments import CORPORA
+    from modeling_comp.convert_arguments import CONVERTIBLE_CORPORA
 
-    assert tuple(sorted(CORPUS_MODALITY_FEATURES)) == CORPORA
+    assert tuple(sorted(CORPUS_MODALITY_FEATURES)) == CONVERTIBLE_CORPORA
 
 
 # ------------------------------------------------------------------------------------------------ the wheel

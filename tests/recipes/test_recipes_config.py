@@ -266,7 +266,7 @@ HOSTILE_YAML = [
      "model.hidden_size=20000 rejected"),
     ("hidden_negative.yaml", "model:\n  hidden_size: -5\n", "model.hidden_size=-5 rejected"),
     ("heads_string.yaml", "model:\n  num_attention_heads: two\n", "model.num_attention_heads='two' rejected"),
-    ("dropout_one.yaml", "model:\n  hidden_dropout_prob: 1.0\n", "model configuration rejected"),
+    ("dropout_one.yaml", "model:\n  hidden_dropout_prob: 1.0\n", "model.hidden_dropout_prob=1.0 rejected"),
 ]  # fmt: skip
 
 
