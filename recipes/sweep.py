@@ -306,7 +306,7 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
     Returns:
         ``{"table.md", "table.csv", "balance.md" (if balance cells exist)}`` → file contents.
     """
-    MODALITIES = _modalities()
+    modalities = _modalities()
 
     main, second = ("accuracy", "unweighted_accuracy") if task == "classification" else ("acc2", "f1")
     main_label = "WA/UA" if task == "classification" else "Acc-2/F1"
@@ -356,7 +356,7 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
         md.append(f"| {variant}{label} | " + " | ".join(cells_md) + " |")
         for metric in (main, second):
             writer.writerow([variant + label, metric, *per_metric[metric]])
-    per_mod = [f"{'accuracy' if task == 'classification' else 'acc2'}_{m}" for m in MODALITIES]
+    per_mod = [f"{'accuracy' if task == 'classification' else 'acc2'}_{m}" for m in modalities]
     md += [
         "",
         f"Per-modality head accuracy of {variants[0] if variants else 'ComP'}{label}, percent:",
@@ -385,10 +385,10 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
             "| modality | alone | inside ComP |",
             "|---|---|---|",
         ]
-        for modality in MODALITIES:
+        for modality in modalities:
             solo = [r.get(main) for r in alone if r["observed_modalities"] == _LETTER[modality]]
             inside = [
-                r.get(per_mod[MODALITIES.index(modality)])
+                r.get(per_mod[modalities.index(modality)])
                 for r in grid
                 if r["variant"] == first_variant and r["missing_rate"] == ref_rate
             ]
@@ -404,7 +404,7 @@ def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -
         print("plots skipped: matplotlib is not installed (pip install comp-emotion[train])", flush=True)
         return []
 
-    MODALITIES = _modalities()
+    modalities = _modalities()
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -420,7 +420,7 @@ def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -
         folds = len({r["fold"] for r in grid})
         runs = f"{seeds} seed{'s' if seeds > 1 else ''}" + (f" x {folds} folds" if folds > 1 else "")
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        heads = [(main, "fused prediction")] + [(f"{main}_{m}", f"{m} head") for m in MODALITIES]
+        heads = [(main, "fused prediction")] + [(f"{main}_{m}", f"{m} head") for m in modalities]
         for metric, name in heads:
             stats = [
                 _mean_std([r.get(metric) for r in grid if r["variant"] == first and r["missing_rate"] == x])
@@ -445,15 +445,15 @@ def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -
     if alone and grid:
         ref = min(r["missing_rate"] for r in grid)
         fig, ax = plt.subplots(figsize=(6, 4))
-        xs = np.arange(len(MODALITIES))
-        solo = [_mean_std([r.get(main) for r in alone if r["observed_modalities"] == _LETTER[m]]) for m in MODALITIES]
+        xs = np.arange(len(modalities))
+        solo = [_mean_std([r.get(main) for r in alone if r["observed_modalities"] == _LETTER[m]]) for m in modalities]
         inside = [
             _mean_std([r.get(f"{main}_{m}") for r in grid if r["variant"] == first and r["missing_rate"] == ref])
-            for m in MODALITIES
+            for m in modalities
         ]
         ax.bar(xs - 0.2, [100 * s[0] for s in solo], 0.4, yerr=[100 * s[1] for s in solo], label="trained alone")
         ax.bar(xs + 0.2, [100 * s[0] for s in inside], 0.4, yerr=[100 * s[1] for s in inside], label="inside ComP")
-        ax.set_xticks(xs, MODALITIES)
+        ax.set_xticks(xs, modalities)
         ax.set_ylabel(f"test {main} (%)")
         ax.set_title(f"Modality balance{label} (MR {ref:.1f})")
         ax.legend()
