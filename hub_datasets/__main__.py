@@ -17,6 +17,11 @@ import argparse
 import json
 import sys
 
+from .featurize import add_featurize_arguments, run_featurize
+from .loading import dataset_provenance, load_dataset
+from .publish import publish_to_hub, write_parquet_repo
+from .synthetic import write_synthetic_corpus
+
 
 __all__ = ["main"]
 
@@ -42,8 +47,6 @@ def _add_load_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from .loading import load_dataset
-
     return load_dataset(
         args.path,
         args.config,
@@ -99,19 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--allow-iemocap", action="store_true", help="explicit opt-in for IEMOCAP-derived data")
 
     # --- featurize (text featurization; options and logic live in hub_datasets/featurize.py) ---
-    from .featurize import add_featurize_arguments
-
     add_featurize_arguments(sub.add_parser("featurize", help="transcripts -> utterance text features", **defaults))
     # --- end featurize ---
 
     args = parser.parse_args(argv)
     if args.command == "featurize":
-        from .featurize import run_featurize
-
         return run_featurize(args)
     if args.command == "write-synthetic":
-        from .synthetic import write_synthetic_corpus
-
         path = write_synthetic_corpus(
             args.output_dir,
             args.config,
@@ -129,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote a synthetic {args.config} corpus ({args.format} format) to {path}")
         return 0
     if args.command == "info":
-        from .loading import dataset_provenance
-
         dsd = _load(args)
         for name, split in dsd.items():
             prov = dataset_provenance(split)
@@ -140,8 +135,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(json.dumps(dataset_provenance(next(iter(dsd.values()))), indent=2, sort_keys=True))
         return 0
-    from .publish import publish_to_hub, write_parquet_repo
-
     dsd = _load(args)
     if args.push:
         if not args.repo_id:

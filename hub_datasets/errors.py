@@ -3,6 +3,8 @@ field or value at fault and what was expected."""
 
 from __future__ import annotations
 
+import reprlib
+
 
 __all__ = [
     "ChecksumMismatchError",
@@ -35,8 +37,6 @@ def short_repr(value, limit: int = 80) -> str:
     Values read from a corpus file may be huge (a list of a million references to one long string) or nested
     deeply; error messages quote them through this so the message stays one short line.
     """
-    import reprlib
-
     shortener = reprlib.Repr()
     shortener.maxlevel, shortener.maxlist, shortener.maxtuple, shortener.maxdict = 2, 4, 4, 4
     shortener.maxset = shortener.maxfrozenset = shortener.maxdeque = shortener.maxarray = 4

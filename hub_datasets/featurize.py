@@ -21,20 +21,32 @@ Command line: ``python -m hub_datasets featurize --help``.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import os
 import re
+import shutil
+import socket
+import sys
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import getproxies, proxy_bypass
 
+import datasets
 import numpy as np
+from huggingface_hub import constants, try_to_load_from_cache
+from tqdm.auto import tqdm
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, make_temp_dir
 from .constants import is_hub_id
 from .errors import DatasetFormatError, short_repr
+from .loading import load_dataset
+from .safe_pickle import TextBudget, safe_load_pickle
 
 
 __all__ = [
@@ -311,8 +323,6 @@ class TextExtractor:
         batches = [order[k : k + int(batch_size)] for k in range(0, len(order), int(batch_size))]
         iterator: Iterable[list[int]] = batches
         if progress:
-            from tqdm.auto import tqdm
-
             iterator = tqdm(batches, desc=f"featurizing with {spec.model_id}", unit="batch")
         device = self.device if self.device is not None else next(self.model.parameters()).device
         with torch.inference_mode():
@@ -394,13 +404,6 @@ def hub_unreachable(timeout: float = HUB_PROBE_SECONDS) -> str | None:
     """``None`` when a TCP connection to the Hub endpoint (``HF_ENDPOINT``, or the HTTP(S) proxy configured for
     it) opens within ``timeout`` seconds, otherwise why not. Name resolution is included in the time limit (it
     runs in a helper thread)."""
-    import socket
-    import threading
-    from urllib.parse import urlparse
-    from urllib.request import getproxies, proxy_bypass
-
-    from huggingface_hub import constants
-
     url = urlparse(constants.ENDPOINT)
     host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
     if not host:
@@ -450,8 +453,6 @@ def _model_location(model_id: str) -> str:
 
 def _in_hub_cache(spec: TextExtractorSpec) -> bool:
     """Whether the Hub id's ``config.json`` is in the local Hugging Face cache (looked up without network)."""
-    from huggingface_hub import try_to_load_from_cache
-
     try:
         found = try_to_load_from_cache(spec.model_id, "config.json", revision=spec.revision)
     except Exception:  # noqa: BLE001 -- a malformed id or revision: not cached
@@ -520,8 +521,6 @@ def read_transcripts_csv(
     Raises:
         DatasetFormatError: if the file or a column is missing, or the file is not UTF-8 CSV, naming them.
     """
-    import csv
-
     path = Path(path)
     if not path.is_file():
         raise DatasetFormatError(f"{path}: no such transcript CSV file")
@@ -593,8 +592,6 @@ def gcnet_transcripts(label_pickle: str | os.PathLike[str]) -> tuple[list[str], 
     Raises:
         DatasetFormatError: a malformed pickle, naming the field; ids that cannot name files or repeat.
     """
-    from .safe_pickle import TextBudget, safe_load_pickle
-
     label_pickle = Path(label_pickle)
     obj = safe_load_pickle(label_pickle)
     if not isinstance(obj, (list, tuple)) or len(obj) < 4:
@@ -636,10 +633,6 @@ def _check_feature_folder(folder: Path, overwrite: bool) -> None:
 
 def _write_feature_folder(folder: Path, ids: Sequence[str], features: np.ndarray) -> None:
     """Write ``<id>.npy`` files into a staging folder, then swap it in: all of them appear, or none."""
-    import shutil
-
-    from .atomic import make_temp_dir
-
     folder.parent.mkdir(parents=True, exist_ok=True)
     staged = make_temp_dir(folder.parent, f".{folder.name}.tmp-")
     old = None
@@ -721,8 +714,6 @@ def featurize_dataset(
     Returns:
         The dataset with ``feature_column`` replaced.
     """
-    import datasets
-
     if not isinstance(extractor, TextExtractor):
         extractor = TextExtractor.from_pretrained(extractor)
     if isinstance(dataset, datasets.DatasetDict):
@@ -799,10 +790,6 @@ def _check_output_free(output: Path, overwrite: bool) -> None:
 
 def _save_dataset(dataset: Any, output: Path) -> None:
     """``save_to_disk`` into a staging folder, then swap it in (all or nothing)."""
-    import shutil
-
-    from .atomic import make_temp_dir
-
     output.parent.mkdir(parents=True, exist_ok=True)
     staged = make_temp_dir(output.parent, f".{output.name}.tmp-")
     try:
@@ -820,8 +807,6 @@ def run_featurize(args: Any) -> int:
     The inputs, every id and the output are checked before the encoder is loaded; the output is written only once
     every feature is computed, all at once (a staging folder or a temporary file renamed into place).
     """
-    import sys
-
     output = Path(args.output)
     progress = not args.no_progress
     try:
@@ -841,8 +826,6 @@ def run_featurize(args: Any) -> int:
             folder = output / "features" / args.feature_name
             _check_feature_folder(folder, args.overwrite)
         elif args.dataset:
-            from .loading import load_dataset
-
             dsd = load_dataset(args.dataset, args.config, data_dir=args.data_dir)
             _check_output_free(output, args.overwrite)
         else:

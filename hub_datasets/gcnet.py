@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .constants import MODALITIES, VIDEO
 from .errors import DatasetFormatError, short_repr
@@ -423,8 +424,6 @@ class _FeatureReader:
 
 
 def _read_modality(reader: _FeatureReader, utterances: list[tuple[str, str, str]], progress: bool):
-    from tqdm.auto import tqdm
-
     n = len(utterances)
     present = np.zeros(n, dtype=np.int8)
     sources: list[str] = [""] * n

@@ -26,9 +26,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import datasets
 import pyarrow.compute as pc
 import yaml
 from datasets import Dataset, DatasetDict, concatenate_datasets
+from datasets.info import DatasetInfo, DatasetInfosDict
+from datasets.splits import SplitDict, SplitInfo
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import CommitOperationAdd, DatasetCard, DatasetCardData, HfApi
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
 from .atomic import atomic_write_json, atomic_write_text, make_temp_dir
 from .cache import quiet_progress
@@ -378,8 +384,6 @@ def write_parquet_repo(
 
 def _read_card_data(readme: Path) -> dict:
     """The YAML metadata of an existing card (empty when there is none)."""
-    from huggingface_hub import DatasetCard
-
     try:
         return DatasetCard(readme.read_text(encoding="utf-8")).data.to_dict()
     except FileNotFoundError:
@@ -391,11 +395,6 @@ def _local_card_data(readme: Path, config_name: str, splits: dict[str, Dataset],
 
     The other configs' entries of an existing card are kept; this config's entry is replaced.
     """
-    from datasets.info import DatasetInfo, DatasetInfosDict
-    from datasets.splits import SplitDict, SplitInfo
-    from datasets.utils.metadata import MetadataConfigs
-    from huggingface_hub import DatasetCardData
-
     old = DatasetCardData(**_read_card_data(readme))
     infos = DatasetInfosDict.from_dataset_card_data(old)
     configs = MetadataConfigs.from_dataset_card_data(old)
@@ -452,8 +451,6 @@ def publish_to_hub(
     Returns:
         The ``CommitInfo`` of the card commit.
     """
-    import datasets
-
     prov = _provenance(dataset)
     if _is_real_iemocap(prov) and not (allow_iemocap and private):
         raise IemocapUploadRefusedError(
@@ -463,17 +460,12 @@ def publish_to_hub(
     if not is_hub_id(repo_id):
         raise ValueError(f"repo_id must be a Hub id '<owner>/<name>', got {repo_id!r}")
     if api is None:
-        from huggingface_hub import HfApi
-
         api = HfApi(token=token)
     if api.endpoint.rstrip("/") != datasets.config.HF_ENDPOINT.rstrip("/"):
         raise ValueError(
             f"api.endpoint {api.endpoint!r} differs from the endpoint datasets uploads to "
             f"({datasets.config.HF_ENDPOINT!r}); set HF_ENDPOINT before importing datasets"
         )
-    from huggingface_hub import CommitOperationAdd, DatasetCard
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-
     config_name = config_name or prov["corpus_label"]
     if not _CONFIG_RE.match(config_name):
         raise ValueError(f"config_name must be letters, digits, '-' or '_', got {config_name!r}")

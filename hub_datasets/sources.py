@@ -19,6 +19,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from datasets import Array2D, ClassLabel, Dataset, DatasetDict, List, Value
 
 from . import masks as _masks
@@ -285,8 +286,6 @@ def prepare_synthetic(config: str, kwargs: dict) -> tuple[dict[str, Dataset], di
 
 
 def prepare_parquet(path: str, config: str | None, revision, token) -> tuple[dict[str, Dataset], dict, CorpusSpec]:
-    import datasets
-
     local = Path(path).expanduser()
     target = str(local) if local.is_dir() else path
     try:
@@ -367,8 +366,6 @@ _SESSION_ID = re.compile(r"^Ses0([1-5])")
 def _check_parquet_files(files: dict, config: str | None) -> None:
     """Read each local parquet file's footer: a file that is not parquet, holds no rows or has columns no
     comp-emotion split has is named before ``datasets`` reads it (its own errors name neither file nor column)."""
-    import pyarrow.parquet as pq
-
     known = set(base_features(None, dict.fromkeys(MODALITIES, 1))) | set(DERIVED_COLUMNS)
     for split_name, paths in files.items():
         for path in paths:

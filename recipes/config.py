@@ -381,7 +381,7 @@ class TrainConfig(DataConfig):
             raise _bad(self, "mixed_precision", " | ".join(_PRECISIONS) + " or null (the launcher's)")
 
     def _validate_selection(self) -> None:
-        from recipes.metrics import KNOWN_METRICS_HELP, is_known_metric
+        from recipes.metrics import KNOWN_METRICS_HELP, is_known_metric  # a training module: not at import time
 
         if self.selection not in _SELECTIONS:
             raise _bad(self, "selection", " or ".join(_SELECTIONS))
@@ -752,7 +752,7 @@ class RecipeArgumentParser:
         self.epilog = epilog
 
     def _build(self, defaults: dict[str, Any], config_note: str):
-        from transformers import HfArgumentParser
+        from transformers import HfArgumentParser  # ~1 s: the modules that only need this one's errors skip it
 
         class _Parser(HfArgumentParser):
             def error(self, message):  # argparse would print usage and exit

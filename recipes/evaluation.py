@@ -28,6 +28,8 @@ except ModuleNotFoundError as _err:  # run as a file from a checkout that is nei
     sys.exit("error: the comp-emotion package is not importable: run `pip install -e .` in the repository, or put "
              "its root on PYTHONPATH")  # fmt: skip
 
+# torch, transformers, the model and data packages and recipes.common are imported by the functions that use them:
+# `--help` answers without them (they take seconds to import).
 
 __all__ = ["EvalConfig", "parse_eval_args", "load_checkpoint", "checkpoint_processor", "evaluate_checkpoint", "main"]
 

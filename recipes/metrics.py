@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -363,8 +364,6 @@ def metric_module_path() -> Path:
     ``evaluate.load(str(metric_module_path()), "classification")`` (or ``"regression"``) loads it from any working
     directory; its ``compute`` calls :func:`compute_metrics`.
     """
-    from importlib.resources import files
-
     return Path(str(files("recipes").joinpath("comp_metric")))
 
 

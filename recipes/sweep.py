@@ -33,6 +33,8 @@ import dataclasses
 import io
 import json
 import os
+import shlex
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -41,10 +43,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 
 try:
     from recipes.config import DEFAULT_CONFIG, ConfigError, RecipeArgumentParser, RecipeError, TrainConfig
+    from recipes.sweep_pool import LocalPool, cell_label, plan_placement
+    from recipes.sweep_presets import dry_run, preset_groups
+    from recipes.sweep_ray import connect, run_ray
+    from recipes.sweep_worker import cell_is_finished, execute_cell
 except ModuleNotFoundError as _err:  # run as a file from a checkout that is neither installed nor on PYTHONPATH
     if _err.name != "recipes":
         raise
@@ -299,7 +306,7 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
     Returns:
         ``{"table.md", "table.csv", "balance.md" (if balance cells exist)}`` → file contents.
     """
-    from hub_datasets.constants import MODALITIES  # imported on use: --help stays fast
+    modalities = _modalities()
 
     main, second = ("accuracy", "unweighted_accuracy") if task == "classification" else ("acc2", "f1")
     main_label = "WA/UA" if task == "classification" else "Acc-2/F1"
@@ -313,7 +320,7 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
         else "model selected on validation; test metrics at the selected epoch"
     )
     if selection == "released":
-        from recipes.released_protocol import OPTIMISTIC_NOTE
+        from recipes.released_protocol import OPTIMISTIC_NOTE  # imports torch (seconds): kept off --help
 
         note = f"--protocol released ({OPTIMISTIC_NOTE}); CMU metrics on non-zero labels only"
     runs = max((sum(1 for r in grid if r["variant"] == v and r["missing_rate"] == x) for v in variants for x in rates),
@@ -349,7 +356,7 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
         md.append(f"| {variant}{label} | " + " | ".join(cells_md) + " |")
         for metric in (main, second):
             writer.writerow([variant + label, metric, *per_metric[metric]])
-    per_mod = [f"{'accuracy' if task == 'classification' else 'acc2'}_{m}" for m in MODALITIES]
+    per_mod = [f"{'accuracy' if task == 'classification' else 'acc2'}_{m}" for m in modalities]
     md += [
         "",
         f"Per-modality head accuracy of {variants[0] if variants else 'ComP'}{label}, percent:",
@@ -378,10 +385,10 @@ def summarise(rows: list[dict[str, Any]], task: str, synthetic: bool, selection:
             "| modality | alone | inside ComP |",
             "|---|---|---|",
         ]
-        for modality in MODALITIES:
+        for modality in modalities:
             solo = [r.get(main) for r in alone if r["observed_modalities"] == _LETTER[modality]]
             inside = [
-                r.get(per_mod[MODALITIES.index(modality)])
+                r.get(per_mod[modalities.index(modality)])
                 for r in grid
                 if r["variant"] == first_variant and r["missing_rate"] == ref_rate
             ]
@@ -397,7 +404,7 @@ def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -
         print("plots skipped: matplotlib is not installed (pip install comp-emotion[train])", flush=True)
         return []
 
-    from hub_datasets.constants import MODALITIES  # imported on use: --help stays fast
+    modalities = _modalities()
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -413,7 +420,7 @@ def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -
         folds = len({r["fold"] for r in grid})
         runs = f"{seeds} seed{'s' if seeds > 1 else ''}" + (f" x {folds} folds" if folds > 1 else "")
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        heads = [(main, "fused prediction")] + [(f"{main}_{m}", f"{m} head") for m in MODALITIES]
+        heads = [(main, "fused prediction")] + [(f"{main}_{m}", f"{m} head") for m in modalities]
         for metric, name in heads:
             stats = [
                 _mean_std([r.get(metric) for r in grid if r["variant"] == first and r["missing_rate"] == x])
@@ -438,15 +445,15 @@ def _plots(rows: list[dict[str, Any]], task: str, synthetic: bool, root: Path) -
     if alone and grid:
         ref = min(r["missing_rate"] for r in grid)
         fig, ax = plt.subplots(figsize=(6, 4))
-        xs = np.arange(len(MODALITIES))
-        solo = [_mean_std([r.get(main) for r in alone if r["observed_modalities"] == _LETTER[m]]) for m in MODALITIES]
+        xs = np.arange(len(modalities))
+        solo = [_mean_std([r.get(main) for r in alone if r["observed_modalities"] == _LETTER[m]]) for m in modalities]
         inside = [
             _mean_std([r.get(f"{main}_{m}") for r in grid if r["variant"] == first and r["missing_rate"] == ref])
-            for m in MODALITIES
+            for m in modalities
         ]
         ax.bar(xs - 0.2, [100 * s[0] for s in solo], 0.4, yerr=[100 * s[1] for s in solo], label="trained alone")
         ax.bar(xs + 0.2, [100 * s[0] for s in inside], 0.4, yerr=[100 * s[1] for s in inside], label="inside ComP")
-        ax.set_xticks(xs, MODALITIES)
+        ax.set_xticks(xs, modalities)
         ax.set_ylabel(f"test {main} (%)")
         ax.set_title(f"Modality balance{label} (MR {ref:.1f})")
         ax.legend()
@@ -507,8 +514,6 @@ class _Progress:
     """One bar over the cells (done / running / failed, ETA) and one line per cell that ends."""
 
     def __init__(self, total: int, done: int, show: bool, enabled: bool):
-        from tqdm.auto import tqdm
-
         self.total, self.done, self.running, self.failed = total, done, 0, 0
         self.show = show
         self.bar = tqdm(
@@ -564,8 +569,6 @@ def _check_placement(execution: Execution, distributed: bool) -> list[Any]:
             "--workers > 1 and --backend ray start their own processes: run comp-sweep without accelerate launch"
         )
     if execution.backend == "local" and execution.workers != 1:
-        from recipes.sweep_pool import plan_placement
-
         return plan_placement(execution.workers)
     return []
 
@@ -578,9 +581,6 @@ def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None
         ``{"rows": [...] (every group's finished cells, in plan order), "files": [...], "failed": {label: error},
         "not_run": [labels]}``.
     """
-    from recipes.sweep_pool import LocalPool
-    from recipes.sweep_worker import cell_is_finished
-
     execution = execution or Execution()
     if execution.sequential:  # under `accelerate launch` every process runs every cell (one DDP run per cell)
         from recipes.trainer import process_state  # the launch's process state, read as the trainer reads it
@@ -598,8 +598,6 @@ def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None
             finals[index] = final
     todo = [i for i in range(len(cells)) if i not in finals]
     if execution.backend == "ray" and todo:  # join (or start) Ray before anything else: a bad address is one line
-        from recipes.sweep_ray import connect
-
         connect(execution.address)
     pool = None
     if placements and todo:
@@ -616,9 +614,7 @@ def run_groups(groups: list[SweepGroup], root: Path, execution: Execution | None
 
 
 def _run_cells(groups, root, execution, placements, cells, finals, todo, pool, is_main) -> dict[str, Any]:
-    from recipes.common import check_output_dir
-    from recipes.sweep_pool import cell_label
-    from recipes.sweep_worker import execute_cell
+    from recipes.common import check_output_dir  # imports torch (seconds): kept off --help
 
     root = check_output_dir(root)
     errors: dict[int, str] = {}
@@ -674,8 +670,6 @@ def _run_cells(groups, root, execution, placements, cells, finals, todo, pool, i
                 progress.line(f"[sweep] {placement.describe()}")
             pool.run(cells, todo, on_event=on_event, max_retries=execution.max_retries, stop_after_failures=stop)
         else:
-            from recipes.sweep_ray import run_ray
-
             resources = run_ray(
                 cells, todo, on_event=on_event, address=execution.address, cpus_per_cell=execution.cpus_per_cell,
                 gpus_per_cell=execution.gpus_per_cell, max_retries=execution.max_retries, label_of=cell_label,
@@ -735,9 +729,7 @@ def _timing_entry(cell: dict[str, Any], outcome: dict[str, Any]) -> dict[str, An
 def _write_timing(root: Path, execution: Execution, placements, timing: list[dict[str, Any]], wall: float) -> None:
     """``sweep_timing.json``: what this sweep measured (wall time, cells/hour, each cell's seconds and epochs);
     ``--dry_run --calibration <it>`` turns it into an ETA."""
-    import socket
-
-    from recipes.common import write_json_atomic
+    from recipes.common import write_json_atomic  # imports torch (seconds): kept off --help
 
     write_json_atomic(
         root / "sweep_timing.json",
@@ -765,7 +757,7 @@ def _group_rows(group: SweepGroup, cells: list[dict[str, Any]], finals: dict[int
 
 def _write_group_outputs(group: SweepGroup, rows: list[dict[str, Any]], task: str, print_table: bool) -> list[Path]:
     """results.csv, table.md / table.csv, plots and sweep.json of one group."""
-    from recipes.common import write_json_atomic, write_text_atomic
+    from recipes.common import write_json_atomic, write_text_atomic  # imports torch (seconds): kept off --help
 
     root, base = group.root, group.base
     _write_results(root, rows)
@@ -803,8 +795,6 @@ def _write_group_outputs(group: SweepGroup, rows: list[dict[str, Any]], task: st
 
 
 def _print_summary(cells, finals, errors, not_run, files, execution: Execution, one_group: bool, root: Path) -> None:
-    from recipes.sweep_pool import cell_label
-
     print(f"sweep: {len(finals)} of {len(cells)} cells finished, {len(errors)} failed, {len(not_run)} not run",
           flush=True)  # fmt: skip
     tables = [p for p in files if p.suffix in (".md", ".csv")]
@@ -849,7 +839,7 @@ def _write_results(root: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in keys})
-    from recipes.common import write_text_atomic
+    from recipes.common import write_text_atomic  # imports torch (seconds): kept off --help
 
     root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(root / "results.csv", buffer.getvalue())
@@ -874,8 +864,6 @@ def _grid(sweep: SweepArguments, base: TrainConfig) -> tuple[list[float], list[i
 
 
 def _resume_hint(argv: list[str] | None) -> str:
-    import shlex
-
     args = sys.argv[1:] if argv is None else argv
     return "comp-sweep " + " ".join(shlex.quote(a) for a in args if a != "--dry_run")
 
@@ -893,8 +881,6 @@ def main(argv: list[str] | None = None) -> int:
             resume_hint=_resume_hint(argv),
         )  # fmt: skip
         if sweep.preset is not None:
-            from recipes.sweep_presets import preset_groups
-
             groups = preset_groups(sweep, argv, root, _PARSER, _grid)
         else:
             rates, seeds, folds = _grid(sweep, base)
@@ -909,8 +895,6 @@ def main(argv: list[str] | None = None) -> int:
                         group.base, data_dir=str(Path(group.base.data_dir).expanduser().resolve())
                     )
         if sweep.dry_run:
-            from recipes.sweep_presets import dry_run
-
             dry_run(groups, execution, calibration=sweep.calibration, list_cells=sweep.list_cells)
             return 0
         if base.torch_threads is not None and execution.sequential:

@@ -11,8 +11,11 @@ checkpoint.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import queue
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,9 +46,6 @@ def _gpu_count() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    import shutil
-    import subprocess
-
     if shutil.which("nvidia-smi") is None:
         return 0
     try:
@@ -122,8 +122,6 @@ class LocalPool:
     process does next) and stopped by :meth:`close`."""
 
     def __init__(self, placements: list[Placement], log_dir: str | None = None):
-        import multiprocessing as mp
-
         self.ctx = mp.get_context("spawn")
         self.results = self.ctx.Queue()
         self.log_dir = log_dir

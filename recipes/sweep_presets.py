@@ -24,12 +24,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from recipes.config import CONFIG_DIR, ConfigError
+from recipes.config import CONFIG_DIR, ConfigError, _yaml_load
+from recipes.sweep_pool import cell_label
+from recipes.sweep_worker import cell_is_finished, execute_cell, usable_cores
 
 
 __all__ = ["PRESETS", "CORPUS_SIZES", "preset_groups", "dry_run", "load_preset"]
@@ -53,8 +56,6 @@ _SWITCHES = ("ablation", "balance", "deviations")
 
 def load_preset(name: str) -> tuple[Path, list[dict[str, Any]], bool]:
     """A preset's file, its groups (checked) and whether the ablation is dropped."""
-    from recipes.config import _yaml_load
-
     if name in PRESETS:
         path, no_ablation = PRESETS[name]
     else:
@@ -92,9 +93,7 @@ def _given(argv: list[str], option: str) -> bool:
 
 def preset_groups(sweep, argv: list[str] | None, root: Path, parser, grid) -> list[Any]:
     """The :class:`recipes.sweep.SweepGroup` of each preset group, configured from its YAML file and ``argv``."""
-    import sys
-
-    from recipes.sweep import SweepGroup
+    from recipes.sweep import SweepGroup  # recipes.sweep imports this module: a module-level import is a cycle
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if _given(argv, "config"):
@@ -191,8 +190,6 @@ def _calibration_config(cfg, folder: Path):
 def _measure(cfg) -> float | None:
     """Seconds per utterance and epoch of ``cfg``'s cells, measured now with a calibration run (None when it
     cannot be)."""
-    from recipes.sweep_worker import execute_cell
-
     with tempfile.TemporaryDirectory(prefix="comp-sweep-calibration-") as folder:
         run = Path(folder) / "run"
         calib = _calibration_config(cfg, run)
@@ -244,9 +241,7 @@ def dry_run(groups, execution, *, calibration: str | None = None, list_cells: bo
     Returns:
         ``{"cells": n, "finished": k, "eta_seconds": s, "source": "..."}``.
     """
-    from recipes.sweep import _check_placement
-    from recipes.sweep_pool import cell_label
-    from recipes.sweep_worker import cell_is_finished, usable_cores
+    from recipes.sweep import _check_placement  # import cycle, as in preset_groups
 
     placements = _check_placement(execution, distributed=False)
     cells = [cell for group in groups for cell in group.plan()]

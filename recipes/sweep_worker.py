@@ -13,6 +13,7 @@ Nothing heavy is imported at module level (the sweep's ``--help`` answers before
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import socket
@@ -22,6 +23,8 @@ import traceback
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+
+from recipes.config import RecipeError
 
 
 __all__ = [
@@ -117,8 +120,6 @@ def install_data_cache(maxsize: int = _CACHE_SIZE) -> None:
     """Keeps the last ``maxsize`` loaded corpora of this process (a worker running cells that share data loads
     them once). The loaded ``DatasetDict`` is never modified by a run (each epoch's masks are a new dataset), so
     sharing it between runs leaves every run's numbers unchanged. Idempotent."""
-    import importlib
-
     import recipes.common as common
 
     if getattr(common.load_corpus, "_sweep_cache", None) is not None:
@@ -219,7 +220,6 @@ def execute_cell(
         ``{"status": "done", "final": ..., "seconds": ..., "epochs_trained": ...}`` or
         ``{"status": "failed", "error": "<one line>", ...}``.
     """
-    from recipes.config import RecipeError
     from recipes.train import train_run
 
     run_dir = Path(run_dir)

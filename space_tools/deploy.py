@@ -33,9 +33,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import yaml
+from huggingface_hub import HfApi
+from packaging.requirements import Requirement
 
 from hub_datasets.constants import is_hub_id
 
@@ -105,10 +110,6 @@ def build_wheel(output_dir: Path) -> Path:
 
 def _wheel_requirements(wheel: Path) -> list[str]:
     """The distribution names the wheel requires (without extras)."""
-    import zipfile
-
-    from packaging.requirements import Requirement
-
     with zipfile.ZipFile(wheel) as zf:
         name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
         text = zf.read(name).decode("utf-8")
@@ -148,8 +149,7 @@ def requirements_lines(wheel: Path) -> list[str]:
 
 def _front_matter_readme(models: list[str]) -> str:
     """The Space README with its front matter brought up to date (sdk_version, app_file, python, models)."""
-    import gradio
-    import yaml
+    import gradio  # seconds to import, for its version only: not on --help or the other steps
 
     text = (SPACE_DIR / "README.md").read_text(encoding="utf-8")
     if not text.startswith("---\n"):
@@ -208,8 +208,6 @@ def upload_space(
     Returns:
         The ``CommitInfo`` of the upload.
     """
-    from huggingface_hub import HfApi
-
     api = HfApi(token=token, endpoint=endpoint)
     api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     return api.upload_folder(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import re
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from huggingface_hub import hf_hub_download
 
 from hub_datasets.constants import is_hub_id
 
@@ -183,15 +185,11 @@ def _says_synthetic(value: Any) -> bool:
 
 def _read_run_info(ref: str, local_dir: Path | None, revision: str | None = None) -> dict[str, Any] | None:
     """The checkpoint's ``comp_run.json`` if it has one (``None`` otherwise or when unreadable)."""
-    import json
-
     path: Path | None = None
     if local_dir is not None:
         path = local_dir / RUN_INFO_FILE
     else:
         try:
-            from huggingface_hub import hf_hub_download
-
             path = Path(hf_hub_download(ref, RUN_INFO_FILE, revision=revision))
         except Exception:  # noqa: BLE001 -- optional file: absent, offline, gated ... all mean "no run info"
             return None
@@ -219,7 +217,7 @@ def load_checkpoint(ref: str, *, name: str | None = None, local_files_only: bool
         InputError: if the checkpoint cannot be found or read, or is not a ComP model. Messages name the
             checkpoint by ``name``, never by a server-side path.
     """
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel  # the model stack loads on first use, with modeling_comp below
 
     ref = str(ref).strip()
     if not ref:

@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from hub_datasets.constants import MODALITIES  # the modality order of every [n, 3] mask
 
@@ -327,9 +330,6 @@ def _read_npz(path: Path, display: str, out: _Parsed, max_bytes: int) -> None:
 
 
 def _read_parquet(path: Path, display: str, out: _Parsed, max_bytes: int) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         pf = pq.ParquetFile(path)
         meta = pf.metadata
@@ -426,8 +426,6 @@ def _check_parquet_footer(pf: Any, display: str, out: _Parsed) -> None:
     """Bound what a parquet upload decodes to from its schema and footer alone: the layout (one row per utterance,
     or one row holding a whole conversation), the number of utterances against the checkpoint's
     ``max_utterances``, the number of feature values and the width of each feature column."""
-    import pyarrow as pa
-
     schema, meta = pf.schema_arrow, pf.metadata
     rows = int(meta.num_rows)
     features = {}
@@ -622,8 +620,6 @@ def load_examples(path: str | os.PathLike[str], *, synthetic: bool = True) -> di
     Raises:
         InputError: if the file is missing or not in the expected layout.
     """
-    import pyarrow.parquet as pq
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"example set {str(path)!r} not found; build it with python -m space_tools build_assets")
@@ -664,8 +660,6 @@ def grid_from_mask(conversation: Conversation, mask: np.ndarray | None = None) -
     Returns:
         A ``pandas.DataFrame`` with columns :data:`GRID_COLUMNS`; modality columns are booleans.
     """
-    import pandas as pd
-
     mask = conversation.initial_mask if mask is None else np.asarray(mask, dtype=bool)
     data = {
         "#": np.arange(1, conversation.num_utterances + 1),
@@ -710,8 +704,6 @@ def mask_from_grid(grid: Any, num_utterances: int) -> np.ndarray:
         InputError: if the grid has the wrong number of rows, lacks a modality column or holds a value that
             is not yes/no.
     """
-    import pandas as pd
-
     if grid is None:
         raise InputError("the present/missing grid is empty; load an example or upload files first")
     if isinstance(grid, Mapping):

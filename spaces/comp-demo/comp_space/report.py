@@ -6,6 +6,7 @@ import html
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from hub_datasets.masks import realised_missing_rate
 
@@ -72,8 +73,6 @@ def prediction_table(prediction: Prediction) -> Any:
     Returns:
         A ``pandas.DataFrame``, one row per utterance.
     """
-    import pandas as pd
-
     ckpt, conv = prediction.checkpoint, prediction.conversation
     masked, full = prediction.masked, prediction.full
     names = ckpt.label_names
@@ -120,8 +119,6 @@ def probability_table(prediction: Prediction) -> Any:
     Returns:
         A ``pandas.DataFrame`` with a ``<class> (masked)`` and a ``<class> (all)`` column per class.
     """
-    import pandas as pd
-
     ckpt, conv = prediction.checkpoint, prediction.conversation
     rows: dict[str, list[Any]] = {"#": list(range(1, conv.num_utterances + 1))}
     if ckpt.is_regression:
@@ -188,8 +185,6 @@ def coordinator_frame(prediction: Prediction, run: str) -> Any:
     Raises:
         ValueError: if ``run`` is neither ``"masked"`` nor ``"all"``.
     """
-    import pandas as pd
-
     if run not in ("masked", "all"):
         raise ValueError(f"run must be 'masked' or 'all', got {run!r}")
     result = prediction.masked if run == "masked" else prediction.full
@@ -243,8 +238,6 @@ def typed_table(prediction: Prediction, added: bool) -> Any:
     Returns:
         A ``pandas.DataFrame``, one row per utterance (transcripts and speakers already HTML-escaped).
     """
-    import pandas as pd
-
     ckpt, conv = prediction.checkpoint, prediction.conversation
     masked, full = prediction.masked, prediction.full
     names = ckpt.label_names

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from hub_datasets.constants import is_hub_id
+from hub_datasets.featurize import TextExtractor, TextExtractorSpec
 
 from .inputs import MODALITIES, Conversation, InputError, display_text
 
@@ -241,8 +242,6 @@ class ExtractorStore:
         Raises:
             InputError: one line saying the encoder cannot be loaded here (offline, unknown id, bad record).
         """
-        from hub_datasets.featurize import TextExtractor, TextExtractorSpec
-
         key = self._key(record)
         with self._lock:
             if key in self._loaded:
