@@ -34,6 +34,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
 import hub_datasets
 from modeling_comp import ComPConfig, ComPForEmotionRecognition, ComPProcessor, save_with_processor_and_pipeline
@@ -712,6 +713,18 @@ def _metrics_file(data: _RunData, state: _RunState, summary: dict[str, Any] | No
     return record
 
 
+@contextlib.contextmanager
+def _no_transformers_progress_bar():
+    """transformers' progress bars off for the block (restored after, whatever they were)."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _save_selected_model(cfg, data: _RunData, trainer: _Trainer, summary, run_dir: Path, state: _RunState) -> None:
     """Writes ``model/`` (weights, code, processor, pipeline, card, comp_run.json) through a staging folder, then
     ``metrics.json``."""
@@ -719,8 +732,10 @@ def _save_selected_model(cfg, data: _RunData, trainer: _Trainer, summary, run_di
     with _writing(staging):
         if staging.exists():
             shutil.rmtree(staging)
-        # weights, model code, the processor (preprocessor_config.json) and the pipeline declaration
-        save_with_processor_and_pipeline(trainer.unwrapped, None, staging)
+        # weights, model code, the processor (preprocessor_config.json) and the pipeline declaration; transformers'
+        # "Writing model shards" bar only where the run shows progress
+        with contextlib.nullcontext() if cfg.progress else _no_transformers_progress_bar():
+            save_with_processor_and_pipeline(trainer.unwrapped, None, staging)
         run_record = {
             "config": cfg.to_dict(),
             "provenance": data.provenance,

@@ -613,3 +613,16 @@ def test_a_tampered_run_config_stops_a_resume_in_one_line(content, needle, tiny_
     assert train_mod.main(TINY + ["--output_dir", str(out), "--resume_from_checkpoint", "latest"]) == 2
     assert needle in last_error_line(capsys.readouterr().err)
     assert (out / "config.yaml").read_bytes() == content and (out / "checkpoints").is_dir()  # nothing lost
+
+
+def test_no_progress_shows_no_progress_bar_at_all(tmp_path, capsys):
+    """``--no_progress`` silences transformers' "Writing model shards" bar too; a run with progress still shows it."""
+    from transformers.utils import logging as hf_logging
+
+    quiet = TINY + ["--output_dir", str(tmp_path / "quiet"), "--progress", "false"]
+    assert train_mod.main(quiet) == 0
+    assert "Writing model shards" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # restored for the rest of the process
+    shown = TINY + ["--output_dir", str(tmp_path / "shown"), "--progress", "true"]
+    assert train_mod.main(shown) == 0
+    assert "Writing model shards" in capsys.readouterr().err
