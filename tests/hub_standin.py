@@ -52,6 +52,7 @@ import contextlib
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -153,6 +154,21 @@ class HubStandIn:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+    def client_env(self, home: Path) -> dict[str, str]:
+        """The environment of a client process of this stand-in that must not find this repository's packages
+        (no ``PYTHONPATH``): the endpoint, no Xet, online, a token, and its own Hub and remote-code caches
+        under ``home``."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(
+            HF_ENDPOINT=self.endpoint,
+            HF_HUB_DISABLE_XET="1",
+            HF_HUB_OFFLINE="0",
+            HF_HOME=str(Path(home) / "hf"),
+            HF_MODULES_CACHE=str(Path(home) / "modules"),
+            HF_TOKEN="hf_standin",
+        )
+        return env
 
     # ------------------------------------------------------------------ inspection helpers
     def list_files(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> list[str]:

@@ -562,15 +562,7 @@ def test_a_loaded_checkpoint_saved_again_keeps_its_pipeline(tmp_path):
     for name in ("pipeline_comp.py", "processing_comp.py", "preprocessor_config.json", "batched_layers.py"):
         assert (copy / name).is_file(), name
     with hub_standin() as hub:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.update(
-            HF_ENDPOINT=hub.endpoint,
-            HF_HUB_DISABLE_XET="1",
-            HF_HUB_OFFLINE="0",
-            HF_HOME=str(tmp_path / "hf"),
-            HF_MODULES_CACHE=str(tmp_path / "modules"),
-            HF_TOKEN="hf_standin",
-        )
+        env = hub.client_env(tmp_path)
         result = subprocess.run(
             [sys.executable, "-c", BLOCK_PACKAGES + textwrap.dedent(RESAVE), str(run), str(copy), str(remote_copy)],
             cwd=tmp_path,

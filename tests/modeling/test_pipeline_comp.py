@@ -206,15 +206,7 @@ def test_pipeline_with_remote_code_from_folder_and_hub_without_the_package(check
     reference = expected(model, conv)
     payload = {**conv, "audio": [None if v is None else v.tolist() for v in conv["audio"]]}
     with hub_standin() as hub:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.update(
-            HF_ENDPOINT=hub.endpoint,
-            HF_HUB_DISABLE_XET="1",
-            HF_HUB_OFFLINE="0",
-            HF_HOME=str(tmp_path / "hf"),
-            HF_MODULES_CACHE=str(tmp_path / "modules"),
-            HF_TOKEN="hf_standin",
-        )
+        env = hub.client_env(tmp_path)
         proc = subprocess.run(
             [sys.executable, "-c", BLOCK_PACKAGES + textwrap.dedent(REMOTE), str(folder), json.dumps(payload)],
             cwd=tmp_path,
