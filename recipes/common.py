@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -239,8 +240,24 @@ def synthetic_label(cfg: DataConfig) -> str:
     return " (synthetic)" if cfg.is_synthetic else ""
 
 
+#: Corpora this process keeps loaded (``keep_loaded_corpora``): ``(maxsize, key function, {key: DatasetDict})``,
+#: the most recently used last; ``None`` for a single run, which loads its corpus once anyway.
+_LOADED_CORPORA: tuple[int, Any, OrderedDict[str, Any]] | None = None
+
+
+def keep_loaded_corpora(maxsize: int, key) -> None:
+    """Makes :func:`load_corpus` keep the last ``maxsize`` corpora it loaded in this process, under ``key(cfg, fold)``
+    (runs with equal keys load identical data), so that a process running run after run (a sweep worker) loads
+    shared data once. A run never modifies its loaded ``DatasetDict`` (each epoch's masks are a new dataset), so
+    sharing it leaves every run's numbers unchanged. Idempotent: a cache already kept is left as it is."""
+    global _LOADED_CORPORA
+    if _LOADED_CORPORA is None:
+        _LOADED_CORPORA = (maxsize, key, OrderedDict())
+
+
 def load_corpus(cfg: DataConfig, fold: int | None = None):
-    """Loads the run's corpus as a ``DatasetDict`` with ``train``/``validation``/``test`` splits.
+    """Loads the run's corpus as a ``DatasetDict`` with ``train``/``validation``/``test`` splits (or returns the one
+    kept by :func:`keep_loaded_corpora`).
 
     Args:
         cfg: the run configuration (corpus, data_dir, protocol, rate, seed, extra kwargs).
@@ -252,6 +269,20 @@ def load_corpus(cfg: DataConfig, fold: int | None = None):
     Raises:
         RecipeError: with the data library's one-line message when the corpus cannot be loaded.
     """
+    if _LOADED_CORPORA is None:
+        return _load_corpus(cfg, fold)
+    maxsize, key_of, kept = _LOADED_CORPORA
+    key = key_of(cfg, fold)
+    if key in kept:
+        kept.move_to_end(key)
+        return kept[key]
+    dsd = kept[key] = _load_corpus(cfg, fold)
+    while len(kept) > maxsize:
+        kept.popitem(last=False)
+    return dsd
+
+
+def _load_corpus(cfg: DataConfig, fold: int | None):
     kwargs: dict[str, Any] = dict(cfg.dataset_kwargs)
     kwargs["seed"] = cfg.resolved_mask_seed
     if cfg.missing_protocol == "subset":

@@ -13,14 +13,12 @@ Nothing heavy is imported at module level (the sweep's ``--help`` answers before
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import socket
 import sys
 import time
 import traceback
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -117,35 +115,11 @@ def data_key(cfg, fold) -> str:
 
 
 def install_data_cache(maxsize: int = _CACHE_SIZE) -> None:
-    """Keeps the last ``maxsize`` loaded corpora of this process (a worker running cells that share data loads
-    them once). The loaded ``DatasetDict`` is never modified by a run (each epoch's masks are a new dataset), so
-    sharing it between runs leaves every run's numbers unchanged. Idempotent."""
-    import recipes.common as common
+    """Keeps the last ``maxsize`` corpora this process loads, keyed by :func:`data_key` (a worker running cells that
+    share data loads them once; see :func:`recipes.common.keep_loaded_corpora`). Idempotent."""
+    from recipes.common import keep_loaded_corpora  # torch and the trainer's stack: imported in the worker only
 
-    if getattr(common.load_corpus, "_sweep_cache", None) is not None:
-        return
-    for name in ("recipes.train", "recipes.trainer", "recipes.released_protocol"):  # modules that may load data
-        with contextlib.suppress(ModuleNotFoundError):
-            importlib.import_module(name)
-    original = common.load_corpus
-    cache: OrderedDict[str, Any] = OrderedDict()
-
-    def load_corpus(cfg, fold=None):
-        key = data_key(cfg, fold)
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-        dsd = original(cfg, fold)
-        cache[key] = dsd
-        while len(cache) > maxsize:
-            cache.popitem(last=False)
-        return dsd
-
-    load_corpus._sweep_cache = cache  # type: ignore[attr-defined]
-    load_corpus.__doc__ = original.__doc__
-    for name, module in list(sys.modules.items()):  # recipes.common, and the modules that imported its function
-        if name.startswith("recipes.") and getattr(module, "load_corpus", None) is original:
-            module.load_corpus = load_corpus
+    keep_loaded_corpora(maxsize, data_key)
 
 
 def prepare_process(threads: int | None, cuda_device: str | None = None) -> None:

@@ -63,15 +63,15 @@ def test_corpus_cache_keeps_the_numbers(tmp_path, monkeypatch):
     from recipes.config import parse_train_args
     from recipes.sweep_worker import execute_cell, install_data_cache
 
-    monkeypatch.setattr(common, "load_corpus", common.load_corpus)  # restored after the test
+    monkeypatch.setattr(common, "_LOADED_CORPORA", None)  # no cache yet; the test's cache is dropped after it
     calls = []
-    original = common.load_corpus
+    original = common._load_corpus
 
     def counting(cfg, fold=None):
         calls.append(fold)
         return original(cfg, fold)
 
-    monkeypatch.setattr(common, "load_corpus", counting)
+    monkeypatch.setattr(common, "_load_corpus", counting)  # the loads the cache lets through
     install_data_cache()
     cfg = parse_train_args(TINY_SWEEP + ["--output_dir", str(tmp_path / "a")])
     first = execute_cell(cfg, tmp_path / "a", None, redirect=False)
